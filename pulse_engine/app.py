@@ -1,0 +1,293 @@
+"""The app factory and :class:`PulseEngine`, the object every plugin hook receives.
+
+``create_app(settings)`` builds a Quart app with the engine attached as
+``app.extensions["pulse"]``. The engine collects what plugins register (routes, tables,
+migrations, cache policies, consumers, health checks, metrics) when the app starts
+serving, since hook results may be awaitables, and then connects the database, cache,
+queue and event bus, runs ``startup`` hooks and starts consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import quart_cors
+from pydantic import BaseModel
+from quart import Blueprint, Quart
+from quart_schema import QuartSchema, tag_blueprint
+from sqlalchemy import MetaData
+
+from pulse_engine import __version__
+from pulse_engine.auth import Authenticator
+from pulse_engine.cache import Cache, CachePolicy, create_cache_backend
+from pulse_engine.capabilities import CHANGED_EVENT, Capabilities
+from pulse_engine.db import Database
+from pulse_engine.embedded import load_or_create_secret
+from pulse_engine.events import EventBus, create_event_bus
+from pulse_engine.health import HealthRegistry
+from pulse_engine.logs import configure_logging
+from pulse_engine.metrics import MetricDefinition, MetricRegistry
+from pulse_engine.middleware import install_request_pipeline
+from pulse_engine.migrations import alembic_config, upgrade
+from pulse_engine.plugins import PluginManager
+from pulse_engine.problems import install_problem_handlers
+from pulse_engine.queue import Consumer, QueueBackend, create_queue_backend
+from pulse_engine.ratelimit import RateLimiter, create_rate_limiter
+from pulse_engine.response_cache import ResponseCache
+from pulse_engine.settings import Settings
+from pulse_engine.tables import define_core_tables
+from pulse_engine.tokens import TokenService, token_config_from_settings
+from pulse_engine.utils import as_list
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+REVOKED_EVENT = "auth.token_revoked"
+API_KEY_REVOKED_EVENT = "auth.api_key_revoked"
+
+
+class PulseEngine:
+    """The host: settings, plugin manager, and the shared machinery plugins use."""
+
+    def __init__(self, settings: Settings, plugin_manager: PluginManager) -> None:
+        self.settings = settings
+        self.plugins = plugin_manager
+        self.metadata = MetaData()
+        self.core_tables = define_core_tables(self.metadata)
+        self.db = Database(settings)
+        self.cache = Cache(create_cache_backend(settings.redis_url, max_entries=settings.cache_max_entries))
+        self.queue: QueueBackend = create_queue_backend(settings.amqp_url)
+        self.events: EventBus = create_event_bus(settings.redis_url, settings.amqp_url)
+        self.rate_limiter: RateLimiter = create_rate_limiter(settings.redis_url)
+        self.tokens = TokenService(self._token_config())
+        self.authenticator = Authenticator(self)
+        self.capabilities = Capabilities(self)
+        self.metrics = MetricRegistry()
+        self.health = HealthRegistry(self)
+        self.response_cache = ResponseCache(self)
+        self.route_owners: dict[str, str] = {}
+        self.consumers: list[Consumer] = []
+        self.migration_folders: list[Path] = []
+        self.tenant_config_schemas: dict[str, type[BaseModel]] = {}
+        self.connectors: list[tuple[str, Any]] = []
+        self.validation_rules: list[tuple[str, Any]] = []
+        self._setup_done = False
+        self._started = False
+        self._system_listener: asyncio.Task[None] | None = None
+
+    def _token_config(self) -> Any:
+        settings = self.settings
+        secret = settings.jwt_secret_key
+        if secret is None and settings.jwt_algorithm.upper().startswith("HS"):
+            if not settings.embedded:
+                raise RuntimeError("JWT_SECRET_KEY must be set when an external database is used.")
+            secret = load_or_create_secret(settings.data_dir, "jwt_secret_key")
+        return token_config_from_settings(
+            algorithm=settings.jwt_algorithm,
+            secret=secret,
+            private_key_pem=settings.jwt_private_key,
+            public_key_pem=settings.jwt_public_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_minutes=settings.jwt_access_token_expire_minutes,
+            refresh_days=settings.jwt_refresh_token_expire_days,
+        )
+
+    # --- registration ------------------------------------------------------------------
+
+    async def setup(self, app: Quart) -> None:
+        """Collect everything plugins register; runs once, before serving."""
+        if self._setup_done:
+            return
+        self._setup_done = True
+        await self.plugins.call_each("register_tables", metadata=self.metadata)
+        for _name, folder in await self.plugins.call_each("register_migrations"):
+            self.migration_folders.append(Path(folder))
+        for name, result in await self.plugins.call_each("register_routes", engine=self):
+            for blueprint in as_list(result):
+                self._mount(app, name, blueprint)
+        for name, result in await self.plugins.call_each("register_cache_policies", engine=self):
+            for policy in as_list(result):
+                self._register_policy(name, policy)
+        for name, result in await self.plugins.call_each("register_queue_consumers", engine=self):
+            for consumer in as_list(result):
+                consumer.plugin = consumer.plugin or name
+                self.consumers.append(consumer)
+        for name, result in await self.plugins.call_each("register_health_checks", engine=self):
+            self.health.add(name, dict(result))
+        for name, result in await self.plugins.call_each("register_metrics", engine=self):
+            for definition in as_list(result):
+                self._register_metric(name, definition)
+        for name, result in await self.plugins.call_each("register_tenant_config_schema"):
+            self.tenant_config_schemas[name] = result
+        self.connectors = [
+            (name, connector)
+            for name, result in await self.plugins.call_each("register_connectors", engine=self)
+            for connector in as_list(result)
+        ]
+        self.validation_rules = [
+            (name, rule)
+            for name, result in await self.plugins.call_each("register_validation_rules", engine=self)
+            for rule in as_list(result)
+        ]
+        self.response_cache.build(app)
+
+    def _mount(self, app: Quart, plugin: str, blueprint: Blueprint) -> None:
+        if not isinstance(blueprint, Blueprint):
+            record = self.plugins.records.get(plugin)
+            if record is not None:
+                record.fail("register_routes", TypeError(f"not a Blueprint: {blueprint!r}"))
+            return
+        record = self.plugins.records[plugin]
+        tag_blueprint(blueprint, [plugin])
+        before = {id(rule) for rule in app.url_map.iter_rules()}
+        try:
+            app.register_blueprint(blueprint)
+        except Exception as error:  # e.g. a name clash with another plugin
+            log.error("plugin %s: blueprint %s rejected: %s", plugin, blueprint.name, error)
+            record.fail("register_routes", error)
+            return
+        for rule in [r for r in app.url_map.iter_rules() if id(r) not in before]:
+            self.route_owners[rule.endpoint] = plugin
+            methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+            record.routes.append({"path": rule.rule, "methods": methods, "endpoint": rule.endpoint})
+
+    def _register_policy(self, plugin: str, policy: Any) -> None:
+        if not isinstance(policy, CachePolicy):
+            self.plugins.records[plugin].fail("register_cache_policies", TypeError(repr(policy)))
+            return
+        self.response_cache.add_policy(policy)
+
+    def _register_metric(self, plugin: str, definition: Any) -> None:
+        if not isinstance(definition, MetricDefinition):
+            self.plugins.records[plugin].fail("register_metrics", TypeError(repr(definition)))
+            return
+        self.metrics.add(plugin, definition)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Apply every plugin's migrations (all Alembic heads) and the tenancy rules."""
+        await self.db.connect()
+        assert self.db.owner_engine is not None
+        config = alembic_config(self.migration_folders, self.metadata)
+        await upgrade(self.db.owner_engine, config, self.metadata, self.settings.database_app_role)
+
+    async def start(self, *, run_consumers: bool | None = None) -> None:
+        """Connect every backing service, run ``startup`` hooks and (optionally) consumers."""
+        if self._started:
+            return
+        self._started = True
+        await self.db.connect()
+        if self.settings.migrate_at_start:
+            await self.migrate()
+        await self.events.start()
+        await self.queue.connect()
+        await self.authenticator.load_revocations()
+        self._system_listener = asyncio.create_task(self._listen_system_events())
+        await self.plugins.call_each("startup", engine=self)
+        consumers_here = self.settings.consumers_in_server if run_consumers is None else run_consumers
+        if consumers_here:
+            await self.start_consumers()
+
+    async def start_consumers(self) -> None:
+        """Start every registered consumer, skipping tenants that disabled its plugin."""
+        for consumer in self.consumers:
+            await self.queue.start_consumer(consumer, should_skip=self._skipper(consumer))
+
+    def _skipper(self, consumer: Consumer) -> Any:
+        plugin = consumer.plugin
+
+        def should_skip(message: Any) -> bool:
+            if plugin is None or message.tenant_id is None:
+                return False
+            return self.capabilities.cached_enabled(message.tenant_id, plugin) is False
+
+        return should_skip
+
+    async def _listen_system_events(self) -> None:
+        async with self.events.subscribe(None) as subscription:
+            async for event in subscription:
+                if event.type == CHANGED_EVENT:
+                    self.capabilities.forget(event.data["tenant_id"])
+                elif event.type == REVOKED_EVENT:
+                    self.authenticator.note_revoked(event.data["jti"], event.data["expires_at"])
+                elif event.type == API_KEY_REVOKED_EVENT:
+                    self.authenticator.forget_api_key(event.data["prefix"])
+
+    async def stop(self) -> None:
+        """Drain consumers, run ``shutdown`` hooks, close every connection."""
+        if not self._started:
+            return
+        self._started = False
+        await self.queue.stop()
+        await self.plugins.call_each("shutdown", engine=self)
+        if self._system_listener is not None:
+            self._system_listener.cancel()
+            await asyncio.gather(self._system_listener, return_exceptions=True)
+        await self.events.stop()
+        await self.cache.backend.close()
+        await self.db.close()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    plugins: dict[str, object] | None = None,
+    load_entry_points: bool = True,
+) -> Quart:
+    """Build the Pulse Quart app.
+
+    :param settings: settings to use (default: read from the environment).
+    :param plugins: extra plugin objects to register by name (tests, embedding).
+    :param load_entry_points: discover installed plugins (``PULSE_PLUGINS`` restricts them).
+    """
+    settings = settings or Settings()
+    configure_logging(settings.log_level, json_format=settings.log_json)
+    manager = PluginManager()
+    manager.load_default_plugins()
+    if load_entry_points:
+        manager.load_entry_point_plugins(settings.plugins)
+    for name, plugin in (plugins or {}).items():
+        manager.register_object(plugin, name)
+
+    app = Quart("pulse", static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = "/static/swagger-ui/swagger-ui-bundle.js"
+    app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = "/static/swagger-ui/swagger-ui.css"
+    app.config["QUART_SCHEMA_REDOC_JS_URL"] = "/static/redoc/redoc.standalone.js"
+    QuartSchema(
+        app,
+        info={"title": "Pulse API", "version": __version__},
+        redoc_ui_path="/redoc",
+        scalar_ui_path=None,
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+        security=[{"bearer": []}],
+    )
+    if settings.cors_origins:
+        app = quart_cors.cors(
+            app,
+            allow_origin=settings.cors_origins,
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            expose_headers=["X-Cache", "X-Request-ID", "Retry-After"],
+        )
+    engine = PulseEngine(settings, manager)
+    app.extensions["pulse"] = engine
+    install_problem_handlers(app)
+    install_request_pipeline(app, engine)
+    app.asgi_app = engine.response_cache.fast_path(app.asgi_app)  # type: ignore[method-assign]
+
+    @app.before_serving
+    async def _start() -> None:
+        await engine.setup(app)
+        await engine.start()
+
+    @app.after_serving
+    async def _stop() -> None:
+        await engine.stop()
+
+    return app

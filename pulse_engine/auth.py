@@ -1,0 +1,215 @@
+"""Request authentication and authorisation: who is calling, and may they call this route.
+
+Every route under ``/api/v1`` and ``/app`` needs a valid token unless its view is marked
+:func:`public`. A view declares the role it needs with :func:`require_role` (default:
+``viewer``, the lowest tenant role). The engine checks, in this order: the token (a JWT
+access token or an API key), its revocation, the role, and whether the route's plugin is
+enabled for the caller's tenant (404 naming the plugin when it is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import select, update
+
+from pulse_engine.problems import Problem
+from pulse_engine.tokens import Principal, TokenError, role_satisfies
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC_ATTRIBUTE = "_pulse_public"
+ROLE_ATTRIBUTE = "_pulse_role"
+DEFAULT_ROLE = "viewer"
+API_KEY_PREFIX = "pulse_"
+PROTECTED_PREFIXES = ("/api/", "/app/")
+
+
+def public(view: F) -> F:
+    """Mark a view as needing no token (it must do its own verification, like webhooks)."""
+    setattr(view, PUBLIC_ATTRIBUTE, True)
+    return view
+
+
+def require_role(role: str) -> Callable[[F], F]:
+    """Declare the lowest role that may call a view (``viewer``, ``analyst``, ``admin``...)."""
+
+    def decorate(view: F) -> F:
+        setattr(view, ROLE_ATTRIBUTE, role)
+        return view
+
+    return decorate
+
+
+def view_is_public(view: Any) -> bool:
+    """True when a view was marked :func:`public`."""
+    return bool(getattr(view, PUBLIC_ATTRIBUTE, False))
+
+
+def view_role(view: Any) -> str:
+    """The role a view requires."""
+    return str(getattr(view, ROLE_ATTRIBUTE, DEFAULT_ROLE))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer ...`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def unauthorized(detail: str) -> Problem:
+    """A 401 problem with the ``WWW-Authenticate`` challenge."""
+    return Problem(
+        401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="pulse"'}
+    )
+
+
+# --- API keys --------------------------------------------------------------------------
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """Generate an API key; returns ``(full key shown once, lookup prefix, stored hash)``."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    full_key = f"{API_KEY_PREFIX}{prefix}_{secret}"
+    return full_key, prefix, hash_api_key(full_key)
+
+
+def hash_api_key(full_key: str) -> str:
+    """SHA-256 of a key: API keys carry 256 bits of randomness, so no slow hash is needed."""
+    return hashlib.sha256(full_key.encode()).hexdigest()
+
+
+class Authenticator:
+    """Turns a credential into a :class:`Principal`; caches verified API keys briefly."""
+
+    API_KEY_CACHE_SECONDS = 30.0
+
+    def __init__(self, engine: PulseEngine) -> None:
+        self.engine = engine
+        self.revoked_jtis: dict[str, float] = {}
+        self._api_keys: dict[str, tuple[Principal, float]] = {}
+
+    async def authenticate(self, credential: str) -> Principal:
+        """Verify a bearer credential; raises a 401 :class:`Problem` when it is not valid."""
+        if credential.startswith(API_KEY_PREFIX):
+            return await self._authenticate_api_key(credential)
+        try:
+            principal = self.engine.tokens.verify_access(credential)
+        except TokenError as error:
+            raise unauthorized(f"The access token is not valid ({error.reason}).") from None
+        if self.is_revoked(principal.jti):
+            raise unauthorized("The access token has been revoked.")
+        return principal
+
+    def authenticate_cached(self, credential: str) -> Principal | None:
+        """The fast path: a verified, unrevoked JWT principal, or None to take the full path."""
+        if credential.startswith(API_KEY_PREFIX):
+            cached = self._api_keys.get(credential)
+            if cached and cached[1] > time.monotonic():
+                return cached[0]
+            return None
+        try:
+            principal = self.engine.tokens.verify_access(credential)
+        except TokenError:
+            return None
+        if self.is_revoked(principal.jti):
+            return None
+        return principal
+
+    def is_revoked(self, jti: str) -> bool:
+        """True when an access token's id is on the revocation list."""
+        expires = self.revoked_jtis.get(jti)
+        return expires is not None and expires > time.time()
+
+    def note_revoked(self, jti: str, expires_at: float) -> None:
+        """Add a revoked access token to this process's list (kept until it would expire)."""
+        now = time.time()
+        self.revoked_jtis[jti] = expires_at
+        for stale in [key for key, expiry in self.revoked_jtis.items() if expiry <= now]:
+            del self.revoked_jtis[stale]
+
+    async def load_revocations(self) -> None:
+        """Load the unexpired revocations at start (later ones arrive as events)."""
+        table = self.engine.core_tables["revoked_access_tokens"]
+        async with self.engine.db.system_session() as session:
+            rows = (
+                await session.execute(
+                    select(table.c.jti, table.c.expires_at).where(
+                        table.c.expires_at > datetime.now(UTC)
+                    )
+                )
+            ).all()
+        for jti, expires_at in rows:
+            self.revoked_jtis[jti] = expires_at.timestamp()
+
+    def forget_api_key(self, prefix: str) -> None:
+        """Drop a revoked key from this process's short cache."""
+        for key in [key for key in self._api_keys if key.startswith(f"{API_KEY_PREFIX}{prefix}_")]:
+            del self._api_keys[key]
+
+    async def _authenticate_api_key(self, full_key: str) -> Principal:
+        cached = self._api_keys.get(full_key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        parts = full_key[len(API_KEY_PREFIX) :].split("_", 1)
+        if len(parts) != 2 or len(full_key) > 200:
+            raise unauthorized("The API key is not valid.")
+        table = self.engine.core_tables["api_keys"]
+        tenants = self.engine.core_tables["tenants"]
+        async with self.engine.db.system_session() as session:
+            row = (
+                await session.execute(
+                    select(table, tenants.c.active.label("tenant_active"))
+                    .join(tenants, tenants.c.id == table.c.tenant_id)
+                    .where(table.c.prefix == parts[0])
+                )
+            ).first()
+            now = datetime.now(UTC)
+            valid = (
+                row is not None
+                and hmac.compare_digest(row.key_hash, hash_api_key(full_key))
+                and row.revoked_at is None
+                and row.tenant_active
+                and (row.expires_at is None or row.expires_at > now)
+            )
+            if not valid or row is None:
+                raise unauthorized("The API key is not valid.")
+            await session.execute(
+                update(table).where(table.c.id == row.id).values(last_used_at=now)
+            )
+        principal = Principal(
+            user_id=f"api_key:{row.id}",
+            tenant_id=str(row.tenant_id),
+            role=row.role,
+            jti=f"api_key:{row.prefix}",
+            expires_at=(row.expires_at.timestamp() if row.expires_at else time.time() + 86400),
+            scopes=frozenset(row.scopes or ()),
+            kind="api_key",
+        )
+        self._api_keys[full_key] = (principal, time.monotonic() + self.API_KEY_CACHE_SECONDS)
+        return principal
+
+
+def check_role(principal: Principal, required: str) -> None:
+    """Raise 403 unless the principal's role reaches the required one."""
+    if not role_satisfies(principal.role, required):
+        raise Problem(
+            403,
+            "forbidden",
+            f"This operation needs the '{required}' role.",
+            required_role=required,
+        )

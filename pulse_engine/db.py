@@ -1,0 +1,195 @@
+"""The database: pooled SQLAlchemy async engines over asyncpg, and tenant-bound sessions.
+
+Two engines share one PostgreSQL database:
+
+* the **owner** engine (the configured or embedded superuser/owner) runs migrations and
+  the engine's own cross-tenant work (login, admin, audit): :meth:`Database.system_session`;
+* the **app** engine connects as a role without ``BYPASSRLS`` (``PULSE_DB_APP_ROLE``,
+  default ``pulse_app``); every plugin query goes through :meth:`Database.tenant_session`,
+  which binds the transaction to one tenant (``pulse.tenant_id``) so that PostgreSQL
+  row-level security returns and accepts only that tenant's rows, even for a query that
+  forgot its ``WHERE tenant_id = ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from pulse_engine.embedded import load_or_create_secret, start_embedded_postgres
+from pulse_engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TENANT_SETTING = "pulse.tenant_id"
+
+
+def to_async_url(libpq_url: str) -> URL:
+    """Turn a libpq URL (``postgresql://...``) into SQLAlchemy's asyncpg URL."""
+    url = make_url(libpq_url)
+    return url.set(drivername="postgresql+asyncpg")
+
+
+def to_libpq_url(url: URL) -> str:
+    """Render a SQLAlchemy URL as a libpq URI (what ``psql`` and ``pulse db url`` use)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Database:
+    """Both engines, the tenant-bound and system sessions, and connection facts for health."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.owner_url: URL | None = None
+        self.app_url: URL | None = None
+        self.owner_engine: AsyncEngine | None = None
+        self.app_engine: AsyncEngine | None = None
+        self._owner_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._app_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    async def connect(self) -> None:
+        """Resolve the database (starting the embedded one if needed), ensure the app role."""
+        if self.owner_engine is not None:
+            return
+        configured = self.settings.configured_database_url()
+        if configured is None:
+            server_url = start_embedded_postgres(self.settings.data_dir)
+            self.owner_url = await self._ensure_embedded_database(to_async_url(server_url))
+        else:
+            self.owner_url = to_async_url(configured)
+        self.owner_engine = self._create_engine(self.owner_url)
+        self._owner_sessions = async_sessionmaker(self.owner_engine, expire_on_commit=False)
+        password = self._app_password()
+        await self._ensure_app_role(password)
+        self.app_url = self.owner_url.set(
+            username=self.settings.database_app_role, password=password
+        )
+        self.app_engine = self._create_engine(self.app_url)
+        self._app_sessions = async_sessionmaker(self.app_engine, expire_on_commit=False)
+
+    def _create_engine(self, url: URL) -> AsyncEngine:
+        return create_async_engine(
+            url,
+            pool_size=self.settings.database_pool_size,
+            max_overflow=self.settings.database_max_overflow,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"application_name": "pulse"}},
+        )
+
+    async def _ensure_embedded_database(self, server_url: URL) -> URL:
+        """Create the ``pulse`` database inside the embedded server once."""
+        name = self.settings.postgres_database
+        bootstrap = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with bootstrap.connect() as connection:
+                exists = await connection.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+                if not exists:
+                    await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await bootstrap.dispose()
+        return server_url.set(database=name)
+
+    def _app_password(self) -> str:
+        if self.settings.database_app_password:
+            return self.settings.database_app_password
+        if self.settings.embedded:
+            return load_or_create_secret(self.settings.data_dir, "db_app_password")
+        secret = (self.settings.jwt_secret_key or "").encode()
+        if not secret:
+            raise RuntimeError(
+                "Set PULSE_DB_APP_PASSWORD (or JWT_SECRET_KEY, from which it is derived) "
+                "when using an external database."
+            )
+        return hmac.new(secret, b"pulse-db-app-role", hashlib.sha256).hexdigest()
+
+    async def _ensure_app_role(self, password: str) -> None:
+        """Create or update the login role that cannot bypass row-level security."""
+        role = self.settings.database_app_role
+        assert self.owner_engine is not None
+        async with self.owner_engine.connect() as connection:
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('pulse.app_role'))")
+            )
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+            )
+            quoted_password = password.replace("'", "''")
+            verb = "ALTER" if exists else "CREATE"
+            await connection.execute(
+                text(
+                    f'{verb} ROLE "{role}" WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE '
+                    f"NOCREATEDB PASSWORD '{quoted_password}'"
+                )
+            )
+            database = self.owner_url.database if self.owner_url else None
+            if database:
+                await connection.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
+            await connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+            await connection.commit()
+
+    @asynccontextmanager
+    async def tenant_session(self, tenant_id: str | uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A transaction on the app engine bound to one tenant; commits on success.
+
+        Row-level security makes every table with a ``tenant_id`` column show and accept
+        only this tenant's rows for the whole transaction.
+        """
+        if self._app_sessions is None:
+            raise RuntimeError("database is not connected")
+        tenant = str(uuid.UUID(str(tenant_id)))
+        async with self._app_sessions() as session, session.begin():
+            await session.execute(
+                text("SELECT set_config(:name, :tenant, true)"),
+                {"name": TENANT_SETTING, "tenant": tenant},
+            )
+            yield session
+
+    @asynccontextmanager
+    async def system_session(self) -> AsyncIterator[AsyncSession]:
+        """A transaction on the owner engine, across tenants: for the engine's own work only."""
+        if self._owner_sessions is None:
+            raise RuntimeError("database is not connected")
+        async with self._owner_sessions() as session, session.begin():
+            yield session
+
+    def libpq_url(self, *, app: bool = False) -> str:
+        """The libpq URI of the owner (default) or app connection."""
+        url = self.app_url if app else self.owner_url
+        if url is None:
+            raise RuntimeError("database is not connected")
+        return to_libpq_url(url)
+
+    def pool_status(self) -> dict[str, Any]:
+        """Pool counters of the app engine for the database health check."""
+        if self.app_engine is None:
+            return {}
+        pool: Any = self.app_engine.pool
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "overflow": pool.overflow(),
+        }
+
+    async def close(self) -> None:
+        """Dispose both pools."""
+        for engine in (self.app_engine, self.owner_engine):
+            if engine is not None:
+                await engine.dispose()
+        self.app_engine = self.owner_engine = None
+        self._app_sessions = self._owner_sessions = None
+
+
+def tenant_tables(metadata: MetaData) -> list[str]:
+    """Names of the tables on ``metadata`` that carry a ``tenant_id`` column."""
+    return sorted(name for name, table in metadata.tables.items() if "tenant_id" in table.c)

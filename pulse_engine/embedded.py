@@ -1,0 +1,69 @@
+"""The embedded default: PostgreSQL (with pgvector) from ``pgserver``, and generated secrets.
+
+With no database configured, Pulse starts its own PostgreSQL in ``PULSE_DATA_DIR/pg``,
+keeps it across runs (the data folder persists) and stops it when the last process that
+uses it exits. Secrets the embedded default needs (the JWT signing secret) are generated
+once and kept, readable by the owner only, in ``PULSE_DATA_DIR/secrets.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_servers: dict[Path, Any] = {}
+_lock = threading.Lock()
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``data_dir/pg``; return its superuser URL."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime_dir(data_dir)))
+    import pgserver
+
+    pgdata = (data_dir / "pg").resolve()
+    with _lock:
+        server = _servers.get(pgdata)
+        if server is None:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            log.info("starting embedded PostgreSQL in %s", pgdata)
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _servers[pgdata] = server
+    uri: str = server.get_uri()
+    return uri
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Release this process's handle on the embedded server (it stops with the last one)."""
+    pgdata = (data_dir / "pg").resolve()
+    with _lock:
+        server = _servers.pop(pgdata, None)
+    if server is not None:
+        server.cleanup()
+
+
+def _runtime_dir(data_dir: Path) -> Path:
+    path = data_dir / "run"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def load_or_create_secret(data_dir: Path, name: str) -> str:
+    """Return the named secret from ``secrets.json``, generating and saving it the first time."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secrets.json"
+    with _lock:
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(64)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(stored))
+            os.chmod(temporary, 0o600)
+            temporary.replace(path)
+        return stored[name]

@@ -1,0 +1,178 @@
+"""Every hook a Pulse plugin may implement, in one flat module.
+
+Hooks are called with keyword arguments; an implementation may accept any subset of a
+hook's arguments. A result may be a plain value, a callable returning one, or an
+awaitable: the engine resolves all three with :func:`pulse_engine.utils.await_me_maybe`.
+
+A hook implementation that raises is logged, the plugin is marked failed in ``/health``
+and ``GET /api/v1/plugins``, and the engine carries on without that plugin's
+contribution to the hook.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pluggy import HookimplMarker, HookspecMarker
+
+if TYPE_CHECKING:
+    import click
+    from sqlalchemy import MetaData
+
+    from pulse_engine.app import PulseEngine
+
+hookspec = HookspecMarker("pulse_engine")
+hookimpl = HookimplMarker("pulse_engine")
+
+# ``engine`` is offered to most hooks; like every hook argument, an implementation that
+# does not need it simply leaves it out of its signature.
+
+
+# --- registration: called once while the app is built ------------------------------------
+
+
+@hookspec
+def register_routes(engine: PulseEngine) -> Any:
+    """Return Quart ``Blueprint`` objects (a list, or one) to mount on the app.
+
+    Each blueprint keeps its own ``url_prefix``. The engine records which plugin owns
+    every route, so that a plugin disabled for a tenant answers 404 for that tenant, and
+    documents the routes in ``/openapi.json`` under a tag named after the plugin.
+    Declare the role a route needs with :func:`pulse_engine.auth.require_role`, or make
+    it public with :func:`pulse_engine.auth.public`; every other route needs a valid token.
+
+    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    :returns: a Blueprint or a list of Blueprints.
+    """
+
+
+@hookspec
+def register_tables(metadata: MetaData) -> None:
+    """Define the plugin's SQLAlchemy ``Table`` objects on ``metadata``.
+
+    Tables with a ``tenant_id`` column get PostgreSQL row-level security, enabled and
+    forced, after every migration; put ``tenant_id`` first in the primary key and in every
+    index. The schema itself is created by the plugin's migrations
+    (:func:`register_migrations`).
+
+    :param metadata: the engine's shared :class:`sqlalchemy.MetaData`.
+    :returns: nothing; the tables live on ``metadata``.
+    """
+
+
+@hookspec
+def register_migrations() -> Any:
+    """Return the folder (``str`` or ``pathlib.Path``) holding the plugin's Alembic revisions.
+
+    The first revision has ``down_revision = None`` and ``branch_labels = ("<plugin>",)``:
+    every plugin is its own Alembic branch, and ``pulse db upgrade`` applies all heads.
+
+    :returns: a path, or ``None`` when the plugin has no tables.
+    """
+
+
+@hookspec
+def register_cache_policies(engine: PulseEngine) -> Any:
+    """Return :class:`pulse_engine.cache.CachePolicy` objects for the plugin's GET routes.
+
+    A policy names an endpoint (``"blueprint.view"``), a TTL, the query parameters that make
+    up the key, and the invalidation tags. Cached responses are tenant-scoped and say
+    ``X-Cache: hit|miss``; :meth:`pulse_engine.cache.Cache.invalidate_tags` drops them.
+
+    :returns: a list of policies.
+    """
+
+
+@hookspec
+def register_queue_consumers(engine: PulseEngine) -> Any:
+    """Return :class:`pulse_engine.queue.Consumer` objects: queue name, async handler,
+    prefetch and retry limit.
+
+    Handlers receive a :class:`pulse_engine.queue.Message`; a message is acknowledged
+    only after the handler returns, retried up to the consumer's limit when it raises,
+    then moved to the dead-letter queue. Messages of a tenant for which the owning
+    plugin is disabled are acknowledged and skipped.
+
+    :returns: a list of consumers.
+    """
+
+
+@hookspec
+def register_health_checks(engine: PulseEngine) -> Any:
+    """Return a mapping of check name to an async callable taking no arguments.
+
+    Each callable returns a dict with at least ``"status"``: ``"healthy"``,
+    ``"degraded"`` or ``"unhealthy"``, plus details a human can act on. Never put
+    secrets in the details: health endpoints are public. A check that raises or takes
+    longer than the health timeout is reported as unhealthy.
+
+    :returns: ``{name: async callable}``.
+    """
+
+
+@hookspec
+def register_metrics(engine: PulseEngine) -> Any:
+    """Return :class:`pulse_engine.metrics.MetricDefinition` objects.
+
+    A definition gives the metric's name, unit, description, direction (whether higher
+    is better) and an async ``compute(session, window, interval, filters)``. Other plugins
+    (portfolio, anomaly detection) find metrics in ``engine.metrics``.
+
+    :returns: a list of metric definitions.
+    """
+
+
+@hookspec
+def register_connectors(engine: PulseEngine) -> Any:
+    """Return ETL connectors (used by the ``pulse-etl`` plugin).
+
+    :returns: a list of connector objects as documented by ``pulse_etl``.
+    """
+
+
+@hookspec
+def register_validation_rules(engine: PulseEngine) -> Any:
+    """Return SQL validation rules (used by the ``pulse-ai-validation`` plugin).
+
+    :returns: a list of rule objects as documented by ``pulse_ai_validation``.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``pulse`` command-line tool.
+
+    :param cli: the root :class:`click.Group`; call ``cli.command()`` or ``cli.add_command``.
+    """
+
+
+@hookspec
+def register_tenant_config_schema() -> Any:
+    """Return a pydantic model class validating this plugin's per-tenant configuration.
+
+    ``PUT /api/v1/admin/tenants/{id}/plugins/{name}`` validates ``config`` against it;
+    without one, a plugin accepts only an empty config.
+
+    :returns: a ``pydantic.BaseModel`` subclass, or ``None``.
+    """
+
+
+# --- lifecycle -------------------------------------------------------------------------
+
+
+@hookspec
+def startup(engine: PulseEngine) -> Any:
+    """Do work once when the server (or worker) starts, after the database is ready.
+
+    Runs once per process, in ``before_serving``; may be async.
+
+    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    """
+
+
+@hookspec
+def shutdown(engine: PulseEngine) -> Any:
+    """Release what :func:`startup` acquired; runs once per process when it stops.
+
+    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    """

@@ -1,0 +1,44 @@
+"""Structured JSON logs, one object per line, carrying the request id when there is one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as JSON with its extra attributes (``request_id``, ``tenant_id``...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record."""
+        document: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                document[key] = value
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+def configure_logging(level: str, *, json_format: bool = True) -> None:
+    """Send the root logger to stderr, as JSON unless told otherwise (idempotent)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for handler in root.handlers:
+        if getattr(handler, "_pulse", False):
+            return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._pulse = True  # type: ignore[attr-defined]
+    if json_format:
+        handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)

@@ -1,0 +1,134 @@
+"""RFC 9457 problem details: the only error format Pulse answers with.
+
+Raise :class:`Problem` anywhere in a request; the handlers installed by
+:func:`install_problem_handlers` turn it, any HTTP error, a request-validation error and
+any unhandled exception into ``application/problem+json``. An unhandled exception is
+logged with the request id and answered with a generic 500 that reveals no internals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from quart import Quart, Response, g
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://pulse.dev/problems/"
+
+
+class Problem(Exception):
+    """An error a client caused or may act on, rendered as problem+json.
+
+    :param status: the HTTP status code.
+    :param slug: a stable, machine-readable kind, made into the ``type`` URI.
+    :param detail: a human explanation of this occurrence.
+    :param extra: extension members (``errors``, ``plugin``...), merged into the body.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The problem document as a dict."""
+        document: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        document.update(self.extra)
+        return document
+
+
+def problem_response(problem: Problem) -> Response:
+    """Render a :class:`Problem` as a Quart response."""
+    body = problem.body()
+    request_id = getattr(g, "request_id", None) if g else None
+    if request_id:
+        body.setdefault("instance", f"urn:pulse:request:{request_id}")
+    response = Response(
+        json.dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE
+    )
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def problem_bytes(status: int, slug: str, detail: str, **extra: Any) -> bytes:
+    """Encode a problem body for code that answers below Quart (ASGI fast paths)."""
+    return json.dumps(Problem(status, slug, detail, **extra).body()).encode()
+
+
+def _slug_for_status(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def _validation_errors(error: RequestSchemaValidationError) -> list[dict[str, Any]]:
+    validation = error.validation_error
+    if hasattr(validation, "errors"):
+        return [
+            {
+                "field": ".".join(str(part) for part in item.get("loc", ())),
+                "message": item.get("msg", ""),
+                "type": item.get("type", ""),
+            }
+            for item in validation.errors()
+        ]
+    return [{"field": "", "message": str(validation), "type": "invalid"}]
+
+
+def install_problem_handlers(app: Quart) -> None:
+    """Make every error the app can produce answer as problem+json."""
+
+    @app.errorhandler(Problem)
+    async def _problem(error: Problem) -> Response:
+        return problem_response(error)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _invalid(error: RequestSchemaValidationError) -> Response:
+        return problem_response(
+            Problem(
+                422,
+                "validation-error",
+                "The request did not match the expected schema.",
+                errors=_validation_errors(error),
+            )
+        )
+
+    @app.errorhandler(HTTPException)
+    async def _http(error: HTTPException) -> Response:
+        status = error.code or 500
+        detail = error.description or HTTPStatus(status).description
+        headers = {}
+        if status == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return problem_response(Problem(status, _slug_for_status(status), detail, headers=headers))
+
+    @app.errorhandler(Exception)
+    async def _unhandled(error: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
+        return problem_response(
+            Problem(500, "internal-error", "An internal error occurred; it has been logged.")
+        )

@@ -1,0 +1,230 @@
+"""Testing kit for Pulse and its plugins, installed as a pytest plugin (``pulse_engine``).
+
+Fixtures:
+
+* ``pulse_database_url``: one PostgreSQL per test session: ``PULSE_TEST_DATABASE_URL``
+  when set, else an embedded server (pgserver, with pgvector) in a temporary folder.
+* ``pulse_settings``: :class:`~pulse_engine.settings.Settings` pointing at it, with a test
+  JWT secret and in-process cache, queue and events.
+* ``pulse_app``: a started app with every installed plugin; ``pulse_engine_``: its engine.
+* ``tenant``: a fresh tenant with an admin, an analyst and a viewer, and clients for each.
+
+Helpers: :func:`running_app` (an app with chosen plugins, e.g. one plugin object
+registered for one test), :func:`create_tenant`, :func:`create_user`, :class:`ApiClient`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+from sqlalchemy import insert
+
+from pulse_engine.app import PulseEngine, create_app
+from pulse_engine.passwords import hash_password
+from pulse_engine.settings import Settings
+
+TEST_JWT_SECRET = "pulse-test-secret-" + "x" * 48
+TEST_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def pulse_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser libpq URL of the session's PostgreSQL."""
+    configured = os.environ.get("PULSE_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test app: the given database, a fixed secret, everything in-process."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "jwt_secret_key": TEST_JWT_SECRET,
+        "redis_url": None,
+        "amqp_url": None,
+        "auto_migrate": True,
+        "log_json": True,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def pulse_settings(pulse_database_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test's app."""
+    return make_settings(pulse_database_url, tmp_path)
+
+
+@asynccontextmanager
+async def running_app(
+    settings: Settings,
+    *,
+    plugins: dict[str, object] | None = None,
+    load_entry_points: bool = True,
+) -> AsyncIterator[Quart]:
+    """Build an app and run its startup and shutdown around the block."""
+    app = create_app(settings, plugins=plugins, load_entry_points=load_entry_points)
+    async with app.test_app():
+        yield app
+
+
+@pytest.fixture
+async def pulse_app(pulse_settings: Settings) -> AsyncIterator[Quart]:
+    """A started app with every installed plugin."""
+    async with running_app(pulse_settings) as app:
+        yield app
+
+
+@pytest.fixture
+def pulse_engine_(pulse_app: Quart) -> PulseEngine:
+    """The engine of ``pulse_app``."""
+    engine: PulseEngine = pulse_app.extensions["pulse"]
+    return engine
+
+
+async def create_tenant(engine: PulseEngine, name: str | None = None) -> str:
+    """Insert a tenant; returns its id."""
+    tenant_id = str(uuid.uuid4())
+    table = engine.core_tables["tenants"]
+    async with engine.db.system_session() as session:
+        await session.execute(
+            insert(table).values(id=tenant_id, name=name or f"tenant-{tenant_id[:8]}")
+        )
+    return tenant_id
+
+
+@dataclass
+class TestUser:
+    """A user created for a test, with its password."""
+
+    id: str
+    tenant_id: str | None
+    email: str
+    password: str
+    role: str
+
+
+async def create_user(
+    engine: PulseEngine,
+    tenant_id: str | None,
+    role: str = "viewer",
+    *,
+    email: str | None = None,
+    password: str = TEST_PASSWORD,
+) -> TestUser:
+    """Insert an active user; returns it with its password."""
+    user_id = str(uuid.uuid4())
+    email = email or f"{role}-{user_id[:8]}@example.test"
+    table = engine.core_tables["users"]
+    async with engine.db.system_session() as session:
+        await session.execute(
+            insert(table).values(
+                id=user_id,
+                tenant_id=tenant_id,
+                email=email,
+                password_hash=hash_password(password),
+                role=role,
+            )
+        )
+    return TestUser(user_id, tenant_id, email, password, role)
+
+
+def token_for(engine: PulseEngine, user: TestUser) -> str:
+    """An access token for a user, minted directly (no login round trip)."""
+    token, _principal = engine.tokens.issue_access(
+        user_id=user.id, tenant_id=user.tenant_id, role=user.role
+    )
+    return token
+
+
+class ApiClient:
+    """A Quart test client that sends a bearer token with every request."""
+
+    __test__ = False
+
+    def __init__(self, app: Quart, token: str | None) -> None:
+        self.app = app
+        self.token = token
+        self.client = app.test_client()
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        merged = dict(headers or {})
+        if self.token is not None:
+            merged.setdefault("Authorization", f"Bearer {self.token}")
+        return merged
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request; ``json=``, ``query_string=``, ``headers=``, ``data=`` as in Quart."""
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
+        return await self.client.open(path, method=method, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        """GET a path."""
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> Any:
+        """POST to a path."""
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> Any:
+        """PUT to a path."""
+        return await self.request("PUT", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> Any:
+        """DELETE a path."""
+        return await self.request("DELETE", path, **kwargs)
+
+
+@dataclass
+class TenantFixture:
+    """A tenant with one user of each tenant role and a client for each."""
+
+    id: str
+    admin: TestUser
+    analyst: TestUser
+    viewer: TestUser
+    admin_client: ApiClient
+    analyst_client: ApiClient
+    viewer_client: ApiClient
+
+
+async def make_tenant(app: Quart, name: str | None = None) -> TenantFixture:
+    """Create a tenant with an admin, an analyst and a viewer, and their clients."""
+    engine: PulseEngine = app.extensions["pulse"]
+    tenant_id = await create_tenant(engine, name)
+    users = {role: await create_user(engine, tenant_id, role) for role in ("admin", "analyst",
+                                                                         "viewer")}
+    return TenantFixture(
+        id=tenant_id,
+        admin=users["admin"],
+        analyst=users["analyst"],
+        viewer=users["viewer"],
+        admin_client=ApiClient(app, token_for(engine, users["admin"])),
+        analyst_client=ApiClient(app, token_for(engine, users["analyst"])),
+        viewer_client=ApiClient(app, token_for(engine, users["viewer"])),
+    )
+
+
+@pytest.fixture
+async def tenant(pulse_app: Quart) -> TenantFixture:
+    """A fresh tenant in ``pulse_app``."""
+    return await make_tenant(pulse_app)

@@ -1,0 +1,13 @@
+from pulse_engine.testing import TenantFixture
+
+
+async def test_health_and_plugins(pulse_app, tenant: TenantFixture) -> None:
+    client = pulse_app.test_client()
+    response = await client.get("/health")
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    assert body["status"] == "healthy", body
+    response = await tenant.viewer_client.get("/api/v1/plugins")
+    assert response.status_code == 200
+    names = [p["name"] for p in (await response.get_json())["plugins"]]
+    assert "pulse.health_routes" in names
