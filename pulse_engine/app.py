@@ -230,6 +230,7 @@ class PulseEngine:
             await asyncio.gather(self._system_listener, return_exceptions=True)
         await self.events.stop()
         await self.cache.backend.close()
+        await self.rate_limiter.aclose()
         await self.db.close()
 
 

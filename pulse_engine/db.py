@@ -156,6 +156,28 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def process_once(
+        self, consumer: str, message_id: str, tenant_id: str | None
+    ) -> AsyncIterator[AsyncSession | None]:
+        """The idempotent-consumer transaction: yields None when the message was handled.
+
+        Records ``(consumer, message_id)`` in ``processed_messages`` in the same
+        transaction as the handler's work, so a message redelivered after a crash (work
+        committed, ack lost) is skipped, and one redelivered before the commit is done
+        once. Bound to the message's tenant when it has one.
+        """
+        sessions = self.tenant_session(tenant_id) if tenant_id else self.system_session()
+        async with sessions as session:
+            inserted = await session.scalar(
+                text(
+                    "INSERT INTO processed_messages (consumer, message_id) "
+                    "VALUES (:consumer, :message_id) ON CONFLICT DO NOTHING RETURNING 1"
+                ),
+                {"consumer": consumer, "message_id": message_id},
+            )
+            yield session if inserted else None
+
+    @asynccontextmanager
     async def system_session(self) -> AsyncIterator[AsyncSession]:
         """A transaction on the owner engine, across tenants: for the engine's own work only."""
         if self._owner_sessions is None:

@@ -271,7 +271,12 @@ class MemoryQueueBackend(QueueBackend):
             return
         dead = replace(message, headers={**message.headers, **_error_headers(error)})
         self._dead.setdefault(consumer.queue, []).append(dead)
-        logger.error("message %s dead-lettered on %s.dlq: %s", message.id, message.queue, error)
+        logger.error(
+            "message %s dead-lettered on %s.dlq: %s",
+            message.id,
+            message.queue,
+            dead.headers[ERROR_HEADER],
+        )
 
 
 class AmqpQueueBackend(QueueBackend):
@@ -357,7 +362,11 @@ class AmqpQueueBackend(QueueBackend):
         assert self._connection is not None
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=consumer.prefetch)
-        queue = await self._declare(channel, consumer.queue)
+        await self._declare(channel, consumer.queue)
+        # Declared on this robust channel, the queue and its consumer survive a reconnect.
+        queue = await channel.declare_queue(
+            consumer.queue, durable=True, arguments=self._queue_arguments()
+        )
         self._consumer_channels.append(channel)
 
         async def on_message(incoming: AbstractIncomingMessage) -> None:
@@ -402,7 +411,8 @@ class AmqpQueueBackend(QueueBackend):
     async def dead_letters(self, queue: str, limit: int = 100) -> list[Message]:
         """Remove and return up to ``limit`` messages from ``{queue}.dlq``."""
         channel = await self._channel()
-        dlq = await self._declare(channel, queue, suffix=".dlq")
+        await self._declare(channel, queue)
+        dlq = await channel.get_queue(f"{queue}.dlq", ensure=False)
         messages: list[Message] = []
         while len(messages) < limit:
             incoming = await dlq.get(no_ack=False, fail=False, timeout=self.publish_timeout)
@@ -426,25 +436,26 @@ class AmqpQueueBackend(QueueBackend):
         assert self._publish_channel is not None
         return self._publish_channel
 
-    async def _declare(
-        self, channel: AbstractChannel, queue: str, suffix: str = ""
-    ) -> AbstractQueue:
-        """Declare ``queue``'s topology once per connection; return the ``suffix`` queue."""
-        arguments: dict[str, Any] = {"x-queue-type": "quorum"} if self.quorum else {}
-        if queue not in self._declared:
-            await channel.declare_queue(queue, durable=True, arguments=arguments)
-            await channel.declare_queue(
-                f"{queue}.retry",
-                durable=True,
-                arguments={
-                    **arguments,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": queue,
-                },
-            )
-            await channel.declare_queue(f"{queue}.dlq", durable=True, arguments=arguments)
-            self._declared.add(queue)
-        return await channel.get_queue(f"{queue}{suffix}", ensure=False)
+    def _queue_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": "quorum"} if self.quorum else {}
+
+    async def _declare(self, channel: AbstractChannel, queue: str) -> None:
+        """Declare ``queue``, ``queue.retry`` and ``queue.dlq`` once per connection."""
+        if queue in self._declared:
+            return
+        arguments = self._queue_arguments()
+        await channel.declare_queue(queue, durable=True, arguments=arguments)
+        await channel.declare_queue(
+            f"{queue}.retry",
+            durable=True,
+            arguments={
+                **arguments,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+            },
+        )
+        await channel.declare_queue(f"{queue}.dlq", durable=True, arguments=arguments)
+        self._declared.add(queue)
 
     async def _handle(
         self,
@@ -502,7 +513,12 @@ class AmqpQueueBackend(QueueBackend):
         await channel.default_exchange.publish(
             dead, routing_key=f"{consumer.queue}.dlq", timeout=self.publish_timeout
         )
-        logger.error("message %s dead-lettered on %s.dlq: %s", message.id, message.queue, error)
+        logger.error(
+            "message %s dead-lettered on %s.dlq: %s",
+            message.id,
+            message.queue,
+            dead.headers[ERROR_HEADER],
+        )
 
 
 def _encode(

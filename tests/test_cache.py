@@ -215,6 +215,7 @@ class FlakyProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -225,9 +226,15 @@ class FlakyProxy:
         self._server.close()
         for writer in self._writers:
             writer.transport.abort()
+        self._writers.clear()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        self._connections.clear()
         await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
         upstream_reader, upstream_writer = await asyncio.open_connection(
             "127.0.0.1", self.target_port
         )

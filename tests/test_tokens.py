@@ -53,6 +53,12 @@ def rsa_pems() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
+def other_rsa_pems() -> tuple[str, str]:
+    """A second, unrelated RSA key pair."""
+    return _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+@pytest.fixture(scope="module")
 def ec_pems() -> tuple[str, str]:
     """A P-256 EC key pair as PEM strings."""
     return _pem_pair(ec.generate_private_key(ec.SECP256R1()))
@@ -164,10 +170,12 @@ def test_algorithm_confusion_rejected(rsa_pems: tuple[str, str]) -> None:
     assert _reason(service, f"{header}.{payload}.{sig}") == "invalid_algorithm"
 
 
-def test_rs256_token_rejected_by_other_key(rsa_pems: tuple[str, str]) -> None:
+def test_rs256_token_rejected_by_other_key(
+    rsa_pems: tuple[str, str], other_rsa_pems: tuple[str, str]
+) -> None:
     """An RS256 token signed by another private key is rejected."""
     private_pem, public_pem = rsa_pems
-    other_private, _ = _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    other_private = other_rsa_pems[0]
     forged = jwt.encode(_claims(), other_private, algorithm="RS256")
     service = TokenService(TokenConfig("RS256", private_pem, public_pem))
     assert _reason(service, forged) == "invalid_signature"
@@ -409,15 +417,15 @@ def test_config_validation_errors(
     match: str,
     rsa_pems: tuple[str, str],
     ec_pems: tuple[str, str],
+    other_rsa_pems: tuple[str, str],
 ) -> None:
     """Invalid algorithm/key combinations raise ``ValueError`` with a clear message."""
-    other_rsa = _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     pems: dict[str, tuple[str | None, str | None]] = {
         "none": (None, None),
         "garbage": ("not a pem", "not a pem"),
         "ec": ec_pems,
         "rsa": rsa_pems,
-        "mismatched": (rsa_pems[0], other_rsa[1]),
+        "mismatched": (rsa_pems[0], other_rsa_pems[1]),
     }
     private_pem, public_pem = pems[keys]
     with pytest.raises(ValueError, match=match):
