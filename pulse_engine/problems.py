@@ -85,18 +85,25 @@ def _slug_for_status(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
 
 
-def _validation_errors(error: RequestSchemaValidationError) -> list[dict[str, Any]]:
-    validation = error.validation_error
+def field_errors(validation: Exception, prefix: str = "") -> list[dict[str, Any]]:
+    """The offending fields of a (pydantic) validation error, without the rejected input.
+
+    :param prefix: prepended to each field path, for a model validated inside a larger body.
+    """
     if hasattr(validation, "errors"):
         return [
             {
-                "field": ".".join(str(part) for part in item.get("loc", ())),
+                "field": prefix + ".".join(str(part) for part in item.get("loc", ())),
                 "message": item.get("msg", ""),
                 "type": item.get("type", ""),
             }
             for item in validation.errors()
         ]
-    return [{"field": "", "message": str(validation), "type": "invalid"}]
+    return [{"field": prefix.rstrip("."), "message": str(validation), "type": "invalid"}]
+
+
+def _validation_errors(error: RequestSchemaValidationError) -> list[dict[str, Any]]:
+    return field_errors(error.validation_error)
 
 
 def install_problem_handlers(app: Quart) -> None:

@@ -79,7 +79,7 @@ class ResponseCache:
     def __init__(self, engine: PulseEngine) -> None:
         self.engine = engine
         self.policies: dict[str, CachePolicy] = {}
-        self._routes = Map()
+        self._routes = Map().bind("")
         self._roles: dict[str, str] = {}
         self._ready = False
 
@@ -98,7 +98,7 @@ class ResponseCache:
             self._roles[rule.endpoint] = view_role(view)
             app.view_functions[rule.endpoint] = self._wrap(rule.endpoint, policy, view)
             rules.append(Rule(rule.rule, endpoint=rule.endpoint, methods=["GET"]))
-        self._routes = Map(rules)
+        self._routes = Map(rules).bind("")
         self._ready = bool(rules)
 
     def _wrap(self, endpoint: str, policy: CachePolicy, view: Any) -> Any:
@@ -158,7 +158,7 @@ class ResponseCache:
 
     async def _try_hit(self, scope: dict[str, Any], send: Any) -> bool:
         try:
-            endpoint, view_args = self._routes.bind("").match(scope["path"], method="GET")
+            endpoint, view_args = self._routes.match(scope["path"], method="GET")
         except NotFound:
             return False
         except Exception:

@@ -1,0 +1,1 @@
+"""pulse-hello: a minimal Pulse plugin, the worked example of docs/writing-plugins.md."""

@@ -1,0 +1,158 @@
+"""The hello plugin: a tenant table, a cached listing, a validated create, a health check."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_request, validate_response
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+from pulse_engine import hookimpl
+from pulse_engine.auth import require_role
+from pulse_engine.cache import CachePolicy
+from pulse_engine.tenancy import current_tenant_id, tenant_session
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
+
+GREETINGS_TAG = "hello.greetings"
+
+# The plugin's own MetaData holds the table it queries; register_tables copies it onto
+# the engine's MetaData, which every app builds afresh.
+plugin_metadata = MetaData()
+greetings = Table(
+    "hello_greetings",
+    plugin_metadata,
+    Column("tenant_id", UUID(as_uuid=False), nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("message", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+
+class NewGreeting(BaseModel):
+    """The body of ``POST /api/v1/hello/greetings``."""
+
+    message: str = Field(min_length=1, max_length=200)
+
+
+class Greeting(BaseModel):
+    """One greeting."""
+
+    id: int
+    message: str
+    created_at: datetime
+
+
+class GreetingPageQuery(BaseModel):
+    """Pagination of the listing: at most ``limit`` greetings after ``cursor``."""
+
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: int | None = None
+
+
+class GreetingPage(BaseModel):
+    """A page of greetings, oldest first; ``next_cursor`` is null on the last page."""
+
+    greetings: list[Greeting]
+    next_cursor: int | None
+
+
+@hookimpl
+def register_tables(metadata: MetaData) -> None:
+    """Put the greetings table on the engine's MetaData."""
+    greetings.to_metadata(metadata)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The ``hello`` Alembic branch."""
+    return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def register_routes(engine: PulseEngine) -> Blueprint:
+    """``GET`` and ``POST /api/v1/hello/greetings``."""
+    blueprint = Blueprint("hello", __name__, url_prefix=f"{engine.settings.api_v1_prefix}/hello")
+
+    @blueprint.get("/greetings")
+    @validate_querystring(GreetingPageQuery)
+    @validate_response(GreetingPage)
+    async def list_greetings(query_args: GreetingPageQuery) -> GreetingPage:
+        """The caller's tenant's greetings, oldest first."""
+        statement = select(greetings).order_by(greetings.c.id).limit(query_args.limit)
+        if query_args.cursor is not None:
+            statement = statement.where(greetings.c.id > query_args.cursor)
+        async with tenant_session() as session:
+            rows = (await session.execute(statement)).all()
+        page = [Greeting(id=row.id, message=row.message, created_at=row.created_at) for row in rows]
+        next_cursor = page[-1].id if len(page) == query_args.limit else None
+        return GreetingPage(greetings=page, next_cursor=next_cursor)
+
+    @blueprint.post("/greetings")
+    @require_role("analyst")
+    @validate_request(NewGreeting)
+    @validate_response(Greeting, 201)
+    async def add_greeting(data: NewGreeting) -> tuple[Greeting, int]:
+        """Store a greeting for the caller's tenant."""
+        tenant_id = current_tenant_id()
+        async with tenant_session() as session:
+            row = (
+                await session.execute(
+                    insert(greetings)
+                    .values(tenant_id=tenant_id, message=data.message)
+                    .returning(greetings.c.id, greetings.c.message, greetings.c.created_at)
+                )
+            ).one()
+        await engine.cache.invalidate_tags(tenant_id, [GREETINGS_TAG])
+        return Greeting(id=row.id, message=row.message, created_at=row.created_at), 201
+
+    return blueprint
+
+
+@hookimpl
+def register_cache_policies() -> list[CachePolicy]:
+    """Cache the listing for a minute; a new greeting invalidates it."""
+    return [
+        CachePolicy(
+            endpoint="hello.list_greetings",
+            ttl=60,
+            key_params=("limit", "cursor"),
+            tags=(GREETINGS_TAG,),
+        )
+    ]
+
+
+@hookimpl
+def register_health_checks(engine: PulseEngine) -> dict[str, Any]:
+    """One check: the greetings table exists and the app role can reach it."""
+
+    async def greetings_table() -> dict[str, Any]:
+        if engine.db.app_engine is None:
+            return {"status": "unhealthy", "table": "database not connected"}
+        async with engine.db.app_engine.connect() as connection:
+            found = await connection.scalar(text("SELECT to_regclass('public.hello_greetings')"))
+        if found is None:
+            return {"status": "unhealthy", "table": "missing: run pulse db upgrade"}
+        return {"status": "healthy", "table": "hello_greetings"}
+
+    return {"greetings_table": greetings_table}
