@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 from typing import Any
 
 import click
@@ -14,7 +13,8 @@ from rich.table import Table
 
 from pulse_engine import __version__
 from pulse_engine.plugins import PluginManager
-from pulse_engine.runtime import running_engine
+from pulse_engine.app import PulseEngine
+from pulse_engine.runtime import run_worker, running_engine
 from pulse_engine.settings import Settings
 
 console = Console(stderr=True)
@@ -74,17 +74,10 @@ def _has_uvloop() -> bool:
 def worker() -> None:
     """Run the queue consumers of every plugin until SIGTERM/SIGINT, then drain and stop."""
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        async with running_engine(run_consumers=True) as engine:
-            console.print(f"worker {os.getpid()}: {len(engine.consumers)} consumer(s) running")
-            await stop.wait()
-            console.print("draining in-flight messages...")
+    def ready(engine: PulseEngine) -> None:
+        console.print(f"worker {os.getpid()}: {len(engine.consumers)} consumer(s) running")
 
-    asyncio.run(main())
+    asyncio.run(run_worker(on_ready=ready))
 
 
 @cli.group()

@@ -25,7 +25,11 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from pulse_engine.embedded import load_or_create_secret, start_embedded_postgres
+from pulse_engine.embedded import (
+    load_or_create_secret,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+)
 from pulse_engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ class Database:
         self.app_engine: AsyncEngine | None = None
         self._owner_sessions: async_sessionmaker[AsyncSession] | None = None
         self._app_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._embedded_started = False
 
     async def connect(self) -> None:
         """Resolve the database (starting the embedded one if needed), ensure the app role."""
@@ -63,6 +68,7 @@ class Database:
         configured = self.settings.configured_database_url()
         if configured is None:
             server_url = start_embedded_postgres(self.settings.data_dir)
+            self._embedded_started = True
             self.owner_url = await self._ensure_embedded_database(to_async_url(server_url))
         else:
             self.owner_url = to_async_url(configured)
@@ -210,6 +216,9 @@ class Database:
                 await engine.dispose()
         self.app_engine = self.owner_engine = None
         self._app_sessions = self._owner_sessions = None
+        if self._embedded_started:
+            self._embedded_started = False
+            stop_embedded_postgres(self.settings.data_dir)
 
 
 def tenant_tables(metadata: MetaData) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_servers: dict[Path, Any] = {}
+_servers: dict[Path, tuple[Any, int]] = {}
 _lock = threading.Lock()
 
 
@@ -29,21 +29,24 @@ def start_embedded_postgres(data_dir: Path) -> str:
 
     pgdata = (data_dir / "pg").resolve()
     with _lock:
-        server = _servers.get(pgdata)
+        server, users = _servers.get(pgdata, (None, 0))
         if server is None:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded PostgreSQL in %s", pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")
-            _servers[pgdata] = server
+        _servers[pgdata] = (server, users + 1)
     uri: str = server.get_uri()
     return uri
 
 
 def stop_embedded_postgres(data_dir: Path) -> None:
-    """Release this process's handle on the embedded server (it stops with the last one)."""
+    """Release one handle on the embedded server; it stops with the last user of any process."""
     pgdata = (data_dir / "pg").resolve()
     with _lock:
-        server = _servers.pop(pgdata, None)
+        server, users = _servers.pop(pgdata, (None, 0))
+        if server is not None and users > 1:
+            _servers[pgdata] = (server, users - 1)
+            return
     if server is not None:
         server.cleanup()
 

@@ -33,6 +33,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "pulse_engine.builtins.plugins_api",
     "pulse_engine.builtins.events_ws",
     "pulse_engine.builtins.engine_health",
+    "pulse_engine.builtins.auth_routes",
+    "pulse_engine.builtins.admin_routes",
 )
 
 

@@ -71,7 +71,7 @@ async def set_plugin(
             409, "plugin-builtin", f"'{plugin}' is part of the engine and cannot be switched."
         )
     validated = validate_config(engine, plugin, config)
-    updated_by = actor.user_id if actor is not None and actor.kind == "user" else None
+    updated_by = actor.user_id if actor is not None else None
     await engine.capabilities.set(tenant_id, plugin, enabled, validated, updated_by)
     async with engine.db.system_session() as session:
         await audit.record(
