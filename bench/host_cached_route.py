@@ -42,8 +42,18 @@ def start_server(module: str, port: int, env: dict[str, str]) -> subprocess.Pope
     """Run one app on Hypercorn with the shared settings."""
     return subprocess.Popen(
         [
-            sys.executable, "-m", "hypercorn", "--worker-class", "uvloop", "--workers", "1",
-            "--bind", f"127.0.0.1:{port}", "--log-level", "WARNING", module,
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--worker-class",
+            "uvloop",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "WARNING",
+            module,
         ],
         cwd=ROOT,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
@@ -86,7 +96,9 @@ async def prepare(database_url: str, secret: str) -> str:
     from pulse_engine.testing import create_tenant, create_user, token_for
 
     settings = Settings(
-        _env_file=None, database_url=database_url, jwt_secret_key=secret,  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=database_url,
+        jwt_secret_key=secret,  # type: ignore[call-arg]
         log_level="WARNING",
     )
     async with running_engine(settings, migrate=True) as engine:
@@ -122,7 +134,10 @@ def main() -> None:
         cases = {
             "plain Quart route": ("bench.plain_app:app", {}, "/api/v1/plain", {}),
             "Pulse cached route, in-process cache": (
-                "bench.cached_route_app:app", base_env, f"/api/v1/bench/metric?{QUERY}", auth,
+                "bench.cached_route_app:app",
+                base_env,
+                f"/api/v1/bench/metric?{QUERY}",
+                auth,
             ),
             "Pulse cached route, Redis cache": (
                 "bench.cached_route_app:app",

@@ -31,7 +31,7 @@ from pulse_engine.health import HealthRegistry
 from pulse_engine.logs import configure_logging
 from pulse_engine.metrics import MetricDefinition, MetricRegistry
 from pulse_engine.middleware import install_request_pipeline
-from pulse_engine.migrations import alembic_config, upgrade
+from pulse_engine.migrations import upgrade
 from pulse_engine.plugins import PluginManager
 from pulse_engine.problems import install_problem_handlers
 from pulse_engine.queue import Consumer, QueueBackend, create_queue_backend
@@ -58,7 +58,9 @@ class PulseEngine:
         self.metadata = MetaData()
         self.core_tables = define_core_tables(self.metadata)
         self.db = Database(settings)
-        self.cache = Cache(create_cache_backend(settings.redis_url, max_entries=settings.cache_max_entries))
+        self.cache = Cache(
+            create_cache_backend(settings.redis_url, max_entries=settings.cache_max_entries)
+        )
         self.queue: QueueBackend = create_queue_backend(settings.amqp_url)
         self.events: EventBus = create_event_bus(settings.redis_url, settings.amqp_url)
         self.rate_limiter: RateLimiter = create_rate_limiter(settings.redis_url)
@@ -70,7 +72,7 @@ class PulseEngine:
         self.response_cache = ResponseCache(self)
         self.route_owners: dict[str, str] = {}
         self.consumers: list[Consumer] = []
-        self.migration_folders: list[Path] = []
+        self.migration_folders: dict[str, Path] = {}
         self.tenant_config_schemas: dict[str, type[BaseModel]] = {}
         self.connectors: list[tuple[str, Any]] = []
         self.validation_rules: list[tuple[str, Any]] = []
@@ -104,8 +106,8 @@ class PulseEngine:
             return
         self._setup_done = True
         await self.plugins.call_each("register_tables", metadata=self.metadata)
-        for _name, folder in await self.plugins.call_each("register_migrations"):
-            self.migration_folders.append(Path(folder))
+        for name, folder in await self.plugins.call_each("register_migrations"):
+            self.migration_folders[name] = Path(folder)
         for name, result in await self.plugins.call_each("register_routes", engine=self):
             for blueprint in as_list(result):
                 self._mount(app, name, blueprint)
@@ -130,7 +132,9 @@ class PulseEngine:
         ]
         self.validation_rules = [
             (name, rule)
-            for name, result in await self.plugins.call_each("register_validation_rules", engine=self)
+            for name, result in await self.plugins.call_each(
+                "register_validation_rules", engine=self
+            )
             for rule in as_list(result)
         ]
         self.response_cache.build(app)
@@ -173,8 +177,12 @@ class PulseEngine:
         """Apply every plugin's migrations (all Alembic heads) and the tenancy rules."""
         await self.db.connect()
         assert self.db.owner_engine is not None
-        config = alembic_config(self.migration_folders, self.metadata)
-        await upgrade(self.db.owner_engine, config, self.metadata, self.settings.database_app_role)
+        await upgrade(
+            self.db.owner_engine,
+            self.migration_folders,
+            self.metadata,
+            self.settings.database_app_role,
+        )
 
     async def start(self, *, run_consumers: bool | None = None) -> None:
         """Connect every backing service, run ``startup`` hooks and (optionally) consumers."""
@@ -189,7 +197,9 @@ class PulseEngine:
         await self.authenticator.load_revocations()
         self._system_listener = asyncio.create_task(self._listen_system_events())
         await self.plugins.call_each("startup", engine=self)
-        consumers_here = self.settings.consumers_in_server if run_consumers is None else run_consumers
+        consumers_here = (
+            self.settings.consumers_in_server if run_consumers is None else run_consumers
+        )
         if consumers_here:
             await self.start_consumers()
 
@@ -280,7 +290,7 @@ def create_app(
     app.extensions["pulse"] = engine
     install_problem_handlers(app)
     install_request_pipeline(app, engine)
-    app.asgi_app = engine.response_cache.fast_path(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = engine.response_cache.fast_path(app.asgi_app)  # type: ignore
 
     @app.before_serving
     async def _start() -> None:

@@ -92,8 +92,10 @@ class Capabilities:
         statement = insert(table).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=[table.c.tenant_id, table.c.plugin],
-            set_={key: statement.excluded[key] for key in ("enabled", "config", "updated_at",
-                                                           "updated_by")},
+            set_={
+                key: statement.excluded[key]
+                for key in ("enabled", "config", "updated_at", "updated_by")
+            },
         )
         async with self.engine.db.system_session() as session:
             await session.execute(statement)

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pulse_engine import __version__
-from pulse_engine.plugins import PluginManager
 from pulse_engine.app import PulseEngine
+from pulse_engine.plugins import PluginManager
 from pulse_engine.runtime import run_worker, running_engine
 from pulse_engine.settings import Settings
 
@@ -30,11 +30,17 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=3001, show_default=True, type=int, help="Port to bind.")
 @click.option(
-    "--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
     help="Server processes.",
 )
 @click.option(
-    "--graceful-timeout", default=30.0, show_default=True, type=float,
+    "--graceful-timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
     help="Seconds to let in-flight requests finish on shutdown.",
 )
 def serve(host: str, port: int, workers: int, graceful_timeout: float) -> None:

@@ -23,7 +23,12 @@ from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from pulse_engine.embedded import (
     load_or_create_secret,
@@ -140,7 +145,9 @@ class Database:
             )
             database = self.owner_url.database if self.owner_url else None
             if database:
-                await connection.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"'))
+                await connection.execute(
+                    text(f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"')
+                )
             await connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
             await connection.commit()
 

@@ -41,11 +41,19 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-async def gate(engine: PulseEngine, endpoint: str | None, path: str, authorization: str | None,
-               view: object) -> None:
+async def gate(
+    engine: PulseEngine,
+    automatic_options: bool,
+    endpoint: str | None,
+    path: str,
+    authorization: str | None,
+    view: object,
+) -> None:
     """Authenticate and authorise one request or WebSocket; raise a Problem to refuse it."""
     if endpoint is None or view_is_public(view) or not path.startswith(PROTECTED_PREFIXES):
         return
+    if automatic_options:
+        return  # Quart's own OPTIONS answer (CORS preflight): no credentials, no view, no data
     credential = bearer_token(authorization)
     if credential is None:
         raise unauthorized("This route needs an access token (Authorization: Bearer ...).")
@@ -72,8 +80,18 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
-        await gate(engine, request.endpoint, request.path, request.headers.get("Authorization"),
-                   view)
+        rule = request.url_rule
+        automatic_options = request.method == "OPTIONS" and bool(
+            getattr(rule, "provide_automatic_options", False)
+        )
+        await gate(
+            engine,
+            automatic_options,
+            request.endpoint,
+            request.path,
+            request.headers.get("Authorization"),
+            view,
+        )
 
     @app.before_websocket
     async def _before_websocket() -> None:
@@ -83,7 +101,7 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         token = websocket.args.get("token")
         if authorization is None and token:
             authorization = f"Bearer {token}"
-        await gate(engine, websocket.endpoint, websocket.path, authorization, view)
+        await gate(engine, False, websocket.endpoint, websocket.path, authorization, view)
 
     @app.after_request
     async def _after_request(response: Response) -> Response:

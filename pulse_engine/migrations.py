@@ -1,15 +1,19 @@
-"""Schema migrations: one Alembic branch per plugin, all heads applied together.
+"""Schema migrations: each plugin's own Alembic history, applied together.
 
-Each plugin returns the folder of its revisions from ``register_migrations()``; the
-engine's own tables are the ``pulse_engine`` branch. After upgrading, the engine applies
-its tenancy rules to every table: row-level security enabled and forced on each table with
-a ``tenant_id`` column, and the app role's privileges (none on tables marked private with
+Each plugin returns the folder of its revisions from ``register_migrations()``. Every
+plugin's history is tracked in its own version table (``pulse_migrations_<plugin>``), so
+a plugin that is uninstalled or left out by ``PULSE_PLUGINS`` never blocks the others'
+upgrades. The engine's own tables come first (the ``pulse.core_tables`` built-in), then
+plugins in discovery order; a plugin's revisions may rely on the core tables and on the
+tables of plugins it depends on. After upgrading, the engine applies its tenancy rules to
+every table: row-level security enabled and forced on each table with a ``tenant_id``
+column, and the app role's privileges (none on tables marked private with
 ``info={"pulse_private": True}``). Concurrent upgrades are serialised by an advisory lock.
 """
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +28,60 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 POLICY_NAME = "pulse_tenant_isolation"
+VERSION_TABLE_PREFIX = "pulse_migrations_"
 
 
-def alembic_config(version_folders: list[Path], metadata: MetaData | None = None) -> Config:
-    """An in-memory Alembic config over the core and plugin revision folders."""
+def version_table(plugin: str) -> str:
+    """The Alembic version table of one plugin's history."""
+    return VERSION_TABLE_PREFIX + re.sub(r"\W", "_", plugin).lower()
+
+
+def alembic_config(plugin: str, folder: Path, metadata: MetaData | None = None) -> Config:
+    """An in-memory Alembic config over one plugin's revision folder."""
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     config.set_main_option("path_separator", "os")
-    folders = [CORE_MIGRATIONS, *version_folders]
-    config.set_main_option("version_locations", os.pathsep.join(map(str, folders)))
+    config.set_main_option("version_locations", str(folder))
     config.attributes["metadata"] = metadata
+    config.attributes["version_table"] = version_table(plugin)
     return config
 
 
-def heads(config: Config) -> set[str]:
-    """The head revisions of every branch."""
-    return set(ScriptDirectory.from_config(config).get_heads())
+def heads(plugin: str, folder: Path) -> set[str]:
+    """The head revisions of a plugin's history."""
+    return set(ScriptDirectory.from_config(alembic_config(plugin, folder)).get_heads())
 
 
-async def current_revisions(engine: AsyncEngine) -> set[str]:
-    """The revisions the database is at."""
-    async with engine.connect() as connection:
-        return set(
-            await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_heads()
+async def pending_revisions(engine: AsyncEngine, folders: dict[str, Path]) -> dict[str, list[str]]:
+    """Per plugin, the head revisions the database has not reached yet (empty when current)."""
+
+    def read(connection: Connection) -> dict[str, list[str]]:
+        pending = {}
+        for plugin, folder in folders.items():
+            context = MigrationContext.configure(
+                connection, opts={"version_table": version_table(plugin)}
             )
-        )
+            missing = heads(plugin, folder) - set(context.get_current_heads())
+            if missing:
+                pending[plugin] = sorted(missing)
+        return pending
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
 
 
 async def upgrade(
-    engine: AsyncEngine, config: Config, metadata: MetaData, app_role: str
+    engine: AsyncEngine, folders: dict[str, Path], metadata: MetaData, app_role: str
 ) -> None:
-    """Apply all heads and the tenancy rules, under an advisory lock."""
+    """Apply every plugin's revisions and the tenancy rules, under an advisory lock."""
 
     def run(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.migrate'))"))
         connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
+        for plugin, folder in folders.items():
+            config = alembic_config(plugin, folder, metadata)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "heads")
         apply_tenancy_rules(connection, metadata, app_role)
 
     async with engine.begin() as connection:
@@ -84,7 +104,15 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
         text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
     )
     connection.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"))
-    connection.execute(text(f"REVOKE ALL ON alembic_version FROM {role}"))
+    version_tables = connection.execute(
+        text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename LIKE :prefix"
+        ),
+        {"prefix": VERSION_TABLE_PREFIX + "%"},
+    ).scalars()
+    for name in version_tables:
+        connection.execute(text(f'REVOKE ALL ON "{name}" FROM {role}'))
     for table_name, data_type in rows:
         table = f'"{table_name}"'
         setting = f"NULLIF(current_setting('pulse.tenant_id', true), '')::{data_type}"

@@ -150,7 +150,8 @@ class PluginManager(pluggy.PluginManager):
         """Call every implementation of a hook, resolving awaitables, isolating failures.
 
         :returns: ``(plugin name, result)`` pairs for implementations that succeeded and
-            returned something other than None, in pluggy's call order.
+            returned something other than None, in registration order (built-ins first,
+            then entry points by name, then objects registered directly).
         """
         results: list[tuple[str, Any]] = []
         for impl, call_kwargs in self._impls(hook_name, kwargs):
@@ -179,16 +180,14 @@ class PluginManager(pluggy.PluginManager):
     def _impls(self, hook_name: str, kwargs: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
         caller = getattr(self.hook, hook_name)
         selected = []
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
             if self.is_failed(impl.plugin_name):
                 continue
             selected.append((impl, {name: kwargs[name] for name in impl.argnames}))
         return selected
 
     def _hook_failed(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
-        log.error(
-            "plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error
-        )
+        log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
         record = self.records.get(plugin_name)
         if record is not None:
             record.fail(hook_name, error)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -47,7 +47,7 @@ def cache_key(
     tenant_id: str,
     endpoint: str,
     policy: CachePolicy,
-    view_args: dict[str, Any],
+    view_args: Mapping[str, Any],
     query: Iterable[tuple[str, str]],
     role: str,
 ) -> str:
@@ -177,9 +177,10 @@ class ResponseCache:
         if not role_satisfies(principal.role, self._roles[endpoint]):
             return False
         plugin = engine.route_owners.get(endpoint)
-        if plugin is not None and engine.capabilities.cached_enabled(
-            principal.tenant_id, plugin
-        ) is not True:
+        if (
+            plugin is not None
+            and engine.capabilities.cached_enabled(principal.tenant_id, plugin) is not True
+        ):
             return False
         policy = self.policies[endpoint]
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
@@ -188,9 +189,10 @@ class ResponseCache:
         if entry is None:
             return False
         content_type, body = decode_entry(entry)
-        request_id = request_id_from(
-            headers.get(b"x-request-id", b"").decode("latin-1") or None
-        ) or uuid.uuid4().hex
+        request_id = (
+            request_id_from(headers.get(b"x-request-id", b"").decode("latin-1") or None)
+            or uuid.uuid4().hex
+        )
         await send(
             {
                 "type": "http.response.start",
@@ -212,4 +214,6 @@ async def engine_response(view: Any, view_args: dict[str, Any]) -> Response:
     from quart import current_app
 
     result = await current_app.ensure_async(view)(**view_args)
-    return await current_app.make_response(result)
+    response = await current_app.make_response(result)
+    assert isinstance(response, Response)
+    return response

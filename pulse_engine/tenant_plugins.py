@@ -3,8 +3,9 @@
 A tenant admin switches plugins for its own tenant, a superadmin for any. Built-in
 plugins are the engine itself and cannot be switched off. A plugin's configuration is
 validated against the pydantic model it registered (``register_tenant_config_schema``);
-a plugin without one accepts only ``{}``. The switch itself is
-:meth:`pulse_engine.capabilities.Capabilities.set`, which tells every process at once.
+a plugin without one accepts only ``{}``. A switch without a config keeps the stored one.
+The switch itself is :meth:`pulse_engine.capabilities.Capabilities.set`, which tells every
+process at once.
 """
 
 from __future__ import annotations
@@ -58,10 +59,15 @@ async def set_plugin(
     tenant_id: str,
     plugin: str,
     enabled: bool,
-    config: dict[str, Any],
+    config: dict[str, Any] | None,
     client_address: str | None,
 ) -> dict[str, Any]:
-    """Switch a plugin on or off for a tenant and set its config; returns the new state."""
+    """Switch a plugin on or off for a tenant and set its config; returns the new state.
+
+    Without ``config`` the stored one is kept; it must still be valid to enable the plugin
+    (a plugin whose schema has required fields cannot be enabled unconfigured), while
+    disabling never needs a valid config.
+    """
     await get_tenant(engine, actor=actor, tenant_id=tenant_id)
     record = engine.plugins.records.get(plugin)
     if record is None:
@@ -70,7 +76,11 @@ async def set_plugin(
         raise Problem(
             409, "plugin-builtin", f"'{plugin}' is part of the engine and cannot be switched."
         )
-    validated = validate_config(engine, plugin, config)
+    if config is None:
+        config = await engine.capabilities.config(tenant_id, plugin)
+        validated = validate_config(engine, plugin, config) if enabled else config
+    else:
+        validated = validate_config(engine, plugin, config)
     updated_by = actor.user_id if actor is not None else None
     await engine.capabilities.set(tenant_id, plugin, enabled, validated, updated_by)
     async with engine.db.system_session() as session:

@@ -211,8 +211,9 @@ async def make_tenant(app: Quart, name: str | None = None) -> TenantFixture:
     """Create a tenant with an admin, an analyst and a viewer, and their clients."""
     engine: PulseEngine = app.extensions["pulse"]
     tenant_id = await create_tenant(engine, name)
-    users = {role: await create_user(engine, tenant_id, role) for role in ("admin", "analyst",
-                                                                         "viewer")}
+    users = {
+        role: await create_user(engine, tenant_id, role) for role in ("admin", "analyst", "viewer")
+    }
     return TenantFixture(
         id=tenant_id,
         admin=users["admin"],

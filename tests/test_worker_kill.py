@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,11 @@ from pulse_engine.testing import running_app
 CHILD = Path(__file__).with_name("engine_worker_child.py")
 
 
-async def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(predicate: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
     """Poll an async predicate until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.1)
+    async with asyncio.timeout(seconds):
+        while not await predicate():
+            await asyncio.sleep(0.1)
 
 
 async def spawn(database_url: str, amqp_url: str, queue: str, mode: str, marker: Path):  # type: ignore[no-untyped-def]

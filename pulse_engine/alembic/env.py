@@ -7,6 +7,10 @@ from alembic import context
 connection = context.config.attributes["connection"]
 target_metadata = context.config.attributes.get("metadata")
 
-context.configure(connection=connection, target_metadata=target_metadata)
+context.configure(
+    connection=connection,
+    target_metadata=target_metadata,
+    version_table=context.config.attributes["version_table"],
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -66,8 +66,8 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     async def list_roles() -> dict[str, Any]:
         """Every role, its rank, and whether the caller may assign it."""
         caller = current_principal()
-        assignable = set(ROLE_RANK) if accounts.is_superadmin(caller) else set(
-            accounts.TENANT_ROLES
+        assignable = (
+            set(ROLE_RANK) if accounts.is_superadmin(caller) else set(accounts.TENANT_ROLES)
         )
         return {
             "roles": [
@@ -169,7 +169,9 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     async def revoke_api_key(key_id: uuid.UUID) -> dict[str, Any]:
         """Revoke an API key at once, on every server process."""
         return await accounts.revoke_api_key(
-            engine, actor=current_principal(), key_id=str(key_id),
+            engine,
+            actor=current_principal(),
+            key_id=str(key_id),
             client_address=_client_address(),
         )
 
@@ -217,7 +219,10 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     async def update_tenant(tenant_id: uuid.UUID, data: TenantUpdate) -> dict[str, Any]:
         """Activate or deactivate a tenant (its users can no longer log in or refresh)."""
         return await accounts.set_tenant_active(
-            engine, actor=current_principal(), tenant_id=str(tenant_id), active=data.active,
+            engine,
+            actor=current_principal(),
+            tenant_id=str(tenant_id),
+            active=data.active,
             client_address=_client_address(),
         )
 
@@ -238,8 +243,13 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     async def switch_plugin(tenant_id: uuid.UUID, name: str, data: PluginSwitch) -> dict[str, Any]:
         """Enable or disable a plugin for the tenant and set its configuration."""
         return await tenant_plugins.set_plugin(
-            engine, actor=current_principal(), tenant_id=str(tenant_id), plugin=name,
-            enabled=data.enabled, config=data.config, client_address=_client_address(),
+            engine,
+            actor=current_principal(),
+            tenant_id=str(tenant_id),
+            plugin=name,
+            enabled=data.enabled,
+            config=data.config,
+            client_address=_client_address(),
         )
 
     @blueprint.get("/audit")

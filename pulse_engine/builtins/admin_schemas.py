@@ -143,10 +143,10 @@ class ApiKeyPage(BaseModel):
 
 
 class PluginSwitch(_Request):
-    """Enable or disable a plugin for a tenant, with its tenant configuration."""
+    """Enable or disable a plugin for a tenant; ``config`` replaces the stored one if given."""
 
     enabled: bool
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] | None = None
 
 
 class PluginState(BaseModel):

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from pulse_engine import hookimpl
-from pulse_engine.migrations import alembic_config, current_revisions, heads, rls_report
+from pulse_engine.migrations import pending_revisions, rls_report
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
+
 
 async def database(engine: PulseEngine) -> dict[str, Any]:
     """Connection, pool, migrations at head, forced RLS on tenant tables, pgvector."""
@@ -25,10 +26,8 @@ async def database(engine: PulseEngine) -> dict[str, Any]:
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         )
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
-    expected = heads(alembic_config(engine.migration_folders))
-    current = await current_revisions(engine.db.owner_engine)
+    pending = await pending_revisions(engine.db.owner_engine, engine.migration_folders)
     rls = await rls_report(engine.db.owner_engine)
-    pending = sorted(expected - current)
     status = "healthy"
     if pending or rls["without_forced_rls"]:
         status = "unhealthy"
@@ -39,7 +38,7 @@ async def database(engine: PulseEngine) -> dict[str, Any]:
         "database_connection": "ok",
         "latency_ms": latency_ms,
         "pool": engine.db.pool_status(),
-        "migrations": {"at_head": not pending, "pending": pending, "current": sorted(current)},
+        "migrations": {"at_head": not pending, "pending": pending},
         "row_level_security": rls,
         "pgvector": {"available": pgvector is not None, "version": pgvector},
     }

@@ -39,7 +39,9 @@ def register_routes(engine: PulseEngine) -> Blueprint:
     async def ready() -> tuple[dict[str, Any], int]:
         """Readiness: the database answers, so requests can be served."""
         result = await engine.health.run_check(
-            "pulse.engine_health", "database", engine.health.checks["pulse.engine_health"]["database"]
+            "pulse.engine_health",
+            "database",
+            engine.health.checks["pulse.engine_health"]["database"],
         )
         status = "healthy" if result["status"] != "unhealthy" else "unhealthy"
         return {"status": status}, STATUS_CODES[status]
@@ -49,7 +51,9 @@ def register_routes(engine: PulseEngine) -> Blueprint:
     async def database() -> tuple[dict[str, Any], int]:
         """Connection, pool, migrations, row-level security and pgvector."""
         result = await engine.health.run_check(
-            "pulse.engine_health", "database", engine.health.checks["pulse.engine_health"]["database"]
+            "pulse.engine_health",
+            "database",
+            engine.health.checks["pulse.engine_health"]["database"],
         )
         return result, STATUS_CODES[result["status"]]
 
