@@ -72,9 +72,7 @@ def is_superadmin(actor: Principal | None) -> bool:
 def require_user_actor(actor: Principal | None) -> None:
     """Refuse credential management by API keys (403)."""
     if actor is not None and actor.kind != "user":
-        raise Problem(
-            403, "api-key-not-allowed", "API keys cannot manage users or API keys."
-        )
+        raise Problem(403, "api-key-not-allowed", "API keys cannot manage users or API keys.")
 
 
 def can_see(actor: Principal | None, tenant_id: str | None) -> bool:
@@ -144,8 +142,13 @@ async def create_tenant(
         async with engine.db.system_session() as session:
             await session.execute(insert(table).values(id=tenant_id, name=name))
             await audit.record(
-                engine, session, tenant_id=tenant_id, actor=actor, action="tenant.created",
-                target=f"tenant:{tenant_id}", details={"name": name},
+                engine,
+                session,
+                tenant_id=tenant_id,
+                actor=actor,
+                action="tenant.created",
+                target=f"tenant:{tenant_id}",
+                details={"name": name},
                 client_address=client_address,
             )
             row = await _tenant_row(engine, session, tenant_id)
@@ -169,7 +172,12 @@ async def list_tenants(engine: PulseEngine, *, limit: int, cursor: str | None) -
     table = engine.core_tables["tenants"]
     async with engine.db.system_session() as session:
         return await fetch_page(
-            session, select(table), table.c.name, kind=str, limit=limit, cursor=cursor,
+            session,
+            select(table),
+            table.c.name,
+            kind=str,
+            limit=limit,
+            cursor=cursor,
             to_item=_tenant,
         )
 
@@ -199,9 +207,14 @@ async def set_tenant_active(
                 .values(revoked_at=datetime.now(UTC))
             )
         await audit.record(
-            engine, session, tenant_id=tenant_id, actor=actor,
+            engine,
+            session,
+            tenant_id=tenant_id,
+            actor=actor,
             action="tenant.activated" if active else "tenant.deactivated",
-            target=f"tenant:{tenant_id}", details={}, client_address=client_address,
+            target=f"tenant:{tenant_id}",
+            details={},
+            client_address=client_address,
         )
         return _tenant(await _tenant_row(engine, session, tenant_id))
 
@@ -266,13 +279,21 @@ async def create_user(
                 await _tenant_row(engine, session, tenant_id)
             await session.execute(
                 insert(table).values(
-                    id=user_id, tenant_id=tenant_id, email=email,
-                    password_hash=password_hash, role=role,
+                    id=user_id,
+                    tenant_id=tenant_id,
+                    email=email,
+                    password_hash=password_hash,
+                    role=role,
                 )
             )
             await audit.record(
-                engine, session, tenant_id=tenant_id, actor=actor, action="user.created",
-                target=f"user:{user_id}", details={"email": email, "role": role},
+                engine,
+                session,
+                tenant_id=tenant_id,
+                actor=actor,
+                action="user.created",
+                target=f"user:{user_id}",
+                details={"email": email, "role": role},
                 client_address=client_address,
             )
             row = await _visible_user(engine, session, actor, user_id)
@@ -281,9 +302,7 @@ async def create_user(
     return _user(row)
 
 
-async def get_user(
-    engine: PulseEngine, *, actor: Principal | None, user_id: str
-) -> dict[str, Any]:
+async def get_user(engine: PulseEngine, *, actor: Principal | None, user_id: str) -> dict[str, Any]:
     """One user the actor may see (404 otherwise)."""
     async with engine.db.system_session() as session:
         return _user(await _visible_user(engine, session, actor, user_id))
@@ -349,16 +368,25 @@ async def update_user(
         target = f"user:{user_id}"
         if "role" in changes:
             await audit.record(
-                engine, session, tenant_id=row.tenant_id, actor=actor,
-                action="user.role_changed", target=target,
+                engine,
+                session,
+                tenant_id=row.tenant_id,
+                actor=actor,
+                action="user.role_changed",
+                target=target,
                 details={"from": row.role, "to": changes["role"]},
                 client_address=client_address,
             )
         if "active" in changes:
             await audit.record(
-                engine, session, tenant_id=row.tenant_id, actor=actor,
+                engine,
+                session,
+                tenant_id=row.tenant_id,
+                actor=actor,
                 action="user.activated" if changes["active"] else "user.deactivated",
-                target=target, details={}, client_address=client_address,
+                target=target,
+                details={},
+                client_address=client_address,
             )
         return _user(await _visible_user(engine, session, actor, user_id))
 
@@ -427,13 +455,23 @@ async def create_api_key(
         await _tenant_row(engine, session, tenant_id)
         await session.execute(
             insert(table).values(
-                id=key_id, tenant_id=tenant_id, name=name.strip(), prefix=prefix,
-                key_hash=key_hash, role=role, scopes=scopes, expires_at=expires_at,
+                id=key_id,
+                tenant_id=tenant_id,
+                name=name.strip(),
+                prefix=prefix,
+                key_hash=key_hash,
+                role=role,
+                scopes=scopes,
+                expires_at=expires_at,
                 created_by=actor.user_id if actor else None,
             )
         )
         await audit.record(
-            engine, session, tenant_id=tenant_id, actor=actor, action="api_key.created",
+            engine,
+            session,
+            tenant_id=tenant_id,
+            actor=actor,
+            action="api_key.created",
             target=f"api_key:{key_id}",
             details={"name": name, "prefix": prefix, "role": role, "scopes": scopes},
             client_address=client_address,
@@ -481,14 +519,17 @@ async def revoke_api_key(
                 update(table).where(table.c.id == key_id).values(revoked_at=datetime.now(UTC))
             )
             await audit.record(
-                engine, session, tenant_id=row.tenant_id, actor=actor,
-                action="api_key.revoked", target=f"api_key:{key_id}",
-                details={"prefix": row.prefix}, client_address=client_address,
+                engine,
+                session,
+                tenant_id=row.tenant_id,
+                actor=actor,
+                action="api_key.revoked",
+                target=f"api_key:{key_id}",
+                details={"prefix": row.prefix},
+                client_address=client_address,
             )
             row = (
-                await session.execute(
-                    select(*_api_key_columns(engine)).where(table.c.id == key_id)
-                )
+                await session.execute(select(*_api_key_columns(engine)).where(table.c.id == key_id))
             ).one()
     engine.authenticator.forget_api_key(row.prefix)
     await engine.events.publish(None, API_KEY_REVOKED_EVENT, {"prefix": row.prefix})

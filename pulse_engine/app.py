@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ class PulseEngine:
         self.cache = Cache(
             create_cache_backend(settings.redis_url, max_entries=settings.cache_max_entries)
         )
-        self.queue: QueueBackend = create_queue_backend(settings.amqp_url)
+        self.queue: QueueBackend = create_queue_backend(
+            settings.amqp_url, quorum=settings.amqp_quorum_queues
+        )
         self.events: EventBus = create_event_bus(settings.redis_url, settings.amqp_url)
         self.rate_limiter: RateLimiter = create_rate_limiter(settings.redis_url)
         self.tokens = TokenService(self._token_config())
@@ -101,75 +104,89 @@ class PulseEngine:
     # --- registration ------------------------------------------------------------------
 
     async def setup(self, app: Quart) -> None:
-        """Collect everything plugins register; runs once, before serving."""
+        """Collect everything plugins register; runs once, before serving.
+
+        A contribution that is malformed or clashes with another plugin's (a duplicate
+        metric name, a blueprint name already taken...) fails its plugin, not the host.
+        """
         if self._setup_done:
             return
         self._setup_done = True
         await self.plugins.call_each("register_tables", metadata=self.metadata)
-        for name, folder in await self.plugins.call_each("register_migrations"):
-            self.migration_folders[name] = Path(folder)
-        for name, result in await self.plugins.call_each("register_routes", engine=self):
-            for blueprint in as_list(result):
-                self._mount(app, name, blueprint)
-        for name, result in await self.plugins.call_each("register_cache_policies", engine=self):
-            for policy in as_list(result):
-                self._register_policy(name, policy)
-        for name, result in await self.plugins.call_each("register_queue_consumers", engine=self):
-            for consumer in as_list(result):
-                consumer.plugin = consumer.plugin or name
-                self.consumers.append(consumer)
-        for name, result in await self.plugins.call_each("register_health_checks", engine=self):
-            self.health.add(name, dict(result))
-        for name, result in await self.plugins.call_each("register_metrics", engine=self):
-            for definition in as_list(result):
-                self._register_metric(name, definition)
-        for name, result in await self.plugins.call_each("register_tenant_config_schema"):
-            self.tenant_config_schemas[name] = result
-        self.connectors = [
-            (name, connector)
-            for name, result in await self.plugins.call_each("register_connectors", engine=self)
-            for connector in as_list(result)
-        ]
-        self.validation_rules = [
-            (name, rule)
-            for name, result in await self.plugins.call_each(
-                "register_validation_rules", engine=self
-            )
-            for rule in as_list(result)
-        ]
+        await self._collect("register_migrations", self._add_migrations)
+        await self._collect(
+            "register_routes", lambda name, bp: self._mount(app, name, bp), engine=self
+        )
+        await self._collect("register_cache_policies", self._add_policy, engine=self)
+        await self._collect("register_queue_consumers", self._add_consumer, engine=self)
+        await self._collect("register_health_checks", self._add_health_checks, engine=self)
+        await self._collect("register_metrics", self._add_metric, engine=self)
+        await self._collect("register_tenant_config_schema", self._add_config_schema)
+        await self._collect(
+            "register_connectors", lambda name, c: self.connectors.append((name, c)), engine=self
+        )
+        await self._collect(
+            "register_validation_rules",
+            lambda name, rule: self.validation_rules.append((name, rule)),
+            engine=self,
+        )
         self.response_cache.build(app)
 
-    def _mount(self, app: Quart, plugin: str, blueprint: Blueprint) -> None:
+    async def _collect(self, hook: str, accept: Callable[[str, Any], None], **kwargs: Any) -> None:
+        """Call a hook and hand each contributed item to ``accept``, failing bad plugins."""
+        for name, result in await self.plugins.call_each(hook, **kwargs):
+            items = [result] if isinstance(result, dict) else as_list(result)
+            for item in items:
+                try:
+                    accept(name, item)
+                except Exception as error:
+                    log.error("plugin %s: %s contribution refused: %s", name, hook, error)
+                    self.plugins.records[name].fail(hook, error)
+                    break
+
+    def _add_migrations(self, plugin: str, folder: Any) -> None:
+        path = Path(folder)
+        if not path.is_dir():
+            raise ValueError(f"migration folder {path} does not exist")
+        self.migration_folders[plugin] = path
+
+    def _mount(self, app: Quart, plugin: str, blueprint: Any) -> None:
         if not isinstance(blueprint, Blueprint):
-            record = self.plugins.records.get(plugin)
-            if record is not None:
-                record.fail("register_routes", TypeError(f"not a Blueprint: {blueprint!r}"))
-            return
-        record = self.plugins.records[plugin]
+            raise TypeError(f"not a Blueprint: {blueprint!r}")
         tag_blueprint(blueprint, [plugin])
         before = {id(rule) for rule in app.url_map.iter_rules()}
-        try:
-            app.register_blueprint(blueprint)
-        except Exception as error:  # e.g. a name clash with another plugin
-            log.error("plugin %s: blueprint %s rejected: %s", plugin, blueprint.name, error)
-            record.fail("register_routes", error)
-            return
+        app.register_blueprint(blueprint)
+        record = self.plugins.records[plugin]
         for rule in [r for r in app.url_map.iter_rules() if id(r) not in before]:
             self.route_owners[rule.endpoint] = plugin
             methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
             record.routes.append({"path": rule.rule, "methods": methods, "endpoint": rule.endpoint})
 
-    def _register_policy(self, plugin: str, policy: Any) -> None:
+    def _add_policy(self, plugin: str, policy: Any) -> None:
         if not isinstance(policy, CachePolicy):
-            self.plugins.records[plugin].fail("register_cache_policies", TypeError(repr(policy)))
-            return
+            raise TypeError(f"not a CachePolicy: {policy!r}")
         self.response_cache.add_policy(policy)
 
-    def _register_metric(self, plugin: str, definition: Any) -> None:
+    def _add_consumer(self, plugin: str, consumer: Any) -> None:
+        if not isinstance(consumer, Consumer):
+            raise TypeError(f"not a Consumer: {consumer!r}")
+        consumer.plugin = consumer.plugin or plugin
+        self.consumers.append(consumer)
+
+    def _add_health_checks(self, plugin: str, checks: Any) -> None:
+        if not isinstance(checks, dict) or not all(callable(c) for c in checks.values()):
+            raise TypeError("health checks must be a mapping of name to async callable")
+        self.health.add(plugin, checks)
+
+    def _add_metric(self, plugin: str, definition: Any) -> None:
         if not isinstance(definition, MetricDefinition):
-            self.plugins.records[plugin].fail("register_metrics", TypeError(repr(definition)))
-            return
+            raise TypeError(f"not a MetricDefinition: {definition!r}")
         self.metrics.add(plugin, definition)
+
+    def _add_config_schema(self, plugin: str, schema: Any) -> None:
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            raise TypeError(f"not a pydantic model class: {schema!r}")
+        self.tenant_config_schemas[plugin] = schema
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -206,6 +223,9 @@ class PulseEngine:
     async def start_consumers(self) -> None:
         """Start every registered consumer, skipping tenants that disabled its plugin."""
         for consumer in self.consumers:
+            if consumer.plugin is not None and self.plugins.is_failed(consumer.plugin):
+                log.warning("not consuming %s: plugin %s failed", consumer.queue, consumer.plugin)
+                continue
             await self.queue.start_consumer(consumer, should_skip=self._skipper(consumer))
 
     def _skipper(self, consumer: Consumer) -> Any:

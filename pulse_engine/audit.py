@@ -86,6 +86,12 @@ async def entries(
         query = query.where(table.c.tenant_id == tenant_id)
     async with engine.db.system_session() as session:
         return await fetch_page(
-            session, query, table.c.id, kind=int, limit=limit, cursor=cursor,
-            to_item=_entry, descending=True,
+            session,
+            query,
+            table.c.id,
+            kind=int,
+            limit=limit,
+            cursor=cursor,
+            to_item=_entry,
+            descending=True,
         )

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pulse_engine import __version__
 from pulse_engine.app import PulseEngine
+from pulse_engine.cli_accounts import add_account_commands
 from pulse_engine.plugins import PluginManager
 from pulse_engine.runtime import run_worker, running_engine
 from pulse_engine.settings import Settings
@@ -153,6 +154,9 @@ def _plugin_manager(settings: Settings) -> PluginManager:
     manager.load_default_plugins()
     manager.load_entry_point_plugins(settings.plugins)
     return manager
+
+
+add_account_commands(cli)
 
 
 def build_cli() -> click.Group:

@@ -67,11 +67,17 @@ def users() -> None:
 @click.option("--tenant", "tenant_id", help="The user's tenant id (omit for a superadmin).")
 @click.option("--email", required=True, help="The login email (stored lower-cased).")
 @click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True,
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
     help="The password (prompted when omitted, which keeps it out of shell history).",
 )
 @click.option(
-    "--role", type=click.Choice(list(ROLE_RANK)), default="viewer", show_default=True,
+    "--role",
+    type=click.Choice(list(ROLE_RANK)),
+    default="viewer",
+    show_default=True,
     help="The user's role.",
 )
 def users_create(tenant_id: str | None, email: str, password: str, role: str) -> None:
@@ -79,7 +85,12 @@ def users_create(tenant_id: str | None, email: str, password: str, role: str) ->
     _check_uuid(tenant_id, "--tenant")
     user = run_with_engine(
         lambda engine: accounts.create_user(
-            engine, actor=None, tenant_id=tenant_id, email=email, password=password, role=role,
+            engine,
+            actor=None,
+            tenant_id=tenant_id,
+            email=email,
+            password=password,
+            role=role,
             client_address=None,
         )
     )
@@ -98,8 +109,9 @@ def users_update(user_id: str, role: str | None, active: bool | None) -> None:
             engine, actor=None, user_id=user_id, role=role, active=active, client_address=None
         )
     )
-    click.echo(f"{user['id']} {user['email']} {user['role']} "
-               f"{'active' if user['active'] else 'inactive'}")
+    click.echo(
+        f"{user['id']} {user['email']} {user['role']} {'active' if user['active'] else 'inactive'}"
+    )
 
 
 def _check_uuid(value: str | None, name: str) -> None:

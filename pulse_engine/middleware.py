@@ -50,7 +50,16 @@ async def gate(
     view: object,
 ) -> None:
     """Authenticate and authorise one request or WebSocket; raise a Problem to refuse it."""
-    if endpoint is None or view_is_public(view) or not path.startswith(PROTECTED_PREFIXES):
+    plugin = engine.route_owners.get(endpoint) if endpoint else None
+    if plugin is not None and engine.plugins.is_failed(plugin):
+        raise Problem(
+            503,
+            "plugin-unavailable",
+            f"The '{plugin}' plugin failed and is out of service; see /health/{plugin}.",
+            plugin=plugin,
+        )
+    protected = (*PROTECTED_PREFIXES, engine.settings.api_v1_prefix.rstrip("/") + "/")
+    if endpoint is None or view_is_public(view) or not path.startswith(protected):
         return
     if automatic_options:
         return  # Quart's own OPTIONS answer (CORS preflight): no credentials, no view, no data
@@ -60,7 +69,6 @@ async def gate(
     principal = await engine.authenticator.authenticate(credential)
     g.principal = principal
     check_role(principal, view_role(view))
-    plugin = engine.route_owners.get(endpoint)
     if plugin is None or principal.tenant_id is None:
         return
     if not await engine.capabilities.is_enabled(principal.tenant_id, plugin):

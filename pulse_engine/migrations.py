@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 POLICY_NAME = "pulse_tenant_isolation"
+OWNER_POLICY_NAME = "pulse_owner_access"
 VERSION_TABLE_PREFIX = "pulse_migrations_"
 
 
@@ -106,23 +107,32 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
     connection.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"))
     version_tables = connection.execute(
         text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename LIKE :prefix"
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE :prefix"
         ),
         {"prefix": VERSION_TABLE_PREFIX + "%"},
     ).scalars()
     for name in version_tables:
         connection.execute(text(f'REVOKE ALL ON "{name}" FROM {role}'))
+    owner = connection.execute(text("SELECT current_user")).scalar_one()
     for table_name, data_type in rows:
         table = f'"{table_name}"'
         setting = f"NULLIF(current_setting('pulse.tenant_id', true), '')::{data_type}"
         connection.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
         connection.execute(text(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY"))
-        connection.execute(text(f"DROP POLICY IF EXISTS {POLICY_NAME} ON {table}"))
+        for policy in (POLICY_NAME, OWNER_POLICY_NAME):
+            connection.execute(text(f"DROP POLICY IF EXISTS {policy} ON {table}"))
+        # the app role sees one tenant; the owner (migrations, the engine's own cross-tenant
+        # work) is let through explicitly rather than by being a superuser
         connection.execute(
             text(
-                f"CREATE POLICY {POLICY_NAME} ON {table} "
+                f"CREATE POLICY {POLICY_NAME} ON {table} TO {role} "
                 f"USING (tenant_id = {setting}) WITH CHECK (tenant_id = {setting})"
+            )
+        )
+        connection.execute(
+            text(
+                f'CREATE POLICY {OWNER_POLICY_NAME} ON {table} TO "{owner}" '
+                "USING (true) WITH CHECK (true)"
             )
         )
     for table_name in private:

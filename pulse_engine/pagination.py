@@ -69,11 +69,7 @@ def decode_cursor(cursor: str | None, kind: type[CursorValue]) -> CursorValue | 
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         decoded = None
-    if (
-        isinstance(decoded, list)
-        and len(decoded) == 1
-        and type(decoded[0]) is kind
-    ):
+    if isinstance(decoded, list) and len(decoded) == 1 and type(decoded[0]) is kind:
         return decoded[0]  # type: ignore[no-any-return]
     raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
 

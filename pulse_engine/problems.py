@@ -68,9 +68,7 @@ def problem_response(problem: Problem) -> Response:
     request_id = getattr(g, "request_id", None) if g else None
     if request_id:
         body.setdefault("instance", f"urn:pulse:request:{request_id}")
-    response = Response(
-        json.dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE
-    )
+    response = Response(json.dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in problem.headers.items():
         response.headers[name] = value
     return response

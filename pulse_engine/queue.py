@@ -564,8 +564,11 @@ def _decode(incoming: AbstractIncomingMessage, queue: str) -> Message:
     )
 
 
-def create_queue_backend(amqp_url: str | None) -> QueueBackend:
-    """Return a RabbitMQ backend when ``amqp_url`` is set, else the in-process one."""
+def create_queue_backend(amqp_url: str | None, *, quorum: bool = False) -> QueueBackend:
+    """Return a RabbitMQ backend when ``amqp_url`` is set, else the in-process one.
+
+    :param quorum: declare quorum queues (replicated; for clusters) instead of classic ones.
+    """
     if amqp_url:
-        return AmqpQueueBackend(amqp_url)
+        return AmqpQueueBackend(amqp_url, quorum=quorum)
     return MemoryQueueBackend()

@@ -161,9 +161,14 @@ async def login(
     async with engine.db.system_session() as session:
         if reason is not None:
             await audit.record(
-                engine, session, tenant_id=row.tenant_id if row else None, actor=None,
-                action="auth.login_failed", target=f"user:{row.id}" if row else None,
-                details={"email": email[:320], "reason": reason}, client_address=client_address,
+                engine,
+                session,
+                tenant_id=row.tenant_id if row else None,
+                actor=None,
+                action="auth.login_failed",
+                target=f"user:{row.id}" if row else None,
+                details={"email": email[:320], "reason": reason},
+                client_address=client_address,
             )
         else:
             if needs_rehash(row.password_hash):
@@ -173,18 +178,27 @@ async def login(
                     update(users).where(users.c.id == row.id).values(password_hash=new_hash)
                 )
             pair, principal = await _issue(
-                engine, session, user_id=row.id, tenant_id=row.tenant_id, role=row.role,
+                engine,
+                session,
+                user_id=row.id,
+                tenant_id=row.tenant_id,
+                role=row.role,
                 family_id=uuid.uuid4().hex,
             )
             await audit.record(
-                engine, session, tenant_id=row.tenant_id, actor=principal, action="auth.login",
-                target=f"user:{row.id}", details={"email": email}, client_address=client_address,
+                engine,
+                session,
+                tenant_id=row.tenant_id,
+                actor=principal,
+                action="auth.login",
+                target=f"user:{row.id}",
+                details={"email": email},
+                client_address=client_address,
             )
     if reason is not None:
         raise login_refused()
     await engine.rate_limiter.reset(_limiter_key("account", email))
     return pair
-
 
 
 async def _revoke_family(engine: PulseEngine, session: AsyncSession, family_id: str) -> None:
@@ -215,9 +229,14 @@ async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: st
         if stored.revoked_at is None and stored.used_at is not None:
             await _revoke_family(engine, session, stored.family_id)
             await audit.record(
-                engine, session, tenant_id=stored.tenant_id, actor=None,
-                action="auth.refresh_reuse_detected", target=f"user:{stored.user_id}",
-                details={"family_id": stored.family_id}, client_address=client_address,
+                engine,
+                session,
+                tenant_id=stored.tenant_id,
+                actor=None,
+                action="auth.refresh_reuse_detected",
+                target=f"user:{stored.user_id}",
+                details={"family_id": stored.family_id},
+                client_address=client_address,
             )
         elif stored.revoked_at is None:
             account = await _account(engine, session, id=stored.user_id)
@@ -225,13 +244,15 @@ async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: st
                 await _revoke_family(engine, session, stored.family_id)
             else:
                 await session.execute(
-                    update(table)
-                    .where(table.c.jti == stored.jti)
-                    .values(used_at=datetime.now(UTC))
+                    update(table).where(table.c.jti == stored.jti).values(used_at=datetime.now(UTC))
                 )
                 pair, _principal = await _issue(
-                    engine, session, user_id=account.id, tenant_id=account.tenant_id,
-                    role=account.role, family_id=stored.family_id,
+                    engine,
+                    session,
+                    user_id=account.id,
+                    tenant_id=account.tenant_id,
+                    role=account.role,
+                    family_id=stored.family_id,
                 )
     if pair is None:
         raise refresh_refused()
@@ -268,8 +289,12 @@ async def logout(
         if family_id is not None:
             await _revoke_family(engine, session, family_id)
         await audit.record(
-            engine, session, tenant_id=principal.tenant_id, actor=principal,
-            action="auth.token_revoked", target=f"user:{principal.user_id}",
+            engine,
+            session,
+            tenant_id=principal.tenant_id,
+            actor=principal,
+            action="auth.token_revoked",
+            target=f"user:{principal.user_id}",
             details={"jti": principal.jti, "refresh_family_revoked": family_id is not None},
             client_address=client_address,
         )

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     amqp_url: str | None = Field(default=None, alias="AMQP_URL")
+    amqp_quorum_queues: bool = Field(default=False, alias="PULSE_AMQP_QUORUM_QUEUES")
 
     plugins: Annotated[list[str] | None, NoDecode] = Field(default=None, alias="PULSE_PLUGINS")
 

@@ -85,7 +85,11 @@ async def set_plugin(
     await engine.capabilities.set(tenant_id, plugin, enabled, validated, updated_by)
     async with engine.db.system_session() as session:
         await audit.record(
-            engine, session, tenant_id=tenant_id, actor=actor, action="capability.changed",
+            engine,
+            session,
+            tenant_id=tenant_id,
+            actor=actor,
+            action="capability.changed",
             target=f"plugin:{plugin}",
             details={"enabled": enabled, "config_keys": sorted(validated)},
             client_address=client_address,

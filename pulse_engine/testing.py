@@ -15,6 +15,7 @@ registered for one test), :func:`create_tenant`, :func:`create_user`, :class:`Ap
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -112,6 +113,12 @@ async def create_tenant(engine: PulseEngine, name: str | None = None) -> str:
     return tenant_id
 
 
+@functools.lru_cache(maxsize=8)
+def _password_hash(password: str) -> str:
+    """Argon2 is slow on purpose; tests reuse one hash per password."""
+    return hash_password(password)
+
+
 @dataclass
 class TestUser:
     """A user created for a test, with its password."""
@@ -141,7 +148,7 @@ async def create_user(
                 id=user_id,
                 tenant_id=tenant_id,
                 email=email,
-                password_hash=hash_password(password),
+                password_hash=_password_hash(password),
                 role=role,
             )
         )

@@ -18,12 +18,12 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
+from fixtures.plugin_harness import fresh_database, write_distribution
 from pydantic import BaseModel
 from quart import Blueprint, Quart
 from sqlalchemy import Column, Integer, MetaData, Table, text
 from sqlalchemy.dialects.postgresql import UUID
 
-from fixtures.plugin_harness import fresh_database, write_distribution
 from pulse_engine import hookimpl, hookspecs
 from pulse_engine.app import PulseEngine
 from pulse_engine.cache import CachePolicy
@@ -85,8 +85,11 @@ async def test_hook_register_routes(settings: Settings) -> None:
         engine = engine_of(app)
         assert engine.route_owners["probe_routes.ping"] == "probe"
         routes = engine.plugins.records["probe"].routes
-        assert {"path": "/api/v1/probe/ping", "methods": ["GET"],
-                "endpoint": "probe_routes.ping"} in routes
+        assert {
+            "path": "/api/v1/probe/ping",
+            "methods": ["GET"],
+            "endpoint": "probe_routes.ping",
+        } in routes
 
 
 async def test_hook_register_tables(settings: Settings) -> None:
@@ -112,30 +115,32 @@ async def test_hook_register_migrations(pulse_database_url: str, tmp_path: Path)
             return HOOK_PROBE / "migrations"
 
     # the probe branch must not leak into the database the other probe apps share
-    async with fresh_database(pulse_database_url) as url:
-        async with probe_app(make_settings(url, tmp_path), Probe()) as app:
-            engine = engine_of(app)
-            assert HOOK_PROBE / "migrations" in engine.migration_folders
-            assert engine.db.owner_engine is not None
-            async with engine.db.owner_engine.connect() as connection:
-                versions = set(
-                    (await connection.execute(text("SELECT version_num FROM alembic_version")))
-                    .scalars()
-                    .all()
-                )
-                security = (
-                    await connection.execute(
-                        text(
-                            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
-                            "WHERE relname = 'hook_probe_items'"
-                        )
+    async with (
+        fresh_database(pulse_database_url) as url,
+        probe_app(make_settings(url, tmp_path), Probe()) as app,
+    ):
+        engine = engine_of(app)
+        assert engine.migration_folders["probe"] == HOOK_PROBE / "migrations"
+        assert engine.db.owner_engine is not None
+        async with engine.db.owner_engine.connect() as connection:
+            versions = set(
+                (await connection.execute(text("SELECT version_num FROM alembic_version")))
+                .scalars()
+                .all()
+            )
+            security = (
+                await connection.execute(
+                    text(
+                        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                        "WHERE relname = 'hook_probe_items'"
                     )
-                ).one()
-            assert "probe_0001" in versions
-            assert tuple(security) == (True, True)
-            database = await app.test_client().get("/health/database")
-            body = await database.get_json()
-            assert body["migrations"]["at_head"] is True, body
+                )
+            ).one()
+        assert "probe_0001" in versions
+        assert tuple(security) == (True, True)
+        database = await app.test_client().get("/health/database")
+        body = await database.get_json()
+        assert body["migrations"]["at_head"] is True, body
 
 
 async def test_hook_register_cache_policies(settings: Settings) -> None:
@@ -183,8 +188,11 @@ async def test_hook_register_queue_consumers(settings: Settings) -> None:
         tenant_id = str(uuid.uuid4())
         await engine.queue.publish("probe.jobs", {"n": 1}, tenant_id=tenant_id)
         message = await asyncio.wait_for(handled.get(), timeout=10)
-        assert (message.body, message.tenant_id, message.queue) == ({"n": 1}, tenant_id,
-                                                                    "probe.jobs")
+        assert (message.body, message.tenant_id, message.queue) == (
+            {"n": 1},
+            tenant_id,
+            "probe.jobs",
+        )
 
 
 async def test_hook_register_health_checks(settings: Settings) -> None:
@@ -258,8 +266,9 @@ def test_hook_register_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     from pulse_engine.cli import build_cli
 
     # the CLI discovers plugins through entry points, so the probe is "installed" for it
-    write_distribution(tmp_path, "pulse-hook-probe-cli", "1.0.0",
-                       {"hook_probe_cli": "pulse_hook_probe_cli"})
+    write_distribution(
+        tmp_path, "pulse-hook-probe-cli", "1.0.0", {"hook_probe_cli": "pulse_hook_probe_cli"}
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(HOOK_PROBE))
     monkeypatch.delenv("PULSE_PLUGINS", raising=False)

@@ -26,8 +26,9 @@ from pulse_engine.app import create_app
 from pulse_engine.settings import Settings
 from pulse_engine.testing import make_settings, running_app
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
-                                        else None)
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
 ASSET_TYPES = {".js": "javascript", ".css": "text/css"}
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.plugin_harness import fresh_database, write_distribution
 from sqlalchemy import text
 
-from fixtures.plugin_harness import fresh_database, write_distribution
 from pulse_engine.app import PulseEngine
 from pulse_engine.settings import Settings
 from pulse_engine.testing import make_settings, make_tenant, running_app
@@ -63,10 +63,12 @@ def hello_installed(site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def broken_installed(site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Two broken plugins: one fails to import, one fails in ``register_routes``."""
-    write_distribution(site, "pulse-broken-import", "2.0.0",
-                       {"broken_import": "pulse_broken_on_import"})
-    write_distribution(site, "pulse-broken-routes", "3.0.0",
-                       {"broken_routes": "pulse_broken_routes"})
+    write_distribution(
+        site, "pulse-broken-import", "2.0.0", {"broken_import": "pulse_broken_on_import"}
+    )
+    write_distribution(
+        site, "pulse-broken-routes", "3.0.0", {"broken_routes": "pulse_broken_routes"}
+    )
     monkeypatch.syspath_prepend(str(BROKEN_PLUGINS))
     return site
 
@@ -90,8 +92,11 @@ async def test_example_plugin_is_discovered_like_an_installed_one(
         client = app.test_client()
         overall = await (await client.get("/health")).get_json()
         # other installed plugins may be in any state; the host's own and hello's are healthy
-        host = {name: doc["status"] for name, doc in overall["plugins"].items()
-                if name.startswith("pulse.")}
+        host = {
+            name: doc["status"]
+            for name, doc in overall["plugins"].items()
+            if name.startswith("pulse.")
+        }
         assert set(host.values()) == {"healthy"}, overall
         assert overall["plugins"]["hello"]["status"] == "healthy", overall
         assert overall["plugins"]["hello"]["version"] == HELLO_VERSION
@@ -119,10 +124,10 @@ async def test_example_plugin_is_discovered_like_an_installed_one(
         assert created.status_code == 201, await created.get_json()
         first = await tenant.viewer_client.get(GREETINGS)
         second = await tenant.viewer_client.get(GREETINGS)
-        assert [g["message"] for g in (await first.get_json())["greetings"]] == ["hello, world"]
+        assert [g["message"] for g in (await first.get_json())["items"]] == ["hello, world"]
         assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "hit")
         other = await make_tenant(app)
-        assert (await (await other.viewer_client.get(GREETINGS)).get_json())["greetings"] == []
+        assert (await (await other.viewer_client.get(GREETINGS)).get_json())["items"] == []
 
         await assert_forced_row_level_security(app.extensions["pulse"], "hello_greetings")
 
@@ -202,8 +207,9 @@ def test_pulse_plugins_is_read_from_the_environment(monkeypatch: pytest.MonkeyPa
 async def test_pip_installed_example_is_discovered(database_url: str, tmp_path: Path) -> None:
     distribution = installed_hello()
     assert distribution is not None
-    entry_points = {ep.name: ep.value for ep in distribution.entry_points
-                    if ep.group == "pulse_engine"}
+    entry_points = {
+        ep.name: ep.value for ep in distribution.entry_points if ep.group == "pulse_engine"
+    }
     assert entry_points == {"hello": "pulse_hello.plugin"}
     async with running_app(settings_for(database_url, tmp_path, plugins=["hello"])) as app:
         record = app.extensions["pulse"].plugins.records["hello"]
@@ -216,5 +222,4 @@ async def test_pip_installed_example_is_discovered(database_url: str, tmp_path: 
         created = await tenant.analyst_client.post(GREETINGS, json={"message": "installed"})
         assert created.status_code == 201
         listing = await tenant.viewer_client.get(GREETINGS)
-        assert [g["message"] for g in (await listing.get_json())["greetings"]] == ["installed"]
-
+        assert [g["message"] for g in (await listing.get_json())["items"]] == ["installed"]

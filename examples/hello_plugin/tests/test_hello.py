@@ -16,7 +16,7 @@ async def test_add_and_list_greetings(tenant: TenantFixture) -> None:
     listing = await tenant.viewer_client.get("/api/v1/hello/greetings")
     assert listing.status_code == 200
     body = await listing.get_json()
-    assert [greeting["message"] for greeting in body["greetings"]] == ["hi"]
+    assert [greeting["message"] for greeting in body["items"]] == ["hi"]
     assert body["next_cursor"] is None
 
 
@@ -27,7 +27,7 @@ async def test_listing_is_cached_until_a_greeting_is_added(tenant: TenantFixture
     await tenant.analyst_client.post("/api/v1/hello/greetings", json={"message": "again"})
     third = await tenant.viewer_client.get("/api/v1/hello/greetings")
     assert third.headers["X-Cache"] == "miss"
-    assert len((await third.get_json())["greetings"]) == 1
+    assert len((await third.get_json())["items"]) == 1
 
 
 async def test_viewers_cannot_add_and_bad_bodies_are_refused(tenant: TenantFixture) -> None:
@@ -42,7 +42,7 @@ async def test_tenants_see_only_their_greetings(pulse_app: Quart, tenant: Tenant
     await tenant.analyst_client.post("/api/v1/hello/greetings", json={"message": "mine"})
     other = await make_tenant(pulse_app)
     listing = await other.viewer_client.get("/api/v1/hello/greetings")
-    assert (await listing.get_json())["greetings"] == []
+    assert (await listing.get_json())["items"] == []
 
 
 async def test_health_check(pulse_app: Quart) -> None:

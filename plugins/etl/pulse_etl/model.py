@@ -210,6 +210,7 @@ commit_parents = Table(
 
 pull_requests = _source_entity(
     "pull_requests",
+    _tz("source_updated_at"),
     _ref("repository_id", nullable=False),
     Column("number", Integer, nullable=False),
     Column("title", Text),
@@ -252,6 +253,7 @@ review_comments = _source_entity(
 
 deployments = _source_entity(
     "deployments",
+    _tz("source_updated_at"),
     _ref("repository_id"),
     Column("service", String(300), nullable=False),
     Column("environment", String(200), nullable=False),
@@ -281,6 +283,7 @@ deployment_commits = Table(
 
 incidents = _source_entity(
     "incidents",
+    _tz("source_updated_at"),
     Column("title", Text),
     Column("service", String(300)),
     _ref("repository_id"),
@@ -308,6 +311,7 @@ sprints = _source_entity(
 
 work_items = _source_entity(
     "work_items",
+    _tz("source_updated_at"),
     _ref("project_id"),
     Column("key", String(100)),
     Column("title", Text),
@@ -378,6 +382,7 @@ etl_jobs = Table(
     Column("connector", String(100), nullable=False),
     _ref("integration_id"),
     Column("config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("secrets", Text, comment="Fernet token of an ad-hoc job's secret settings"),
     Column("status", String(20), nullable=False),
     Column("progress", Float, nullable=False, server_default=text("0")),
     Column("stats", JSONB, nullable=False, server_default=text("'{}'::jsonb")),

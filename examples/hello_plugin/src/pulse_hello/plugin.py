@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from pulse_engine import hookimpl
 from pulse_engine.auth import require_role
 from pulse_engine.cache import CachePolicy
+from pulse_engine.pagination import PageQuery, fetch_page
 from pulse_engine.tenancy import current_tenant_id, tenant_session
 
 if TYPE_CHECKING:
@@ -63,18 +64,11 @@ class Greeting(BaseModel):
     created_at: datetime
 
 
-class GreetingPageQuery(BaseModel):
-    """Pagination of the listing: at most ``limit`` greetings after ``cursor``."""
-
-    limit: int = Field(default=50, ge=1, le=100)
-    cursor: int | None = None
-
-
 class GreetingPage(BaseModel):
     """A page of greetings, oldest first; ``next_cursor`` is null on the last page."""
 
-    greetings: list[Greeting]
-    next_cursor: int | None
+    items: list[Greeting]
+    next_cursor: str | None
 
 
 @hookimpl
@@ -95,18 +89,25 @@ def register_routes(engine: PulseEngine) -> Blueprint:
     blueprint = Blueprint("hello", __name__, url_prefix=f"{engine.settings.api_v1_prefix}/hello")
 
     @blueprint.get("/greetings")
-    @validate_querystring(GreetingPageQuery)
+    @validate_querystring(PageQuery)
     @validate_response(GreetingPage)
-    async def list_greetings(query_args: GreetingPageQuery) -> GreetingPage:
-        """The caller's tenant's greetings, oldest first."""
-        statement = select(greetings).order_by(greetings.c.id).limit(query_args.limit)
-        if query_args.cursor is not None:
-            statement = statement.where(greetings.c.id > query_args.cursor)
+    async def list_greetings(query_args: PageQuery) -> dict[str, Any]:
+        """The caller's tenant's greetings, oldest first, one page at a time."""
         async with tenant_session() as session:
-            rows = (await session.execute(statement)).all()
-        page = [Greeting(id=row.id, message=row.message, created_at=row.created_at) for row in rows]
-        next_cursor = page[-1].id if len(page) == query_args.limit else None
-        return GreetingPage(greetings=page, next_cursor=next_cursor)
+            page = await fetch_page(
+                session,
+                select(greetings),
+                greetings.c.id,
+                kind=int,
+                limit=query_args.capped_limit,
+                cursor=query_args.cursor,
+                to_item=lambda row: {
+                    "id": row.id,
+                    "message": row.message,
+                    "created_at": row.created_at,
+                },
+            )
+        return page.as_dict()
 
     @blueprint.post("/greetings")
     @require_role("analyst")

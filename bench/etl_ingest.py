@@ -1,0 +1,159 @@
+"""ETL ingest benchmark: the loader vs a plain COPY, and the git connector vs ``git log``.
+
+Usage: ``python bench/etl_ingest.py [--rows 50000] [--commits 5000]``. Starts an embedded
+PostgreSQL in a temporary folder (or uses ``PULSE_TEST_DATABASE_URL``), then measures:
+
+1. loader rows/s (COPY staging + one ``INSERT ... ON CONFLICT`` upsert, with RLS) against a
+   plain asyncpg ``copy_records_to_table`` of the same rows into a table of the same shape
+   and indexes, in the same run (target ratio >= 0.8);
+2. the git connector on a generated repository (``git fast-import``) against
+   ``git log --numstat`` of the same history: parsing only, and a full ingest job into
+   PostgreSQL (target: within 3x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pulse_engine.app import PulseEngine
+from pulse_engine.testing import create_tenant, make_settings, running_app
+from pulse_etl.connectors.git import stream_log
+from pulse_etl.loader import ENTITIES, Loader
+from pulse_etl.model import stable_id
+from pulse_etl.plugin import service_for
+
+
+def commit_rows(count: int, repository_id: str) -> list[dict[str, Any]]:
+    """``count`` synthetic commit rows."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    author = str(uuid.uuid4())
+    return [
+        {"id": stable_id("commits", repository_id, f"{i:040x}"), "repository_id": repository_id,
+         "sha": f"{i:040x}", "author_identity_id": author, "author_name": "Bench",
+         "author_email": "bench@example.test", "authored_at": start + timedelta(seconds=i),
+         "author_tz_offset": 60, "committed_at": start + timedelta(seconds=i),
+         "message": f"commit number {i} with a typical short subject", "additions": i % 50,
+         "deletions": i % 7, "files_changed": 1 + i % 3, "is_merge": False, "source": "bench"}
+        for i in range(count)
+    ]
+
+
+async def bench_loader(engine: PulseEngine, rows: int) -> tuple[float, float]:
+    """Seconds of the loader and of a plain COPY for ``rows`` commits."""
+    tenant = await create_tenant(engine)
+    repository_id = stable_id("repositories", "bench", "r")
+    data = commit_rows(rows, repository_id)
+    loader = Loader(copy_threshold=1000)
+    started = time.perf_counter()
+    async with engine.db.tenant_session(tenant) as session:
+        stats = await loader.load(session, tenant, {"commits": data})
+    loaded = time.perf_counter() - started
+    assert stats["commits"]["created"] == rows, stats
+
+    columns = ["tenant_id", *sorted(data[0])]
+    records = [tuple(tenant if c == "tenant_id" else row[c] for c in columns) for row in data]
+    async with engine.db.tenant_session(tenant) as session:
+        connection = await session.connection()
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        table = ENTITIES["commits"].table.name
+        await raw.execute(f"CREATE TEMP TABLE bench_copy (LIKE {table} INCLUDING ALL)")
+        started = time.perf_counter()
+        await raw.copy_records_to_table("bench_copy", records=records, columns=columns)
+        copied = time.perf_counter() - started
+        await raw.execute("DROP TABLE bench_copy")
+    return loaded, copied
+
+
+def generate_repository(path: Path, commits: int) -> None:
+    """A linear history of ``commits`` commits touching a few files, via fast-import."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    lines = []
+    for i in range(commits):
+        content = f"version {i}\n" * (1 + i % 5)
+        lines.append("commit refs/heads/main")
+        lines.append(f"mark :{i + 1}")
+        lines.append(f"author Dev{i % 7} <dev{i % 7}@example.test> {1_600_000_000 + i * 600} +0200")
+        lines.append(f"committer Dev{i % 7} <dev{i % 7}@example.test> "
+                     f"{1_600_000_000 + i * 600} +0200")
+        message = f"change {i}\n"
+        lines.append(f"data {len(message.encode())}")
+        lines.append(message)
+        if i:
+            lines.append(f"from :{i}")
+        lines.append(f"M 644 inline src/file{i % 20}.txt")
+        lines.append(f"data {len(content.encode())}")
+        lines.append(content)
+    subprocess.run(["git", "-C", str(path), "fast-import", "--quiet"],
+                   input="\n".join(lines).encode(), check=True)
+
+
+async def bench_git(engine: PulseEngine, root: Path, commits: int) -> tuple[float, float, float]:
+    """Seconds of ``git log --numstat``, of parsing it, and of a full ingest job."""
+    repo = root / "bench-repo"
+    generate_repository(repo, commits)
+    started = time.perf_counter()
+    subprocess.run(["git", "-C", str(repo), "log", "--numstat", "main"],
+                   stdout=subprocess.DEVNULL, check=True)
+    raw = time.perf_counter() - started
+    started = time.perf_counter()
+    parsed = [c async for c in stream_log(str(repo), ["main"])]
+    parse = time.perf_counter() - started
+    assert len(parsed) == commits
+    service = service_for(engine)
+    tenant = await create_tenant(engine)
+    job = await service.create_job(tenant, {"connector": "git", "config": {
+        "path": str(repo), "branch": "main"}}, None, enqueue=False)
+    started = time.perf_counter()
+    status = await service.run_job(tenant, job["id"])
+    ingest = time.perf_counter() - started
+    assert status == "succeeded", await service.get_job(tenant, job["id"])
+    return raw, parse, ingest
+
+
+async def main(rows: int, commits: int) -> None:
+    """Run both benchmarks and print the numbers and ratios."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "repos").mkdir()
+        os.environ["PULSE_ETL_GIT_ROOTS"] = str(root / "repos")
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
+        url = os.environ.get("PULSE_TEST_DATABASE_URL")
+        server = None
+        if url is None:
+            import pgserver
+
+            server = pgserver.get_server(root / "pg", cleanup_mode="stop")
+            url = server.get_uri()
+        try:
+            settings = make_settings(url, root / "data")
+            async with running_app(settings) as app:
+                engine: PulseEngine = app.extensions["pulse"]
+                loaded, copied = await bench_loader(engine, rows)
+                print(f"loader: {rows} rows in {loaded:.3f}s = {rows / loaded:,.0f} rows/s")
+                print(f"plain COPY: {rows} rows in {copied:.3f}s = {rows / copied:,.0f} rows/s")
+                print(f"loader / COPY throughput ratio: {copied / loaded:.2f} (target >= 0.8)")
+                raw, parse, ingest = await bench_git(engine, root / "repos", commits)
+                print(f"git log --numstat: {commits} commits in {raw:.3f}s")
+                print(f"git connector parse: {parse:.3f}s ({parse / raw:.2f}x git log)")
+                print(f"git connector full ingest: {ingest:.3f}s ({ingest / raw:.2f}x git log; "
+                      f"target <= 3x)")
+        finally:
+            if server is not None:
+                server.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--commits", type=int, default=5_000)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.rows, arguments.commits))

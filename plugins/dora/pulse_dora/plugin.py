@@ -1,0 +1,178 @@
+"""The pulse-dora plugin: hook implementations wiring DORA into the Pulse engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from pulse_etl.model import DATA_CACHE_TAGS
+from quart import Blueprint
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pulse_dora import queries, tables
+from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
+from pulse_dora.health import health_checks
+from pulse_dora.params import resolve_scope
+from pulse_dora.refresh import DORA_CACHE_TAG, REFRESH_QUEUE, refresh_consumer
+from pulse_dora.routes import build_blueprint
+from pulse_engine import hookimpl
+from pulse_engine.cache import CachePolicy
+from pulse_engine.capabilities import CHANGED_EVENT
+from pulse_engine.metrics import MetricDefinition
+from pulse_engine.queue import Consumer
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
+
+log = logging.getLogger(__name__)
+
+settings = DoraSettings()
+
+#: Every cached DORA answer is dropped when ETL data or DORA facts of its tenant change.
+CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, DORA_CACHE_TAG)
+
+_DESCRIPTIONS = {
+    "deployment_frequency": "Successful production deployments (also per day and deployment "
+    "days).",
+    "lead_time_for_changes": "Seconds from a change's author time to the first successful "
+    "production deployment that shipped it (median; p75, p90, mean).",
+    "change_failure_rate": "Share of successful production deployments linked to an incident "
+    "(or followed by a failed one, when configured).",
+    "failed_deployment_recovery_time": "Seconds from the start to the resolution of incidents "
+    "linked to a deployment (median; p75, p90, mean).",
+    "time_to_restore_service": "Seconds from creation to resolution of every resolved "
+    "incident (median; p75, p90, mean).",
+    "deployment_rework_rate": "Share of successful production deployments that were unplanned "
+    "fixes of a production incident (hotfixes).",
+}
+_HIGHER_IS_BETTER = {"deployment_frequency"}
+
+_listeners: WeakKeyDictionary[Any, asyncio.Task[None]] = WeakKeyDictionary()
+
+
+@hookimpl
+def register_tables(metadata: MetaData) -> None:
+    """Copy DORA's tables onto the engine's metadata."""
+    for table in tables.TABLES:
+        if table.name not in metadata.tables:
+            table.to_metadata(metadata)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """DORA's Alembic branch."""
+    return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def register_routes(engine: PulseEngine) -> Blueprint:
+    """The ``/api/v1/metrics/dora`` blueprint."""
+    return build_blueprint(engine, settings)
+
+
+@hookimpl
+def register_cache_policies() -> list[CachePolicy]:
+    """Cache summaries and series per tenant and parameters until new data lands."""
+    ttl = settings.cache_ttl_seconds
+    return [
+        CachePolicy(endpoint, ttl=ttl, tags=CACHE_TAGS)
+        for endpoint in ("dora.summary", "dora.series", "dora.gitlab", "dora.lead_time_breakdown")
+    ]
+
+
+@hookimpl
+def register_queue_consumers(engine: PulseEngine) -> list[Consumer]:
+    """The refresh consumer (:data:`pulse_dora.refresh.REFRESH_QUEUE`)."""
+    return [refresh_consumer(engine)]
+
+
+@hookimpl
+def register_health_checks(engine: PulseEngine) -> dict[str, Any]:
+    """Aggregate, tenant-anonymous data and configuration checks."""
+    return health_checks(engine, settings)
+
+
+@hookimpl
+def register_tenant_config_schema() -> type[DoraConfig]:
+    """The per-tenant DORA configuration."""
+    return DoraConfig
+
+
+def _compute(engine: PulseEngine, metric: str) -> Any:
+    async def compute(
+        session: AsyncSession,
+        window: tuple[datetime, datetime],
+        interval: str,
+        filters: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """``metric`` for the session's tenant: one point per bucket of ``interval``."""
+        tenant_id = str(await session.scalar(text("SELECT current_setting('pulse.tenant_id')")))
+        config = await tenant_config(engine, tenant_id)
+        args = {
+            **{name: str(value) for name, value in (filters or {}).items()},
+            "start": window[0].isoformat(),
+            "end": window[1].isoformat(),
+        }
+        scope = await resolve_scope(session, tenant_id, args, config, settings, interval=interval)
+        return await queries.series(session, metric, scope)
+
+    return compute
+
+
+@hookimpl
+def register_metrics(engine: PulseEngine) -> list[MetricDefinition]:
+    """The six DORA metrics, computable by other plugins through ``engine.metrics``."""
+    return [
+        MetricDefinition(
+            name=f"dora.{metric}",
+            unit=queries.UNITS[metric],
+            description=_DESCRIPTIONS[metric],
+            higher_is_better=metric in _HIGHER_IS_BETTER,
+            compute=_compute(engine, metric),
+            tags=("dora",),
+        )
+        for metric in queries.METRICS
+    ]
+
+
+async def _follow_configuration(engine: PulseEngine) -> None:
+    """Refresh a tenant's facts when its DORA configuration may have changed."""
+    async with engine.events.subscribe(None) as subscription:
+        async for event in subscription:
+            if event.type != CHANGED_EVENT:
+                continue
+            tenant_id = event.data.get("tenant_id")
+            if not isinstance(tenant_id, str):
+                continue
+            await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
+            # every process gets the event; the message id derived from the event makes
+            # the consumer's idempotency check run the refresh once
+            await engine.queue.publish(
+                REFRESH_QUEUE, {"since": None}, tenant_id=tenant_id,
+                message_id=f"dora-config-{event.id}",
+            )
+
+
+@hookimpl
+async def startup(engine: PulseEngine) -> None:
+    """Follow configuration changes to keep each tenant's facts consistent with them."""
+    _listeners[engine] = asyncio.create_task(
+        _follow_configuration(engine), name="pulse-dora-config"
+    )
+
+
+@hookimpl
+async def shutdown(engine: PulseEngine) -> None:
+    """Stop following configuration changes."""
+    listener = _listeners.pop(engine, None)
+    if listener is not None:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener

@@ -1,0 +1,301 @@
+"""Recompute a tenant's DORA facts (:mod:`pulse_dora.tables`) from pulse-etl's tables.
+
+Every step is one set-based statement in one tenant-bound transaction, serialised per
+tenant by an advisory lock. A refresh with ``since`` recomputes only the deployments
+finished, the changes shipped and the incidents created at or after ``since`` (the
+earliest time a load touched); deployments finished earlier cannot change what later
+rows derive from, and the link window only looks back, so the result equals a full
+refresh. Without ``since`` everything is recomputed (after a configuration change).
+
+Run it after an ETL load: publish ``{"since": ISO time or null}`` for the tenant on
+:data:`REFRESH_QUEUE`, or call :func:`refresh_tenant`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pulse_dora.config import DoraConfig, tenant_config
+from pulse_engine.queue import Consumer, Message
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
+
+log = logging.getLogger(__name__)
+
+#: Queue on which a refresh is requested (message tenant = the tenant, body ``{"since"}``).
+REFRESH_QUEUE = "dora.refresh"
+
+#: Cache tag of every cached DORA answer; dropped for a tenant after each refresh.
+DORA_CACHE_TAG = "dora.data"
+
+#: SQL: whether ``{column}`` names a production environment under the tenant's config.
+PRODUCTION_MATCH = (
+    "(lower({column}) = ANY(CAST(:production_names AS text[])) "
+    "OR {column} ~* ANY(CAST(:production_patterns AS text[])))"
+)
+
+
+@dataclass(frozen=True)
+class RefreshStats:
+    """What one refresh wrote, and how long it took."""
+
+    deployments: int
+    changes: int
+    incidents: int
+    rework: int
+    seconds: float
+
+
+#: SQL: the distinct environments of the tenant's deployments (a skip scan of an index).
+ENVIRONMENTS_CTE = """
+environments(name) AS (
+    SELECT min(environment) FROM dora_deployments WHERE tenant_id = :tenant
+    UNION ALL
+    SELECT (SELECT min(d.environment) FROM dora_deployments d
+            WHERE d.tenant_id = :tenant AND d.environment > environments.name)
+    FROM environments WHERE environments.name IS NOT NULL
+)
+"""
+
+_STATE = f"""
+WITH RECURSIVE {ENVIRONMENTS_CTE},
+latest AS (
+    SELECT e.name, {PRODUCTION_MATCH.format(column="e.name")} AS production,
+           (SELECT max(d.finished_at) FROM dora_deployments d
+            WHERE d.tenant_id = :tenant AND d.environment = e.name) AS finished_at
+    FROM environments e WHERE e.name IS NOT NULL
+)
+INSERT INTO dora_refresh_state (tenant_id, refreshed_at, production_environments,
+    last_deployment_at, last_production_deployment_at)
+SELECT :tenant, now(),
+       coalesce(string_agg(name, ',' ORDER BY name) FILTER (WHERE production), ''),
+       max(finished_at), max(finished_at) FILTER (WHERE production)
+FROM latest
+ON CONFLICT (tenant_id) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
+    production_environments = EXCLUDED.production_environments,
+    last_deployment_at = EXCLUDED.last_deployment_at,
+    last_production_deployment_at = EXCLUDED.last_production_deployment_at
+"""
+
+
+def config_parameters(config: DoraConfig) -> dict[str, Any]:
+    """The bind parameters every DORA statement derives from the tenant's configuration."""
+    return {
+        "production_names": list(config.production_environments),
+        "production_patterns": list(config.production_environment_patterns),
+        "branch_patterns": list(config.hotfix_branch_patterns),
+        "label_patterns": list(config.hotfix_label_patterns),
+        "link_window": timedelta(days=config.incident_link_window_days),
+    }
+
+
+def _since(column: str, since: datetime | None) -> str:
+    return f"AND {column} >= :since" if since is not None else ""
+
+
+def _deployment_statements(since: datetime | None) -> list[str]:
+    return [
+        "DELETE FROM dora_deployments WHERE tenant_id = :tenant "
+        + _since("finished_at", since),
+        f"""
+        INSERT INTO dora_deployments (tenant_id, deployment_id, repository_id, project_id,
+            service, environment, result, started_at, finished_at, is_rework)
+        SELECT d.tenant_id, d.id, d.repository_id, r.project_id, d.service, d.environment,
+               coalesce(d.result, 'unknown'), d.started_at, d.finished_at,
+               coalesce(d.ref, '') ~* ANY(CAST(:branch_patterns AS text[]))
+               OR coalesce(d.name, '') ~* ANY(CAST(:label_patterns AS text[]))
+        FROM deployments d
+        LEFT JOIN repositories r ON r.tenant_id = d.tenant_id AND r.id = d.repository_id
+        WHERE d.tenant_id = :tenant AND d.finished_at IS NOT NULL {_since("d.finished_at", since)}
+        """,
+    ]
+
+
+def _change_statements(since: datetime | None) -> list[str]:
+    return [
+        "DELETE FROM dora_changes WHERE tenant_id = :tenant " + _since("deployed_at", since),
+        # deployment_commits ships each commit once per repository and environment; the
+        # ON CONFLICT keeps the earliest deployment should two services share a repository
+        f"""
+        INSERT INTO dora_changes (tenant_id, repository_id, sha, environment, deployment_id,
+            project_id, deployed_at, authored_at, lead_seconds, is_merge)
+        SELECT dc.tenant_id, dc.repository_id, dc.sha, dc.environment, d.deployment_id,
+               d.project_id, d.finished_at, c.authored_at,
+               extract(epoch FROM d.finished_at - c.authored_at), c.is_merge
+        FROM dora_deployments d
+        JOIN deployment_commits dc
+          ON dc.tenant_id = d.tenant_id AND dc.deployment_id = d.deployment_id
+        JOIN commits c
+          ON c.tenant_id = dc.tenant_id AND c.repository_id = dc.repository_id
+         AND c.sha = dc.sha
+        WHERE d.tenant_id = :tenant AND d.result = 'success' {_since("d.finished_at", since)}
+        ON CONFLICT (tenant_id, repository_id, sha, environment) DO UPDATE
+        SET deployment_id = EXCLUDED.deployment_id, deployed_at = EXCLUDED.deployed_at,
+            lead_seconds = EXCLUDED.lead_seconds
+        WHERE EXCLUDED.deployed_at < dora_changes.deployed_at
+        """,
+    ]
+
+
+_PRODUCTION_D = PRODUCTION_MATCH.format(column="d.environment")
+_PRODUCTION_C = PRODUCTION_MATCH.format(column="c.environment")
+
+
+def _incident_statements(since: datetime | None) -> list[str]:
+    return [
+        "DELETE FROM dora_incidents WHERE tenant_id = :tenant " + _since("created_at", since),
+        f"""
+        INSERT INTO dora_incidents (tenant_id, incident_id, service, project_id, created_at,
+            resolved_at, restore_seconds, deployment_id, deployment_environment, link_reason)
+        SELECT i.tenant_id, i.id, scope.service, scope.project_id, i.created_at_source,
+               i.resolved_at, extract(epoch FROM i.resolved_at - i.created_at_source),
+               link.deployment_id, link.environment, link.reason
+        FROM incidents i
+        LEFT JOIN repositories r ON r.tenant_id = i.tenant_id AND r.id = i.repository_id
+        CROSS JOIN LATERAL (
+            SELECT coalesce(i.service, r.service) AS service,
+                   coalesce(r.project_id, (
+                       SELECT s.project_id FROM repositories s
+                       WHERE s.tenant_id = i.tenant_id AND s.service = i.service
+                       ORDER BY s.id LIMIT 1)) AS project_id
+        ) scope
+        LEFT JOIN LATERAL (
+            SELECT linked.deployment_id, linked.environment, linked.reason FROM (
+                -- 1. pulse-etl resolved an explicit reference (deployment id, external id,
+                --    or the deployed SHA)
+                SELECT d.deployment_id, d.environment, 'explicit' AS reason, 1 AS rank,
+                       d.finished_at
+                FROM dora_deployments d
+                WHERE i.link_reason = 'explicit' AND d.tenant_id = i.tenant_id
+                  AND d.deployment_id = i.deployment_id
+                UNION ALL
+                -- 2. an explicit commit SHA: the first production deployment that shipped it
+                SELECT c.deployment_id, c.environment, 'explicit_commit', 2, c.deployed_at
+                FROM dora_changes c
+                WHERE i.deployment_ref IS NOT NULL AND c.tenant_id = i.tenant_id
+                  AND c.sha = i.deployment_ref AND {_PRODUCTION_C}
+                UNION ALL
+                -- 3. the latest successful production deployment of the service within
+                --    the tenant's link window before the incident started
+                SELECT d.deployment_id, d.environment, 'latest_deployment', 3, d.finished_at
+                FROM dora_deployments d
+                WHERE d.tenant_id = i.tenant_id AND d.service = scope.service
+                  AND d.result = 'success'
+                  AND {_PRODUCTION_D}
+                  AND d.finished_at <= i.created_at_source
+                  AND d.finished_at > i.created_at_source - CAST(:link_window AS interval)
+            ) linked
+            ORDER BY linked.rank, linked.finished_at DESC, linked.deployment_id
+            LIMIT 1
+        ) link ON true
+        WHERE i.tenant_id = :tenant {_since("i.created_at_source", since)}
+        """,
+    ]
+
+
+def _rework_statement(since: datetime | None) -> str:
+    # A deployment is rework when it ships a hotfix pull request (branch or title pattern)
+    # or a change whose message names an incident of its service open when it deployed.
+    return f"""
+    UPDATE dora_deployments target SET is_rework = true
+    FROM (
+        SELECT c.deployment_id
+        FROM dora_deployments d
+        JOIN dora_changes c ON c.tenant_id = d.tenant_id AND c.deployment_id = d.deployment_id
+        JOIN pull_requests p
+          ON p.tenant_id = c.tenant_id AND p.repository_id = c.repository_id
+         AND p.merge_commit_sha = c.sha
+        WHERE d.tenant_id = :tenant AND d.result = 'success' AND NOT d.is_rework
+          {_since("d.finished_at", since)}
+          AND (coalesce(p.head_ref, '') ~* ANY(CAST(:branch_patterns AS text[]))
+               OR coalesce(p.title, '') ~* ANY(CAST(:label_patterns AS text[])))
+        UNION
+        SELECT d.deployment_id
+        FROM dora_incidents di
+        JOIN incidents i ON i.tenant_id = di.tenant_id AND i.id = di.incident_id
+        JOIN dora_deployments d
+          ON d.tenant_id = di.tenant_id AND d.service = di.service
+         AND d.finished_at >= di.created_at
+         AND d.finished_at < coalesce(di.resolved_at, 'infinity')
+        JOIN dora_changes c ON c.tenant_id = d.tenant_id AND c.deployment_id = d.deployment_id
+        JOIN commits m
+          ON m.tenant_id = c.tenant_id AND m.repository_id = c.repository_id AND m.sha = c.sha
+        WHERE di.tenant_id = :tenant AND d.result = 'success' AND NOT d.is_rework
+          {_since("d.finished_at", since)}
+          AND length(i.external_id) >= 3 AND strpos(m.message, i.external_id) > 0
+    ) rework
+    WHERE target.tenant_id = :tenant AND target.deployment_id = rework.deployment_id
+    """
+
+
+async def refresh_session(
+    session: AsyncSession, tenant_id: str, config: DoraConfig, since: datetime | None = None
+) -> RefreshStats:
+    """Recompute the tenant's DORA facts inside ``session`` (a tenant-bound transaction).
+
+    :param since: recompute only what a load at or after this time can have changed;
+        ``None`` recomputes everything.
+    """
+    began = time.perf_counter()
+    params: dict[str, Any] = {"tenant": tenant_id, "since": since, **config_parameters(config)}
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext('pulse_dora.refresh:' || :tenant))"),
+        {"tenant": tenant_id},
+    )
+    written: list[int] = []
+    for group in (
+        _deployment_statements(since),
+        _change_statements(since),
+        _incident_statements(since),
+        [_rework_statement(since)],
+    ):
+        result: Any = None
+        for statement in group:
+            result = await session.execute(text(statement), params)
+        written.append(int(result.rowcount or 0))
+    await session.execute(text(_STATE), params)
+    deployments, changes, incidents, rework = written
+    return RefreshStats(deployments, changes, incidents, rework, time.perf_counter() - began)
+
+
+async def refresh_tenant(
+    engine: PulseEngine, tenant_id: str, since: datetime | None = None
+) -> RefreshStats:
+    """Recompute one tenant's DORA facts with its configuration, then drop its cached answers.
+
+    :param since: the earliest deployment finish or incident start a load touched;
+        ``None`` recomputes everything.
+    """
+    config = await tenant_config(engine, tenant_id)
+    async with engine.db.tenant_session(tenant_id) as session:
+        stats = await refresh_session(session, tenant_id, config, since)
+    await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
+    log.info("dora facts of a tenant refreshed in %.3f s", stats.seconds)
+    return stats
+
+
+def refresh_consumer(engine: PulseEngine) -> Consumer:
+    """The consumer of :data:`REFRESH_QUEUE`: refreshes the message's tenant, once per message."""
+
+    async def handle(message: Message) -> None:
+        tenant_id = message.tenant_id
+        if tenant_id is None:
+            return
+        raw = message.body.get("since")
+        since = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        config = await tenant_config(engine, tenant_id)
+        async with engine.db.process_once(REFRESH_QUEUE, message.id, tenant_id) as session:
+            if session is None:
+                return
+            await refresh_session(session, tenant_id, config, since)
+        await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
+
+    return Consumer(queue=REFRESH_QUEUE, handler=handle, prefetch=2, max_retries=3)

@@ -1,0 +1,130 @@
+"""DORA's materialised facts: narrow, indexed copies of the unified model, derived at load time.
+
+They are recomputed by :mod:`pulse_dora.refresh` after ETL loads, from pulse-etl's tables
+and the tenant's DORA configuration, so that every metric is one range scan of one index:
+
+* ``dora_deployments``: every finished deployment with its project and whether it is a
+  rework (hotfix) deployment;
+* ``dora_changes``: every change with the first successful deployment that shipped it, per
+  environment, and its lead time;
+* ``dora_incidents``: every incident with its service's project, its restore time and the
+  deployment it is linked to (explicit reference, else the tenant's link window);
+* ``dora_refresh_state``: when a tenant's facts were last recomputed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+metadata = MetaData()
+
+
+def _uuid(name: str, nullable: bool = True) -> Column[Any]:
+    return Column(name, UUID(as_uuid=False), nullable=nullable)
+
+
+def _time(name: str, nullable: bool = True) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+dora_deployments = Table(
+    "dora_deployments",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _uuid("deployment_id", nullable=False),
+    _uuid("repository_id"),
+    _uuid("project_id"),
+    Column("service", String(300), nullable=False),
+    Column("environment", String(200), nullable=False),
+    Column("result", String(20), nullable=False),
+    _time("started_at"),
+    _time("finished_at", nullable=False),
+    Column("is_rework", Boolean, nullable=False, server_default=text("false")),
+    PrimaryKeyConstraint("tenant_id", "deployment_id"),
+    Index(
+        "ix_dora_deployments_window",
+        "tenant_id", "environment", "finished_at",
+        postgresql_include=["result", "project_id", "repository_id", "is_rework"],
+    ),
+    Index(
+        "ix_dora_deployments_service",
+        "tenant_id", "service", "environment", "finished_at",
+        postgresql_include=["result"],
+    ),
+)
+
+dora_changes = Table(
+    "dora_changes",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _uuid("repository_id", nullable=False),
+    Column("sha", String(64), nullable=False),
+    Column("environment", String(200), nullable=False),
+    _uuid("deployment_id", nullable=False),
+    _uuid("project_id"),
+    _time("deployed_at", nullable=False),
+    _time("authored_at"),
+    Column("lead_seconds", Float),
+    Column("is_merge", Boolean, nullable=False, server_default=text("false")),
+    PrimaryKeyConstraint("tenant_id", "repository_id", "sha", "environment"),
+    Index(
+        "ix_dora_changes_window",
+        "tenant_id", "environment", "deployed_at",
+        postgresql_include=["lead_seconds", "is_merge", "project_id", "repository_id", "sha"],
+    ),
+    Index("ix_dora_changes_deployment", "tenant_id", "deployment_id"),
+    Index("ix_dora_changes_sha", "tenant_id", "sha"),
+)
+
+dora_incidents = Table(
+    "dora_incidents",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _uuid("incident_id", nullable=False),
+    Column("service", String(300)),
+    _uuid("project_id"),
+    _time("created_at", nullable=False),
+    _time("resolved_at"),
+    Column("restore_seconds", Float),
+    _uuid("deployment_id"),
+    Column("deployment_environment", String(200)),
+    Column("link_reason", String(40)),
+    PrimaryKeyConstraint("tenant_id", "incident_id"),
+    Index(
+        "ix_dora_incidents_resolved",
+        "tenant_id", "resolved_at",
+        postgresql_include=["restore_seconds", "project_id", "deployment_id",
+                            "deployment_environment"],
+    ),
+    Index("ix_dora_incidents_deployment", "tenant_id", "deployment_id"),
+    Index("ix_dora_incidents_service_open", "tenant_id", "service", "created_at"),
+)
+
+dora_refresh_state = Table(
+    "dora_refresh_state",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _time("refreshed_at", nullable=False),
+    Column("production_environments", Text, nullable=False, server_default="",
+           comment="the tenant's environments its configuration calls production"),
+    _time("last_deployment_at"),
+    _time("last_production_deployment_at"),
+    PrimaryKeyConstraint("tenant_id"),
+)
+
+TABLES = (dora_deployments, dora_changes, dora_incidents, dora_refresh_state)

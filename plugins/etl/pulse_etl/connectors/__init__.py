@@ -1,0 +1,1 @@
+"""pulse-etl's own connectors (returned by its ``register_connectors`` hook)."""

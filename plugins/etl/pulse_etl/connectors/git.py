@@ -1,0 +1,418 @@
+"""The ``git`` connector: commits, parents, merge PR numbers and deploy tags from a repository.
+
+Config: ``{"path": local path or clone URL, "branch": "HEAD", "deploy_tags": regex,
+"repository": name, "environment": "production"}``. Local paths must lie under one of the
+operator's roots (``PULSE_ETL_GIT_ROOTS``; real paths are compared, so a symlink cannot
+escape); ``https://`` and ``ssh://`` (or ``user@host:path``) URLs are cloned into a cache
+under the data folder; ``file://`` URLs only inside the roots.
+
+One ``git log --topo-order --reverse --numstat`` pass reads every commit not loaded yet
+(parents before children), in batches committed with a cursor holding the loaded tips, so
+an interrupted run resumes where it stopped and a re-run reads nothing. Tags matching
+``deploy_tags`` (``re.search``) become successful deployments at the tagger date (the
+commit date for lightweight tags); the commits they reach are loaded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pulse_etl.connector import ConfigError, SourceError, SyncRun
+from pulse_etl.connectors.common import Row, identity_rows, repository_row
+from pulse_etl.model import stable_id
+from pulse_etl.settings import EtlSettings
+
+SOURCE = "git"
+CURSOR_STREAM = "commits"
+RECORD = b"\x1e"
+FIELD = "\x00"
+LOG_FORMAT = "%x1e%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x00"
+MERGE_PR = re.compile(r"^Merge pull request #(\d+)")
+SQUASH_PR = re.compile(r"\(#(\d+)\)\s*$")
+SAFE_REF = re.compile(r"^[A-Za-z0-9._/@{}^~+-]+$")
+SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
+
+
+class GitConfig(BaseModel):
+    """Configuration of the git connector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=2000, description="Local path or clone URL.")
+    branch: str = Field(default="HEAD", max_length=255, description="Branch or ref to read.")
+    deploy_tags: str | None = Field(
+        default=None, max_length=500, description="Regex of tags that are deployments."
+    )
+    repository: str | None = Field(
+        default=None, max_length=300, description="Repository name (default: from path)."
+    )
+    environment: str = Field(default="production", max_length=200)
+
+    @field_validator("branch")
+    @classmethod
+    def _safe_branch(cls, value: str) -> str:
+        if value.startswith("-") or not SAFE_REF.match(value):
+            raise ValueError("not a valid ref name")
+        return value
+
+    @field_validator("deploy_tags")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return value
+
+
+@dataclass
+class GitCommit:
+    """One parsed commit of ``git log``."""
+
+    sha: str
+    parents: list[str]
+    author_name: str
+    author_email: str
+    authored_at: datetime
+    committer_name: str
+    committer_email: str
+    committed_at: datetime
+    message: str
+    additions: int = 0
+    deletions: int = 0
+    files: int = 0
+
+
+def _under(path: str, roots: list[Path]) -> bool:
+    real = os.path.realpath(path)
+    for root in roots:
+        with contextlib.suppress(ValueError):
+            if os.path.commonpath([real, str(root)]) == str(root):
+                return True
+    return False
+
+
+def is_url(path: str) -> bool:
+    """True for ``scheme://`` and scp-like ``user@host:path`` locations."""
+    return "://" in path or bool(SCP_URL.match(path))
+
+
+def repository_name(config: GitConfig) -> str:
+    """The repository's name: configured, else the last path component without ``.git``."""
+    if config.repository:
+        return config.repository
+    location = config.path.rstrip("/")
+    if is_url(location) and "://" not in location:
+        location = location.split(":", 1)[1]
+    elif is_url(location):
+        location = urlsplit(location).path.rstrip("/")
+    name = location.rsplit("/", 1)[-1]
+    return name[:-4] if name.endswith(".git") else name or "repository"
+
+
+def _offset_minutes(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def pr_number(message: str) -> int | None:
+    """The pull request a commit message names: a merge commit, or a squash ``(#N)``."""
+    merged = MERGE_PR.match(message)
+    if merged:
+        return int(merged.group(1))
+    subject = message.split("\n", 1)[0]
+    squashed = SQUASH_PR.search(subject)
+    return int(squashed.group(1)) if squashed else None
+
+
+def parse_record(record: bytes) -> GitCommit:
+    """Parse one ``LOG_FORMAT`` record followed by its ``--numstat`` lines."""
+    text = record.decode("utf-8", "replace")
+    parts = text.split(FIELD, 9)
+    if len(parts) < 10:
+        raise SourceError("unexpected git log output")
+    sha, parents, an, ae, ad, cn, ce, cd, message, stats = parts
+    commit = GitCommit(
+        sha=sha,
+        parents=parents.split() if parents else [],
+        author_name=an,
+        author_email=ae,
+        authored_at=datetime.fromisoformat(ad),
+        committer_name=cn,
+        committer_email=ce,
+        committed_at=datetime.fromisoformat(cd),
+        message=message.rstrip("\n"),
+    )
+    for line in stats.splitlines():
+        if not line:
+            continue
+        added, deleted, _path = (line.split("\t", 2) + ["", ""])[:3]
+        commit.files += 1
+        if added.isdigit():
+            commit.additions += int(added)
+        if deleted.isdigit():
+            commit.deletions += int(deleted)
+    return commit
+
+
+async def _git(repo: str, *args: str, stdin: bytes | None = None) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        "git", "-C", repo, *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+    )
+    out, err = await process.communicate(stdin)
+    if process.returncode != 0:
+        raise SourceError(f"git {args[0]} failed: {err.decode('utf-8', 'replace').strip()[:500]}")
+    return out
+
+
+async def stream_log(repo: str, revisions: list[str]) -> AsyncIterator[GitCommit]:
+    """Yield the commits of ``revisions`` (``^sha`` excludes), parents before children."""
+    process = await asyncio.create_subprocess_exec(
+        "git", "-C", repo, "log", "--stdin", "--topo-order", "--reverse", "--numstat",
+        f"--format={LOG_FORMAT}",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        limit=1 << 20,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(("\n".join(revisions) + "\n").encode())
+    await process.stdin.drain()
+    process.stdin.close()
+    pending = b""
+    try:
+        while True:
+            chunk = await process.stdout.read(1 << 18)
+            if not chunk:
+                break
+            pending += chunk
+            records = pending.split(RECORD)
+            pending = records.pop()
+            for record in records:
+                if record:
+                    yield parse_record(record)
+        if pending:
+            yield parse_record(pending)
+        assert process.stderr is not None
+        err = await process.stderr.read()
+        if await process.wait() != 0:
+            raise SourceError(f"git log failed: {err.decode('utf-8', 'replace').strip()[:500]}")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@dataclass
+class Tag:
+    """A deploy tag: its name, the commit it points to and its date."""
+
+    name: str
+    sha: str
+    at: datetime
+
+
+async def deploy_tags(repo: str, pattern: str) -> list[Tag]:
+    """Tags matching ``pattern`` with their commit and tagger (or commit) date."""
+    out = await _git(
+        repo, "for-each-ref", "refs/tags",
+        "--format=%(refname:short)%00%(objecttype)%00%(objectname)%00%(*objectname)"
+        "%00%(*objecttype)%00%(creatordate:iso-strict)",
+    )
+    regex = re.compile(pattern)
+    tags = []
+    for line in out.decode("utf-8", "replace").splitlines():
+        name, kind, target, peeled, peeled_kind, created = (line.split("\x00") + [""] * 6)[:6]
+        if not regex.search(name):
+            continue
+        if kind == "commit":
+            sha = target
+        elif kind == "tag" and peeled_kind == "commit":
+            sha = peeled
+        else:
+            continue
+        tags.append(Tag(name=name, sha=sha, at=datetime.fromisoformat(created)))
+    return tags
+
+
+class GitConnector:
+    """Reads a git repository (see the module docstring)."""
+
+    name = "git"
+    description = "Commits, merges and deploy tags from a local or cloned git repository."
+    config_model = GitConfig
+    secret_fields: frozenset[str] = frozenset()
+
+    def check(self, config: GitConfig, settings: EtlSettings) -> None:
+        """Refuse paths outside the operator's roots and unsupported URL schemes."""
+        path = config.path
+        roots = settings.roots()
+        if SCP_URL.match(path):
+            return
+        if "://" in path:
+            parts = urlsplit(path)
+            if parts.scheme in ("https", "ssh"):
+                if not parts.hostname:
+                    raise ConfigError("path", "the URL has no host")
+                return
+            if parts.scheme == "file":
+                if not _under(parts.path, roots) or not Path(parts.path).exists():
+                    raise ConfigError("path", "file:// URLs must point inside the git roots")
+                return
+            raise ConfigError("path", f"the URL scheme {parts.scheme!r} is not allowed")
+        if not os.path.isabs(path):
+            raise ConfigError("path", "must be an absolute path or a clone URL")
+        if not roots or not _under(path, roots):
+            raise ConfigError("path", "is outside the allowed git roots (PULSE_ETL_GIT_ROOTS)")
+        if not Path(os.path.realpath(path)).is_dir():
+            raise ConfigError("path", "does not exist")
+
+    async def _checkout(self, config: GitConfig, run: SyncRun) -> str:
+        if not is_url(config.path):
+            return await asyncio.to_thread(os.path.realpath, config.path)
+        base = run.settings.cache_dir or (run.engine.settings.data_dir / "etl" / "git")
+        digest = hashlib.sha256(f"{run.tenant_id}\x00{config.path}".encode()).hexdigest()[:24]
+        target = Path(base) / f"{digest}.git"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (target / "HEAD").exists():
+            await _git(str(target), "fetch", "--prune", "--force", "origin",
+                       "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+        else:
+            await _git(str(target.parent), "clone", "--mirror", "--", config.path, str(target))
+        return str(target)
+
+    async def run(self, run: SyncRun) -> None:
+        """Load commits not loaded yet, then the deploy tags as deployments."""
+        config: GitConfig = run.config
+        repo = await self._checkout(config, run)
+        head = (await _git(repo, "rev-parse", "--verify", "--end-of-options",
+                           f"{config.branch}^{{commit}}")).decode().strip()
+        tags = await deploy_tags(repo, config.deploy_tags) if config.deploy_tags else []
+        name = repository_name(config)
+        repository = repository_row(
+            SOURCE, name, name=name, url=config.path,
+            default_branch=None if config.branch == "HEAD" else config.branch,
+        )
+        repository_id = repository["id"]
+        saved = await run.cursor(CURSOR_STREAM) or {}
+        tips = await self._existing(repo, [str(sha) for sha in saved.get("tips", [])])
+        revisions = [head, *sorted({tag.sha for tag in tags}), *(f"^{sha}" for sha in tips)]
+        total = int((await _git(repo, "rev-list", "--count", "--stdin",
+                                stdin=("\n".join(revisions) + "\n").encode())).strip() or 0)
+        tip_set = set(tips)
+        batch: list[GitCommit] = []
+        done = 0
+        first = True
+        async for commit in stream_log(repo, revisions):
+            batch.append(commit)
+            for parent in commit.parents:
+                tip_set.discard(parent)
+            tip_set.add(commit.sha)
+            if len(batch) >= run.settings.batch_size:
+                done += len(batch)
+                await run.commit(
+                    self._rows(batch, repository if first else None, repository_id),
+                    cursors={CURSOR_STREAM: {"tips": sorted(tip_set)}},
+                    progress=done / max(total, 1) * 0.95,
+                )
+                batch, first = [], False
+        rows = self._rows(batch, repository, repository_id)
+        rows["deployments"] = [self._deployment(tag, name, repository_id, config)
+                               for tag in tags]
+        await run.commit(rows, cursors={CURSOR_STREAM: {"tips": sorted(tip_set)}}, progress=1.0)
+
+    @staticmethod
+    async def _existing(repo: str, shas: list[str]) -> list[str]:
+        """The saved tips that still exist (history may have been rewritten)."""
+        if not shas:
+            return []
+        out = await _git(repo, "cat-file", "--batch-check", stdin=("\n".join(shas) + "\n").encode())
+        return [line.split()[0] for line in out.decode().splitlines()
+                if line and not line.endswith("missing")]
+
+    @staticmethod
+    def _deployment(tag: Tag, service: str, repository_id: str, config: GitConfig) -> Row:
+        external_id = f"{service}@{tag.name}"
+        return {
+            "id": stable_id("deployments", SOURCE, external_id),
+            "source": SOURCE,
+            "external_id": external_id,
+            "repository_id": repository_id,
+            "service": service,
+            "environment": config.environment,
+            "result": "success",
+            "started_at": tag.at,
+            "finished_at": tag.at,
+            "sha": tag.sha,
+            "ref": tag.name,
+            "name": tag.name,
+        }
+
+    @staticmethod
+    def _rows(commits: list[GitCommit], repository: Row | None, repository_id: str
+              ) -> dict[str, list[Row]]:
+        people: dict[str, Row] = {}
+        identities: dict[str, Row] = {}
+        commit_rows: list[Row] = []
+        parents: list[Row] = []
+
+        def identity(name: str, email: str) -> str:
+            external = email.strip().lower() or f"name:{name}"
+            identity_id, identity_row, person = identity_rows(
+                SOURCE, external, email=email or None, name=name or None
+            )
+            identities[identity_id] = identity_row
+            people[person["id"]] = person
+            return identity_id
+
+        for commit in commits:
+            commit_rows.append({
+                "id": stable_id("commits", repository_id, commit.sha),
+                "repository_id": repository_id,
+                "sha": commit.sha,
+                "author_identity_id": identity(commit.author_name, commit.author_email),
+                "committer_identity_id": identity(commit.committer_name, commit.committer_email),
+                "author_name": commit.author_name,
+                "author_email": commit.author_email.lower() or None,
+                "authored_at": commit.authored_at,
+                "author_tz_offset": _offset_minutes(commit.authored_at),
+                "committed_at": commit.committed_at,
+                "committer_tz_offset": _offset_minutes(commit.committed_at),
+                "message": commit.message,
+                "additions": commit.additions,
+                "deletions": commit.deletions,
+                "files_changed": commit.files,
+                "is_merge": len(commit.parents) > 1,
+                "pull_request_number": pr_number(commit.message),
+                "source": SOURCE,
+            })
+            parents.extend(
+                {"repository_id": repository_id, "sha": commit.sha, "position": position,
+                 "parent_sha": parent}
+                for position, parent in enumerate(commit.parents)
+            )
+        rows: dict[str, list[Row]] = {
+            "people": list(people.values()),
+            "person_identities": list(identities.values()),
+            "commits": commit_rows,
+            "commit_parents": parents,
+        }
+        if repository is not None:
+            rows["repositories"] = [repository]
+        return rows
+

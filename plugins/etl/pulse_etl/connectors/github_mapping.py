@@ -1,0 +1,220 @@
+"""GitHub objects (REST responses and webhook payloads share their shapes) as model rows.
+
+Every mapper returns a batch fragment (entity name to rows) and leaves out the columns the
+object does not carry (a review payload's pull request has no line counts, for example),
+so a partial object never erases what a fuller one stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pulse_etl.connectors.common import Row, identity_rows, parse_time, repository_row
+from pulse_etl.model import stable_id
+
+SOURCE = "github"
+SHA_REFERENCE = re.compile(r"\b([0-9a-f]{40})\b")
+DEPLOYMENT_RESULTS = {"success": "success", "failure": "failure", "error": "failure"}
+PENDING_STATES = frozenset({"pending", "queued", "in_progress"})
+
+Fragment = dict[str, list[Row]]
+
+
+class GithubOptions(BaseModel):
+    """How GitHub objects are interpreted (part of the github connector's config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incident_labels: list[str] = Field(default_factory=lambda: ["incident"])
+    bug_labels: list[str] = Field(default_factory=lambda: ["bug"])
+    releases_as_deployments: bool = False
+    release_environment: str = "production"
+
+
+def merge(*fragments: Fragment) -> Fragment:
+    """Concatenate fragments into one batch."""
+    batch: Fragment = {}
+    for fragment in fragments:
+        for entity, rows in fragment.items():
+            batch.setdefault(entity, []).extend(rows)
+    return batch
+
+
+def repository(repo: Mapping[str, Any]) -> tuple[str, Fragment]:
+    """A repository object: its id and rows."""
+    full_name = str(repo.get("full_name") or repo.get("name"))
+    row = repository_row(
+        SOURCE, full_name, name=full_name, url=repo.get("html_url"),
+        default_branch=repo.get("default_branch") or repo.get("master_branch"),
+    )
+    return row["id"], {"repositories": [row]}
+
+
+def user(account: Mapping[str, Any] | None) -> tuple[str | None, Fragment]:
+    """A user object (``login``, ``id``): its identity id and rows."""
+    if not account or account.get("id") is None:
+        return None, {}
+    identity_id, identity, person = identity_rows(
+        SOURCE, str(account["id"]), email=account.get("email"), name=account.get("name"),
+        username=account.get("login"),
+    )
+    return identity_id, {"person_identities": [identity], "people": [person]}
+
+
+def _put(row: Row, obj: Mapping[str, Any], column: str, key: str | None = None) -> None:
+    key = key or column
+    if key in obj:
+        row[column] = obj[key]
+
+
+def pull_request_id(pr: Mapping[str, Any]) -> str:
+    """The model id of a pull request object."""
+    return stable_id("pull_requests", SOURCE, str(pr["id"]))
+
+
+def pull_request(pr: Mapping[str, Any], repository_id: str) -> Fragment:
+    """A pull request object."""
+    author_id, people = user(pr.get("user"))
+    state = "merged" if pr.get("merged_at") else str(pr.get("state", "open"))
+    row: Row = {
+        "id": pull_request_id(pr), "source": SOURCE, "external_id": str(pr["id"]),
+        "repository_id": repository_id, "number": int(pr["number"]), "title": pr.get("title"),
+        "state": state, "author_identity_id": author_id,
+        "created_at_source": parse_time(pr.get("created_at")),
+        "merged_at": parse_time(pr.get("merged_at")),
+        "closed_at": parse_time(pr.get("closed_at")),
+        "head_ref": (pr.get("head") or {}).get("ref"),
+        "base_ref": (pr.get("base") or {}).get("ref"),
+        "head_sha": (pr.get("head") or {}).get("sha"),
+        "url": pr.get("html_url"), "source_updated_at": parse_time(pr.get("updated_at")),
+    }
+    if pr.get("merged_at") or "additions" in pr:
+        row["merge_commit_sha"] = pr.get("merge_commit_sha")
+    for column in ("additions", "deletions", "changed_files"):
+        _put(row, pr, column)
+    return merge(people, {"pull_requests": [row]})
+
+
+def review(item: Mapping[str, Any], pr: Mapping[str, Any]) -> Fragment:
+    """A pull request review object."""
+    reviewer_id, people = user(item.get("user"))
+    row: Row = {
+        "id": stable_id("reviews", SOURCE, str(item["id"])), "source": SOURCE,
+        "external_id": str(item["id"]), "pull_request_id": pull_request_id(pr),
+        "reviewer_identity_id": reviewer_id, "state": str(item.get("state", "")).lower(),
+        "submitted_at": parse_time(item.get("submitted_at")),
+    }
+    return merge(people, {"reviews": [row]})
+
+
+def deployment(item: Mapping[str, Any], repository_id: str, service: str,
+               status: Mapping[str, Any] | None = None) -> Fragment:
+    """A deployment object, with its latest status when known."""
+    row: Row = {
+        "id": stable_id("deployments", SOURCE, str(item["id"])), "source": SOURCE,
+        "external_id": str(item["id"]), "repository_id": repository_id, "service": service,
+        "environment": str(item.get("environment") or "production"),
+        "started_at": parse_time(item.get("created_at")), "sha": item.get("sha"),
+        "ref": item.get("ref"), "name": item.get("task") or "deploy",
+        "source_updated_at": parse_time((status or item).get("updated_at")),
+    }
+    if status is not None:
+        state = str(status.get("state", ""))
+        if state in DEPLOYMENT_RESULTS:
+            row["result"] = DEPLOYMENT_RESULTS[state]
+            row["finished_at"] = parse_time(status.get("created_at"))
+        elif state in PENDING_STATES:
+            row["result"] = None
+            row["finished_at"] = None
+    return {"deployments": [row]}
+
+
+def release(item: Mapping[str, Any], repository_id: str, service: str,
+            options: GithubOptions) -> Fragment:
+    """A published release, as a deployment when the options say releases are deployments."""
+    if not options.releases_as_deployments or item.get("draft"):
+        return {}
+    published = parse_time(item.get("published_at") or item.get("created_at"))
+    external_id = f"release:{item['id']}"
+    return {"deployments": [{
+        "id": stable_id("deployments", SOURCE, external_id), "source": SOURCE,
+        "external_id": external_id, "repository_id": repository_id, "service": service,
+        "environment": options.release_environment, "result": "success",
+        "started_at": published, "finished_at": published, "ref": item.get("tag_name"),
+        "name": item.get("name") or item.get("tag_name"),
+    }]}
+
+
+def _labels(issue: Mapping[str, Any]) -> list[str]:
+    return [str(label.get("name")) for label in issue.get("labels") or []
+            if isinstance(label, Mapping) and label.get("name")]
+
+
+def issue(item: Mapping[str, Any], repository_id: str, service: str,
+          options: GithubOptions) -> Fragment:
+    """An issue: a work item, and an incident when it carries an incident label."""
+    if item.get("pull_request"):
+        return {}
+    labels = _labels(item)
+    lowered = {label.lower() for label in labels}
+    assignee_id, people = user(item.get("assignee"))
+    full_name = service
+    closed = parse_time(item.get("closed_at"))
+    is_bug = bool(lowered & {label.lower() for label in options.bug_labels})
+    work_item: Row = {
+        "id": stable_id("work_items", SOURCE, str(item["id"])), "source": SOURCE,
+        "external_id": str(item["id"]), "key": f"{full_name}#{item['number']}",
+        "title": item.get("title"), "type": "bug" if is_bug else "issue",
+        "status": str(item.get("state", "open")),
+        "status_category": "done" if item.get("state") == "closed" else "todo",
+        "assignee_identity_id": assignee_id, "labels": labels,
+        "created_at_source": parse_time(item.get("created_at")), "resolved_at": closed,
+        "source_updated_at": parse_time(item.get("updated_at")),
+    }
+    fragment = merge(people, {"work_items": [work_item]})
+    if lowered & {label.lower() for label in options.incident_labels}:
+        reference = SHA_REFERENCE.search(str(item.get("body") or ""))
+        fragment = merge(fragment, {"incidents": [{
+            "id": stable_id("incidents", SOURCE, str(item["id"])), "source": SOURCE,
+            "external_id": str(item["id"]), "title": item.get("title"), "service": service,
+            "repository_id": repository_id,
+            "created_at_source": parse_time(item.get("created_at")), "resolved_at": closed,
+            "deployment_ref": reference.group(1) if reference else None,
+            "url": item.get("html_url"), "source_updated_at": parse_time(item.get("updated_at")),
+        }]})
+    return fragment
+
+
+def push_commits(payload: Mapping[str, Any], repository_id: str) -> Fragment:
+    """The commits of a branch push (no line counts or parents: the git connector adds them)."""
+    rows: list[Row] = []
+    fragments: list[Fragment] = []
+    for commit in _distinct(payload.get("commits") or []):
+        author = commit.get("author") or {}
+        email = str(author.get("email") or "")
+        external = email.lower() or f"name:{author.get('name')}"
+        identity_id, identity, person = identity_rows(
+            "git", external, email=email or None, name=author.get("name"),
+            username=author.get("username"),
+        )
+        fragments.append({"person_identities": [identity], "people": [person]})
+        authored = parse_time(commit.get("timestamp"))
+        offset = authored.utcoffset() if authored else None
+        message = str(commit.get("message") or "")
+        rows.append({
+            "id": stable_id("commits", repository_id, commit["id"]),
+            "repository_id": repository_id, "sha": commit["id"],
+            "author_identity_id": identity_id, "author_name": author.get("name"),
+            "author_email": email.lower() or None, "authored_at": authored,
+            "author_tz_offset": int(offset.total_seconds() // 60) if offset else 0,
+            "message": message, "source": SOURCE,
+        })
+    return merge(*fragments, {"commits": rows})
+
+
+def _distinct(commits: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [c for c in commits if isinstance(c, Mapping) and c.get("id")]

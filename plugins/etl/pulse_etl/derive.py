@@ -1,0 +1,187 @@
+"""Derived facts of the model, recomputed in the transaction of the batch that changed them.
+
+* ``deployment_commits``: per METRICS.md, the commits a successful deployment shipped are
+  those reachable from its SHA and not reachable from any earlier successful deployment of
+  the same service (repository) and environment. Processing the deployments of a
+  (repository, environment) in finish order, the set shipped so far is closed under
+  ancestry, so a walk from the deployed SHA that stops at already-shipped commits yields
+  exactly that set.
+* incident links: an explicit reference (deployment id, external id or SHA) wins;
+  otherwise the latest successful production deployment of the same service that
+  finished before the incident started, within :data:`LINK_WINDOW`; otherwise unlinked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+#: Default window within which an incident is attributed to the preceding deployment.
+LINK_WINDOW = timedelta(days=7)
+
+#: Environments treated as production by default.
+PRODUCTION_ENVIRONMENTS: tuple[str, ...] = ("production", "prod")
+
+_SHIPPED = (
+    "SELECT 1 FROM deployment_commits s WHERE s.tenant_id = :tenant "
+    "AND s.repository_id = :repository AND s.environment = :environment AND s.sha = {sha}"
+)
+
+_WALK = f"""
+INSERT INTO deployment_commits (tenant_id, deployment_id, repository_id, environment, sha)
+WITH RECURSIVE walk(sha) AS (
+    SELECT CAST(:sha AS varchar) WHERE NOT EXISTS ({_SHIPPED.format(sha=":sha")})
+    UNION
+    SELECT p.parent_sha FROM walk w
+    JOIN commit_parents p
+      ON p.tenant_id = :tenant AND p.repository_id = :repository AND p.sha = w.sha
+    WHERE NOT EXISTS ({_SHIPPED.format(sha="p.parent_sha")})
+)
+SELECT CAST(:tenant AS uuid), CAST(:deployment AS uuid), CAST(:repository AS uuid),
+       :environment, walk.sha
+FROM walk JOIN commits c
+  ON c.tenant_id = :tenant AND c.repository_id = :repository AND c.sha = walk.sha
+"""
+
+
+async def materialise_deployment_commits(
+    session: AsyncSession,
+    tenant_id: str,
+    groups: Iterable[tuple[str, str, datetime | None]],
+) -> int:
+    """Recompute the shipped commits of deployments in the given groups.
+
+    :param groups: ``(repository_id, environment, since)``: deployments of that group
+        finished at or after ``since`` (all of them when None) are recomputed, in order.
+    :returns: the number of deployment_commits rows written.
+    """
+    written = 0
+    for repository_id, environment, since in _earliest(groups):
+        params: dict[str, Any] = {
+            "tenant": tenant_id,
+            "repository": repository_id,
+            "environment": environment,
+            "since": since,
+        }
+        since_clause = "AND finished_at >= :since" if since is not None else ""
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT id, sha FROM deployments WHERE tenant_id = :tenant "
+                    "AND repository_id = :repository AND environment = :environment "
+                    "AND result = 'success' AND sha IS NOT NULL AND finished_at IS NOT NULL "
+                    f"{since_clause} ORDER BY finished_at, id"
+                ),
+                params,
+            )
+        ).all()
+        await session.execute(
+            text(
+                "DELETE FROM deployment_commits dc USING deployments d "
+                "WHERE dc.tenant_id = :tenant AND d.tenant_id = :tenant "
+                "AND d.id = dc.deployment_id AND dc.repository_id = :repository "
+                "AND dc.environment = :environment "
+                f"AND (d.result IS DISTINCT FROM 'success' OR d.finished_at IS NULL "
+                f"{'OR d.finished_at >= :since' if since is not None else 'OR true'})"
+            ),
+            params,
+        )
+        for deployment_id, sha in rows:
+            result: Any = await session.execute(
+                text(_WALK), {**params, "deployment": deployment_id, "sha": sha}
+            )
+            written += result.rowcount or 0
+    return written
+
+
+def _earliest(
+    groups: Iterable[tuple[str, str, datetime | None]],
+) -> list[tuple[str, str, datetime | None]]:
+    """One entry per (repository, environment) with the earliest ``since`` (None wins)."""
+    merged: dict[tuple[str, str], datetime | None] = {}
+    for repository_id, environment, since in groups:
+        key = (repository_id, environment)
+        if key not in merged:
+            merged[key] = since
+        else:
+            current = merged[key]
+            merged[key] = None if current is None or since is None else min(current, since)
+    return [(r, e, s) for (r, e), s in merged.items()]
+
+
+async def groups_missing_commits(
+    session: AsyncSession, tenant_id: str, repository_ids: Sequence[str]
+) -> list[tuple[str, str, datetime | None]]:
+    """Groups of repositories whose successful deployments shipped nothing yet.
+
+    Used after commits land: a deployment recorded before its commits were known is
+    recomputed from the first such deployment on.
+    """
+    if not repository_ids:
+        return []
+    rows = (
+        await session.execute(
+            text(
+                "SELECT d.repository_id, d.environment, min(d.finished_at) FROM deployments d "
+                "WHERE d.tenant_id = :tenant AND d.repository_id = ANY(CAST(:repos AS uuid[])) "
+                "AND d.result = 'success' AND d.sha IS NOT NULL AND d.finished_at IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM deployment_commits dc "
+                "  WHERE dc.tenant_id = :tenant AND dc.deployment_id = d.id) "
+                "GROUP BY d.repository_id, d.environment"
+            ),
+            {"tenant": tenant_id, "repos": list(repository_ids)},
+        )
+    ).all()
+    return [(str(r), e, s) for r, e, s in rows]
+
+
+async def link_incidents(
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    window: timedelta = LINK_WINDOW,
+    environments: Sequence[str] = PRODUCTION_ENVIRONMENTS,
+) -> int:
+    """(Re)link the tenant's incidents to deployments; returns how many links changed."""
+    explicit: Any = await session.execute(
+        text(
+            "UPDATE incidents i SET deployment_id = d.id, link_reason = 'explicit', "
+            "updated_at = now() FROM deployments d "
+            "WHERE i.tenant_id = :tenant AND d.tenant_id = :tenant "
+            "AND i.deployment_ref IS NOT NULL "
+            "AND (d.id::text = i.deployment_ref OR d.external_id = i.deployment_ref "
+            "     OR d.sha = i.deployment_ref) "
+            "AND (i.deployment_id IS DISTINCT FROM d.id "
+            "     OR i.link_reason IS DISTINCT FROM 'explicit')"
+        ),
+        {"tenant": tenant_id},
+    )
+    implicit: Any = await session.execute(
+        text(
+            "WITH candidates AS ("
+            " SELECT i.id, (SELECT d.id FROM deployments d"
+            "   WHERE d.tenant_id = :tenant AND d.result = 'success'"
+            "   AND d.environment = ANY(:environments)"
+            "   AND (d.service = i.service OR d.repository_id = i.repository_id)"
+            "   AND d.finished_at <= i.created_at_source"
+            "   AND d.finished_at > i.created_at_source - CAST(:window AS interval)"
+            "   ORDER BY d.finished_at DESC, d.id LIMIT 1) AS deployment_id"
+            " FROM incidents i WHERE i.tenant_id = :tenant"
+            " AND i.link_reason IS DISTINCT FROM 'explicit')"
+            " UPDATE incidents i SET deployment_id = c.deployment_id,"
+            " link_reason = CASE WHEN c.deployment_id IS NULL THEN NULL"
+            "   ELSE 'latest_deployment' END, updated_at = now()"
+            " FROM candidates c WHERE i.tenant_id = :tenant AND i.id = c.id"
+            " AND i.deployment_id IS DISTINCT FROM c.deployment_id"
+        ),
+        {
+            "tenant": tenant_id,
+            "environments": list(environments),
+            "window": window,
+        },
+    )
+    return int((explicit.rowcount or 0) + (implicit.rowcount or 0))

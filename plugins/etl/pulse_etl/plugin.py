@@ -1,0 +1,70 @@
+"""The pulse-etl plugin: its hook implementations.
+
+One :class:`~pulse_etl.service.EtlService` exists per engine; every hook that gets the
+engine reaches it through :func:`service_for`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from quart import Blueprint
+from sqlalchemy import MetaData
+
+from pulse_engine import hookimpl
+from pulse_engine.queue import Consumer
+from pulse_etl import model
+from pulse_etl.api import build_blueprint
+from pulse_etl.connectors.git import GitConnector
+from pulse_etl.connectors.github import GithubConnector
+from pulse_etl.service import EtlService
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_services: WeakKeyDictionary[Any, EtlService] = WeakKeyDictionary()
+
+
+def service_for(engine: PulseEngine) -> EtlService:
+    """The ETL service of ``engine`` (created on first use)."""
+    service = _services.get(engine)
+    if service is None:
+        service = _services[engine] = EtlService(engine)
+    return service
+
+
+@hookimpl
+def register_tables(metadata: MetaData) -> None:
+    """Copy the unified model's tables onto the engine's metadata."""
+    for table in model.metadata.sorted_tables:
+        if table.name not in metadata.tables:
+            table.to_metadata(metadata)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The ``etl`` Alembic branch."""
+    return MIGRATIONS
+
+
+@hookimpl
+def register_routes(engine: PulseEngine) -> Blueprint:
+    """The ``/app/etl`` routes."""
+    return build_blueprint(service_for(engine))
+
+
+@hookimpl
+def register_queue_consumers(engine: PulseEngine) -> list[Consumer]:
+    """The ``etl.jobs`` worker."""
+    return [service_for(engine).consumer()]
+
+
+@hookimpl
+def register_connectors() -> list[Any]:
+    """pulse-etl's own connectors."""
+    return [GitConnector(), GithubConnector()]
+

@@ -1,0 +1,153 @@
+"""GitHub's webhook receiver: verify, deduplicate, map, load.
+
+``POST /app/etl/webhooks/github/{integration_id}`` is public: the request is trusted only
+when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the raw body under the integration's
+``webhook_secret`` (compared in constant time). Deliveries are deduplicated by
+``X-GitHub-Delivery`` in the transaction that loads them. Answers: 202 with
+``{"status": "processed" | "ignored" | "duplicate"}``; 401 for a bad signature (nothing
+stored); 400 for a malformed body; 404 for an unknown integration; 413 above
+``PULSE_ETL_WEBHOOK_MAX_BYTES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from quart import request
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from pulse_engine.problems import Problem
+from pulse_etl import model
+from pulse_etl.connectors import github_mapping as gm
+from pulse_etl.connectors.github import GithubConfig
+from pulse_etl.service import EtlService
+
+HANDLED_EVENTS = frozenset({
+    "push", "pull_request", "pull_request_review", "deployment", "deployment_status",
+    "release", "issues",
+})
+
+
+def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
+    """Whether ``header`` is ``sha256=<hex HMAC of body under secret>``."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len("sha256="):].strip())
+
+
+def github_batch(event: str, payload: Mapping[str, Any], options: gm.GithubOptions
+                 ) -> gm.Fragment | None:
+    """The rows of one GitHub event, or None for events that are not handled."""
+    if event not in HANDLED_EVENTS or not isinstance(payload.get("repository"), Mapping):
+        return None
+    repository_id, batch = gm.repository(payload["repository"])
+    service = str(payload["repository"].get("full_name") or payload["repository"].get("name"))
+    if event == "push":
+        if not str(payload.get("ref", "")).startswith("refs/heads/"):
+            return batch
+        return gm.merge(batch, gm.push_commits(payload, repository_id))
+    if event == "pull_request":
+        return gm.merge(batch, gm.pull_request(payload["pull_request"], repository_id))
+    if event == "pull_request_review":
+        pr = payload["pull_request"]
+        return gm.merge(batch, gm.pull_request(pr, repository_id),
+                        gm.review(payload["review"], pr))
+    if event == "deployment":
+        return gm.merge(batch, gm.deployment(payload["deployment"], repository_id, service))
+    if event == "deployment_status":
+        return gm.merge(batch, gm.deployment(payload["deployment"], repository_id, service,
+                                             payload["deployment_status"]))
+    if event == "release":
+        if payload.get("action") not in ("published", "released", "edited", "created"):
+            return batch
+        return gm.merge(batch, gm.release(payload["release"], repository_id, service, options))
+    return gm.merge(batch, gm.issue(payload["issue"], repository_id, service, options))
+
+
+def _payload(body: bytes, content_type: str) -> dict[str, Any]:
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
+            payload = json.loads(fields["payload"][0])
+        else:
+            payload = json.loads(body)
+    except (ValueError, KeyError, UnicodeDecodeError):
+        raise Problem(400, "malformed-body", "The webhook body is not a JSON payload.") from None
+    if not isinstance(payload, dict):
+        raise Problem(400, "malformed-body", "The webhook payload must be a JSON object.")
+    return payload
+
+
+async def _route(service: EtlService, integration_id: str) -> str:
+    """The tenant of a github integration's webhook URL (404 when there is none)."""
+    try:
+        uuid.UUID(integration_id)
+    except ValueError:
+        raise Problem(404, "not-found", "No such webhook.") from None
+    engine = service.engine.db.app_engine
+    if engine is None:
+        raise RuntimeError("database is not connected")
+    table = model.webhook_routes
+    async with engine.connect() as connection:
+        row = (await connection.execute(
+            select(table.c.owner_tenant_id, table.c.connector)
+            .where(table.c.integration_id == integration_id))).first()
+    if row is None or row.connector != "github":
+        raise Problem(404, "not-found", "No such webhook.")
+    return str(row.owner_tenant_id)
+
+
+async def receive_github(service: EtlService, integration_id: str
+                         ) -> tuple[dict[str, Any], int]:
+    """Handle one GitHub delivery; returns the response document and status."""
+    limit = service.settings.webhook_max_bytes
+    if (request.content_length or 0) > limit:
+        raise Problem(413, "payload-too-large", f"Webhook bodies are limited to {limit} bytes.")
+    raw = await request.get_data(cache=False, as_text=False)
+    body = raw.encode() if isinstance(raw, str) else raw
+    if len(body) > limit:
+        raise Problem(413, "payload-too-large", f"Webhook bodies are limited to {limit} bytes.")
+    tenant_id = await _route(service, integration_id)
+    async with service.engine.db.tenant_session(tenant_id) as session:
+        integration, secret_values = await service.integration_secrets(session, integration_id)
+    secret = secret_values.get("webhook_secret")
+    if not secret or not signature_valid(secret, body,
+                                         request.headers.get("X-Hub-Signature-256")):
+        raise Problem(401, "invalid-signature", "The webhook signature is not valid.")
+    event = request.headers.get("X-GitHub-Event", "")
+    delivery = request.headers.get("X-GitHub-Delivery", "")
+    if not event or not delivery or len(delivery) > 100:
+        raise Problem(400, "malformed-delivery",
+                      "X-GitHub-Event and X-GitHub-Delivery headers are required.")
+    payload = _payload(body, request.headers.get("Content-Type", "application/json"))
+    options = GithubConfig.model_validate({**integration.config, **secret_values})
+    try:
+        batch = github_batch(event, payload, options)
+    except (KeyError, TypeError, ValueError) as error:
+        raise Problem(400, "malformed-body",
+                      f"The {event} payload lacks what it should carry ({error}).") from None
+    outcome = "ignored" if batch is None else "processed"
+    table = model.webhook_deliveries
+    stats: dict[str, Any] = {}
+    async with service.engine.db.tenant_session(tenant_id) as session:
+        fresh = await session.scalar(
+            pg_insert(table).values(
+                tenant_id=tenant_id, integration_id=integration_id, delivery_id=delivery,
+                event=event[:100], outcome=outcome,
+            ).on_conflict_do_nothing().returning(table.c.delivery_id)
+        )
+        if fresh is None:
+            return {"status": "duplicate", "delivery": delivery}, 202
+        if batch:
+            stats = await service.load(session, tenant_id, batch)
+    if stats:
+        await service.after_load(tenant_id, None, "github", stats)
+    return {"status": outcome, "delivery": delivery, "event": event, "stats": stats}, 202

@@ -1,0 +1,150 @@
+"""The git connector against a generated repository, through jobs and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from pulse_etl import model
+from pulse_etl.service import EtlService
+from sqlalchemy import func, select
+
+from pulse_engine.testing import TenantFixture
+
+from .conftest import build_repository, git
+
+
+async def _wait_job(client, job_id: str) -> dict:
+    deadline = asyncio.get_running_loop().time() + 60.0
+    while True:
+        body = await (await client.get(f"/app/etl/jobs/{job_id}")).get_json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.05)
+
+
+async def _count(etl: EtlService, tenant_id: str, table) -> int:
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_ingest_generated_repository(etl: EtlService, etl_tenant: TenantFixture,
+                                           git_root: Path) -> None:
+    repo = build_repository(git_root / "app", commits=80)
+    config = {"path": str(repo), "branch": "main", "deploy_tags": r"^(v\d|deploy-)"}
+    response = await etl_tenant.analyst_client.post(
+        "/app/etl/jobs", json={"connector": "git", "config": config})
+    assert response.status_code == 202, await response.get_json()
+    job = await _wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1.0
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    assert await _count(etl, etl_tenant.id, model.commits) == expected
+    assert job["stats"]["commits"] == {"created": expected, "updated": 0}
+    tags = [t for t in git(repo, "tag").split() if t.startswith(("v", "deploy-"))]
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        deployments = {row.name: row for row in (
+            await session.execute(select(model.deployments))).all()}
+        merges = (await session.execute(
+            select(model.commits.c.sha, model.commits.c.pull_request_number)
+            .where(model.commits.c.is_merge))).all()
+        shipped = int(await session.scalar(
+            select(func.count()).select_from(model.deployment_commits)) or 0)
+        tz = set((await session.execute(select(model.commits.c.author_tz_offset))).scalars())
+        people = set((await session.execute(select(model.people.c.email))).scalars())
+    assert sorted(deployments) == sorted(tags)
+    assert all(d.result == "success" and d.environment == "production"
+               for d in deployments.values())
+    for name, row in deployments.items():
+        assert row.sha == git(repo, "rev-list", "-n", "1", name).strip()
+    annotated = deployments["v9.9"]
+    assert annotated.finished_at.timestamp() == int(
+        git(repo, "for-each-ref", "--format=%(creatordate:unix)", "refs/tags/v9.9").strip())
+    lightweight = next(n for n in deployments if n.startswith("deploy-"))
+    assert deployments[lightweight].finished_at.timestamp() == int(
+        git(repo, "log", "-1", "--format=%ct", lightweight).strip())
+    assert merges and all(number is not None for _sha, number in merges)
+    # every commit reachable from the last tag shipped exactly once (v9.9 is at the head)
+    assert shipped == int(git(repo, "rev-list", "--count", "v9.9"))
+    assert {120, -300, 330} <= tz
+    assert "bob@example.test" in people
+
+    again = await etl_tenant.analyst_client.post(
+        "/app/etl/jobs", json={"connector": "git", "config": config})
+    second = await _wait_job(etl_tenant.viewer_client, (await again.get_json())["id"])
+    assert second["status"] == "succeeded", second
+    assert all(c["created"] == 0 and c["updated"] == 0 for c in second["stats"].values()), second
+
+    # new commits and a new tag: only they are read
+    (repo / "new.txt").write_text("x\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "after")
+    git(repo, "tag", "deploy-next")
+    third_response = await etl_tenant.analyst_client.post(
+        "/app/etl/jobs", json={"connector": "git", "config": config})
+    third = await _wait_job(etl_tenant.viewer_client, (await third_response.get_json())["id"])
+    assert third["stats"]["commits"] == {"created": 1, "updated": 0}
+    assert third["stats"]["deployments"] == {"created": 1, "updated": 0}
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        latest = await session.scalar(
+            select(func.count()).select_from(model.deployment_commits)
+            .join(model.deployments, model.deployments.c.id
+                  == model.deployment_commits.c.deployment_id)
+            .where(model.deployments.c.name == "deploy-next"))
+    assert latest == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/etc", "config.path"), ("relative/path", "config.path"),
+     ("ftp://example.com/repo.git", "config.path"), ("file:///etc", "config.path")],
+)
+async def test_paths_outside_roots_are_refused(etl_tenant: TenantFixture, path: str,
+                                               field: str) -> None:
+    response = await etl_tenant.analyst_client.post(
+        "/app/etl/jobs", json={"connector": "git", "config": {"path": path}})
+    body = await response.get_json()
+    assert response.status_code == 422, body
+    assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_symlink_escaping_the_root_is_refused(etl_tenant: TenantFixture, git_root: Path,
+                                                    tmp_path: Path) -> None:
+    outside = build_repository(tmp_path / "outside", commits=3)
+    os.symlink(outside, git_root / "link")
+    response = await etl_tenant.analyst_client.post(
+        "/app/etl/jobs", json={"connector": "git", "config": {"path": str(git_root / "link")}})
+    assert response.status_code == 422
+    assert (await response.get_json())["errors"][0]["field"] == "config.path"
+
+
+async def test_bad_connector_and_config_name_the_field(etl_tenant: TenantFixture,
+                                                       git_root: Path) -> None:
+    client = etl_tenant.analyst_client
+    response = await client.post("/app/etl/jobs", json={"connector": "nope", "config": {}})
+    assert response.status_code == 422
+    assert (await response.get_json())["errors"][0]["field"] == "connector"
+    response = await client.post("/app/etl/jobs", json={
+        "connector": "git", "config": {"path": str(git_root), "deploy_tags": "("}})
+    assert response.status_code == 422
+    assert (await response.get_json())["errors"][0]["field"] == "config.deploy_tags"
+    response = await client.post("/app/etl/jobs", json={
+        "connector": "git", "config": {"path": str(git_root), "branch": "--upload-pack=x"}})
+    assert (await response.get_json())["errors"][0]["field"] == "config.branch"
+    response = await client.post("/app/etl/jobs", data=b"{not json",
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+
+
+async def test_clone_url_inside_roots(etl: EtlService, etl_tenant: TenantFixture,
+                                      git_root: Path) -> None:
+    repo = build_repository(git_root / "cloned", commits=12)
+    response = await etl_tenant.analyst_client.post("/app/etl/jobs", json={
+        "connector": "git", "config": {"path": f"file://{repo}", "branch": "main"}})
+    assert response.status_code == 202, await response.get_json()
+    job = await _wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
+    assert job["status"] == "succeeded", job
+    assert job["stats"]["commits"]["created"] == int(git(repo, "rev-list", "--count", "main"))

@@ -1,0 +1,122 @@
+"""The GitHub webhook receiver with GitHub's real payloads."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from pathlib import Path
+
+import pytest
+from pulse_etl import model
+from pulse_etl.service import EtlService
+from sqlalchemy import func, select
+
+from pulse_engine.testing import TenantFixture
+
+SECRET = "It's a Secret to Everybody"
+
+
+def shared_dir() -> Path:
+    """``shared/`` beside the repository (or ``PULSE_SHARED_DIR``)."""
+    configured = os.environ.get("PULSE_SHARED_DIR")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[3] / ".." / "shared"
+
+
+PAYLOADS = shared_dir() / "data" / "github-webhooks"
+pytestmark = pytest.mark.skipif(not PAYLOADS.is_dir(), reason="shared payloads not found")
+
+
+def payload(name: str) -> bytes:
+    return (PAYLOADS / f"{name}.json").read_bytes()
+
+
+def signed(body: bytes, event: str, delivery: str, secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
+
+
+@pytest.fixture
+async def hook(etl_tenant: TenantFixture) -> str:
+    response = await etl_tenant.admin_client.post("/app/etl/integrations", json={
+        "connector": "github", "name": "gh", "config": {
+            "repositories": ["Codertocat/Hello-World"], "webhook_secret": SECRET,
+            "token": "ghp_secret", "releases_as_deployments": True,
+            "incident_labels": ["bug"]}})
+    body = await response.get_json()
+    assert response.status_code == 201, body
+    assert "webhook_secret" not in json.dumps(body) and "ghp_secret" not in json.dumps(body)
+    return f"/app/etl/webhooks/github/{body['id']}"
+
+
+async def _count(etl: EtlService, tenant_id: str, table) -> int:
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_every_handled_event_is_loaded(etl_app, etl: EtlService,
+                                             etl_tenant: TenantFixture, hook: str) -> None:
+    client = etl_app.test_client()
+    for index, name in enumerate(sorted(p.stem for p in PAYLOADS.glob("*.json"))):
+        event = name.split("--")[0]
+        body = payload(name)
+        response = await client.post(hook, data=body, headers=signed(body, event, f"d-{index}"))
+        document = await response.get_json()
+        assert response.status_code == 202, (name, document)
+        assert document["status"] == "processed", (name, document)
+    tenant = etl_tenant.id
+    async with etl.engine.db.tenant_session(tenant) as session:
+        pr = (await session.execute(select(model.pull_requests))).one()
+        deployments = {d.external_id: d for d in
+                       (await session.execute(select(model.deployments))).all()}
+        review = (await session.execute(select(model.reviews))).one()
+        work_item = (await session.execute(select(model.work_items))).one()
+    assert (pr.number, pr.state, pr.additions) == (2, "closed", 1)
+    assert deployments["145988746"].result == "success"
+    assert deployments["145988746"].environment == "production"
+    assert "release:17372790" in deployments
+    assert review.state == "commented"
+    assert work_item.key == "Codertocat/Hello-World#1"
+    assert await _count(etl, tenant, model.incidents) == 1  # labelled "bug" = incident here
+    assert await _count(etl, tenant, model.webhook_deliveries) == len(list(PAYLOADS.glob("*.json")))
+
+
+async def test_bad_signature_stores_nothing(etl_app, etl: EtlService, etl_tenant, hook) -> None:
+    body = payload("pull_request--opened.payload")
+    client = etl_app.test_client()
+    for headers in (signed(body, "pull_request", "x", secret="wrong"),
+                    {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "x"}):
+        response = await client.post(hook, data=body, headers=headers)
+        assert response.status_code == 401
+    assert await _count(etl, etl_tenant.id, model.pull_requests) == 0
+    assert await _count(etl, etl_tenant.id, model.webhook_deliveries) == 0
+
+
+async def test_duplicates_malformed_unknown_and_large(etl_app, etl, etl_tenant, hook) -> None:
+    client = etl_app.test_client()
+    body = payload("pull_request--opened.payload")
+    first = await client.post(hook, data=body, headers=signed(body, "pull_request", "same"))
+    again = await client.post(hook, data=body, headers=signed(body, "pull_request", "same"))
+    assert (await first.get_json())["status"] == "processed"
+    assert (await again.get_json())["status"] == "duplicate"
+    ping = b'{"zen": "Keep it logically awesome.", "hook_id": 1}'
+    response = await client.post(hook, data=ping, headers=signed(ping, "ping", "p"))
+    assert (response.status_code, (await response.get_json())["status"]) == (202, "ignored")
+    broken = b"{not json"
+    response = await client.post(hook, data=broken, headers=signed(broken, "push", "b"))
+    assert response.status_code == 400
+    lacking = b'{"repository": {"full_name": "a/b"}}'
+    response = await client.post(hook, data=lacking,
+                                 headers=signed(lacking, "pull_request", "l"))
+    assert response.status_code == 400
+    huge = b" " * (etl.settings.webhook_max_bytes + 1)
+    response = await client.post(hook, data=huge, headers=signed(huge, "push", "h"))
+    assert response.status_code == 413
+    unknown = "/app/etl/webhooks/github/00000000-0000-0000-0000-000000000000"
+    response = await client.post(unknown, data=body, headers=signed(body, "pull_request", "u"))
+    assert response.status_code == 404
+    assert await _count(etl, etl_tenant.id, model.webhook_deliveries) == 2

@@ -1,0 +1,195 @@
+"""Jobs: lifecycle, resumption after a killed worker, cancel, retry, pagination, isolation,
+roles; integrations with write-only secrets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from pulse_etl import model
+from pulse_etl.service import EtlService
+from sqlalchemy import func, select
+
+from pulse_engine.testing import TenantFixture, make_tenant
+
+from .conftest import build_repository, git
+
+
+async def _commits(etl: EtlService, tenant_id: str) -> int:
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        return int(await session.scalar(select(func.count()).select_from(model.commits)) or 0)
+
+
+async def test_killed_worker_resumes_from_cursor(etl: EtlService, etl_tenant: TenantFixture,
+                                                 git_root: Path) -> None:
+    repo = build_repository(git_root / "resume", commits=70)
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    etl.settings.batch_size = 10
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo), "branch": "main"}}, None, enqueue=False)
+    first_batch = asyncio.Event()
+
+    def progress(document: dict[str, Any]) -> None:
+        if document["stats"].get("commits", {}).get("created", 0) >= 20:
+            first_batch.set()
+
+    worker = asyncio.create_task(etl.run_job(etl_tenant.id, job["id"], on_progress=progress))
+    await asyncio.wait_for(first_batch.wait(), 30)
+    worker.cancel()  # the worker dies between batches: nothing more is committed
+    await asyncio.gather(worker, return_exceptions=True)
+    state = await etl.get_job(etl_tenant.id, job["id"])
+    partial = await _commits(etl, etl_tenant.id)
+    assert state["status"] == "running"
+    assert 20 <= partial < expected
+    assert state["stats"]["commits"]["created"] == partial  # stats and data committed together
+
+    # the message is delivered again to another worker: it waits for the lease, then resumes
+    status = await asyncio.wait_for(etl.run_job(etl_tenant.id, job["id"]), 30)
+    final = await etl.get_job(etl_tenant.id, job["id"])
+    assert status == "succeeded", final
+    assert await _commits(etl, etl_tenant.id) == expected
+    assert final["stats"]["commits"] == {"created": expected, "updated": 0}
+    assert final["attempts"] == 2
+
+
+async def test_cancel_running_job_then_retry(etl: EtlService, etl_tenant: TenantFixture,
+                                             git_root: Path) -> None:
+    repo = build_repository(git_root / "cancel", commits=50)
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    etl.settings.batch_size = 10
+    client = etl_tenant.analyst_client
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo), "branch": "main"}}, None, enqueue=False)
+    cancelled = False
+
+    async def progress(document: dict[str, Any]) -> None:
+        nonlocal cancelled
+        if not cancelled and document["stats"].get("commits"):
+            cancelled = True
+            response = await client.post(f"/app/etl/jobs/{job['id']}/cancel")
+            assert response.status_code == 202
+
+    status = await etl.run_job(etl_tenant.id, job["id"], on_progress=progress)
+    assert status == "cancelled"
+    assert 0 < await _commits(etl, etl_tenant.id) < expected
+    again = await client.post(f"/app/etl/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+    response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
+    assert response.status_code == 202
+    for _ in range(600):
+        body = await (await client.get(f"/app/etl/jobs/{job['id']}")).get_json()
+        if body["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.05)
+    assert body["status"] == "succeeded", body
+    assert await _commits(etl, etl_tenant.id) == expected
+
+
+async def test_cancel_queued_job(etl: EtlService, etl_tenant: TenantFixture,
+                                 git_root: Path) -> None:
+    repo = build_repository(git_root / "queued", commits=3)
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo)}}, None, enqueue=False)
+    response = await etl_tenant.analyst_client.post(f"/app/etl/jobs/{job['id']}/cancel")
+    assert (await response.get_json())["status"] == "cancelled"
+    assert await etl.run_job(etl_tenant.id, job["id"]) == "cancelled"
+    assert await _commits(etl, etl_tenant.id) == 0
+
+
+async def test_list_paginates_newest_first_and_is_tenant_scoped(
+    etl_app, etl: EtlService, etl_tenant: TenantFixture, git_root: Path
+) -> None:
+    repo = build_repository(git_root / "list", commits=2)
+    ids = [
+        (await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+            "path": str(repo)}}, None, enqueue=False))["id"]
+        for _ in range(5)
+    ]
+    client = etl_tenant.viewer_client
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await (await client.get("/app/etl/jobs", query_string=query)).get_json()
+        seen.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    other = await make_tenant(etl_app)
+    assert (await (await other.viewer_client.get("/app/etl/jobs")).get_json())["items"] == []
+    missing = await other.viewer_client.get(f"/app/etl/jobs/{ids[0]}")
+    assert missing.status_code == 404
+    assert (await other.analyst_client.post(f"/app/etl/jobs/{ids[0]}/cancel")).status_code == 404
+    bad = await client.get("/app/etl/jobs", query_string={"cursor": "!!"})
+    assert bad.status_code == 400
+
+
+async def test_roles(etl_tenant: TenantFixture, git_root: Path) -> None:
+    viewer = etl_tenant.viewer_client
+    response = await viewer.post("/app/etl/jobs", json={"connector": "git", "config": {
+        "path": str(git_root)}})
+    assert response.status_code == 403
+    response = await etl_tenant.analyst_client.post("/app/etl/integrations", json={
+        "connector": "git", "name": "x", "config": {"path": str(git_root)}})
+    assert response.status_code == 403
+    assert (await viewer.get("/app/etl/connectors")).status_code == 200
+    unauthenticated = await viewer.client.get("/app/etl/jobs")
+    assert unauthenticated.status_code == 401
+
+
+async def test_integrations_crud_and_jobs_from_integration(
+    etl_app, etl: EtlService, etl_tenant: TenantFixture, git_root: Path
+) -> None:
+    repo = build_repository(git_root / "integrated", commits=5)
+    admin = etl_tenant.admin_client
+    response = await admin.post("/app/etl/integrations", json={
+        "connector": "git", "name": "main repo",
+        "config": {"path": str(repo), "branch": "main"}})
+    assert response.status_code == 201, await response.get_json()
+    integration = await response.get_json()
+    duplicate = await admin.post("/app/etl/integrations", json={
+        "connector": "git", "name": "main repo", "config": {"path": str(repo)}})
+    assert duplicate.status_code == 409
+    job = await (await etl_tenant.analyst_client.post("/app/etl/jobs", json={
+        "connector": "git", "integration_id": integration["id"]})).get_json()
+    for _ in range(400):
+        job = await etl.get_job(etl_tenant.id, job["id"])
+        if job["status"] != "queued" and job["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    assert job["stats"]["commits"]["created"] == 5
+    changed = await admin.request("PATCH", f"/app/etl/integrations/{integration['id']}",
+                                  json={"name": "renamed"})
+    assert (await changed.get_json())["name"] == "renamed"
+    listing = await (await etl_tenant.viewer_client.get("/app/etl/integrations")).get_json()
+    assert [item["name"] for item in listing["items"]] == ["renamed"]
+    other = await make_tenant(etl_app)
+    assert (await other.viewer_client.get(
+        f"/app/etl/integrations/{integration['id']}")).status_code == 404
+    refused = await other.analyst_client.post("/app/etl/jobs", json={
+        "connector": "git", "integration_id": integration["id"]})
+    assert refused.status_code == 422
+    assert (await refused.get_json())["errors"][0]["field"] == "integration_id"
+    deleted = await admin.delete(f"/app/etl/integrations/{integration['id']}")
+    assert deleted.status_code == 204
+    assert (await etl_tenant.viewer_client.get(
+        f"/app/etl/integrations/{integration['id']}")).status_code == 404
+
+
+async def test_progress_and_data_events(etl: EtlService, etl_tenant: TenantFixture,
+                                        git_root: Path) -> None:
+    repo = build_repository(git_root / "events", commits=4)
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo)}}, None, enqueue=False)
+    async with etl.engine.events.subscribe(etl_tenant.id) as subscription:
+        await etl.run_job(etl_tenant.id, job["id"])
+        kinds = []
+        while subscription._buffer:
+            event = await subscription.__anext__()
+            kinds.append((event.type, event.data.get("status")))
+    assert ("etl.job.progress", "running") in kinds
+    assert ("etl.job.progress", "succeeded") in kinds
+    assert ("etl.data.loaded", None) in kinds

@@ -1,0 +1,63 @@
+"""The documentation stays true to the code: example files, settings, links."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pulse_engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLE = ROOT / "examples" / "hello_plugin"
+TITLED_BLOCK = re.compile(r'^```\w+ title="([^"]+)"\n(.*?)^```$', re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def example_sources() -> set[str]:
+    """The example distribution's source files, relative to the repository root."""
+    return {
+        str(path.relative_to(ROOT))
+        for path in EXAMPLE.rglob("*")
+        if path.is_file()
+        and path.suffix in {".py", ".toml"}
+        and not any(
+            part.startswith((".", "__pycache__", "build", "dist")) or part.endswith(".egg-info")
+            for part in path.relative_to(EXAMPLE).parts
+        )
+    }
+
+
+def test_writing_plugins_shows_the_example_files_verbatim() -> None:
+    blocks = TITLED_BLOCK.findall((DOCS / "writing-plugins.md").read_text())
+    shown = {path: code for path, code in blocks}
+    assert len(shown) == len(blocks), "a file is shown twice"
+    assert set(shown) == example_sources()
+    for path, code in shown.items():
+        assert code == (ROOT / path).read_text(), f"docs/writing-plugins.md differs from {path}"
+
+
+def test_every_setting_is_documented() -> None:
+    configuration = (DOCS / "configuration.md").read_text()
+    missing = [
+        field.alias
+        for field in Settings.model_fields.values()
+        if field.alias and f"`{field.alias}`" not in configuration
+    ]
+    assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+def test_relative_links_resolve() -> None:
+    broken = [
+        f"{page.name}: {target}"
+        for page in DOCS.glob("*.md")
+        for target in LINK.findall(page.read_text())
+        if "://" not in target and not (page.parent / target).exists()
+    ]
+    assert not broken, broken
+
+
+def test_index_links_every_page() -> None:
+    linked = set(LINK.findall((DOCS / "index.md").read_text()))
+    pages = {page.name for page in DOCS.glob("*.md")} - {"index.md"}
+    assert pages <= linked, f"docs/index.md does not link {sorted(pages - linked)}"
