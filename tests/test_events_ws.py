@@ -37,11 +37,17 @@ async def test_events_reach_only_their_tenant_across_processes(
         client = subscriber_app.test_client()
         headers = {"Authorization": f"Bearer {tenant_a.viewer_client.token}"}
         async with client.websocket("/api/v1/ws", headers=headers) as socket:
-            await asyncio.sleep(0.3)  # the subscription is registered once the socket is open
-            await publisher.events.publish(tenant_b.id, "etl.job.progress", {"secret": "B"})
-            await publisher.events.publish(None, "capabilities.changed", {"tenant_id": "x"})
-            await publisher.events.publish(tenant_a.id, "etl.job.progress", {"progress": 0.5})
-            frame = json.loads(await asyncio.wait_for(socket.receive(), 5))
+            # the socket subscribes once its handler runs: publish rounds until one arrives,
+            # each round sending another tenant's and a system event before tenant A's
+            receiving = asyncio.ensure_future(socket.receive())
+            for _ in range(50):
+                await publisher.events.publish(tenant_b.id, "etl.job.progress", {"secret": "B"})
+                await publisher.events.publish(None, "audit.noise", {"tenant_id": tenant_b.id})
+                await publisher.events.publish(tenant_a.id, "etl.job.progress", {"progress": 0.5})
+                done, _ = await asyncio.wait({receiving}, timeout=0.2)
+                if done:
+                    break
+            frame = json.loads(await asyncio.wait_for(receiving, 5))
         assert frame["tenant_id"] == tenant_a.id
         assert frame["data"] == {"progress": 0.5}
         assert frame["type"] == "etl.job.progress"

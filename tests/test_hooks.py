@@ -114,7 +114,7 @@ async def test_hook_register_migrations(pulse_database_url: str, tmp_path: Path)
         def register_migrations(self) -> Path:
             return HOOK_PROBE / "migrations"
 
-    # the probe branch must not leak into the database the other probe apps share
+    # a fresh database, so the probe's table is created by this very upgrade
     async with (
         fresh_database(pulse_database_url) as url,
         probe_app(make_settings(url, tmp_path), Probe()) as app,
@@ -124,7 +124,11 @@ async def test_hook_register_migrations(pulse_database_url: str, tmp_path: Path)
         assert engine.db.owner_engine is not None
         async with engine.db.owner_engine.connect() as connection:
             versions = set(
-                (await connection.execute(text("SELECT version_num FROM alembic_version")))
+                (
+                    await connection.execute(
+                        text("SELECT version_num FROM pulse_migrations_probe")
+                    )
+                )
                 .scalars()
                 .all()
             )

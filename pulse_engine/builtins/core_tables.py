@@ -10,5 +10,5 @@ from pulse_engine.migrations import CORE_MIGRATIONS
 
 @hookimpl
 def register_migrations() -> Path:
-    """The ``pulse_engine`` Alembic branch."""
+    """The engine's own migration history (tracked in ``pulse_migrations_pulse_core_tables``)."""
     return CORE_MIGRATIONS

@@ -79,7 +79,7 @@ def register_tables(metadata: MetaData) -> None:
 
 @hookimpl
 def register_migrations() -> Path:
-    """The ``hello`` Alembic branch."""
+    """The folder of the ``hello`` migrations (the plugin's own Alembic history)."""
     return Path(__file__).parent / "migrations"
 
 
