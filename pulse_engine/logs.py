@@ -8,7 +8,21 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from quart import g, has_request_context, has_websocket_context
+
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class RequestContextFilter(logging.Filter):
+    """Stamp every record logged while serving a request with that request's id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add ``request_id`` when there is a current request and the record has none."""
+        if not hasattr(record, "request_id") and (has_request_context() or has_websocket_context()):
+            request_id = getattr(g, "request_id", None)
+            if request_id is not None:
+                record.request_id = request_id
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +53,9 @@ def configure_logging(level: str, *, json_format: bool = True) -> None:
             return
     handler = logging.StreamHandler(sys.stderr)
     handler._pulse = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestContextFilter())
     if json_format:
         handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
+    # Alembic narrates every migration context at INFO; health checks open one each time
+    logging.getLogger("alembic").setLevel(logging.WARNING)

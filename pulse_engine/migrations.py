@@ -13,6 +13,7 @@ column, and the app role's privileges (none on tables marked private with
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,10 @@ def alembic_config(plugin: str, folder: Path, metadata: MetaData | None = None) 
     return config
 
 
-def heads(plugin: str, folder: Path) -> set[str]:
-    """The head revisions of a plugin's history."""
-    return set(ScriptDirectory.from_config(alembic_config(plugin, folder)).get_heads())
+@functools.lru_cache(maxsize=256)
+def heads(plugin: str, folder: Path) -> frozenset[str]:
+    """The head revisions of a plugin's history (read once per process: files don't change)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config(plugin, folder)).get_heads())
 
 
 async def pending_revisions(engine: AsyncEngine, folders: dict[str, Path]) -> dict[str, list[str]]:

@@ -1,0 +1,53 @@
+"""Structured logs: one JSON object per record, stamped with the request id in a request."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from quart import Quart, g
+
+from pulse_engine.logs import JsonFormatter, RequestContextFilter
+
+
+def render(record: logging.LogRecord) -> dict[str, object]:
+    """Filter and format a record as the engine's handler does."""
+    RequestContextFilter().filter(record)
+    return json.loads(JsonFormatter().format(record))  # type: ignore[no-any-return]
+
+
+def make_record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.getLogger("pulse.test").makeRecord(
+        "pulse.test", logging.WARNING, __file__, 1, message, (), None, extra=extra
+    )
+    return record
+
+
+async def test_records_in_a_request_carry_its_id() -> None:
+    app = Quart("logs")
+    async with app.test_request_context("/x"):
+        g.request_id = "abc123"
+        document = render(make_record("inside %s", tenant_id="t1"))
+    assert document["request_id"] == "abc123"
+    assert document["tenant_id"] == "t1"
+    assert document["level"] == "WARNING"
+    assert document["message"] == "inside %s"
+
+
+def test_records_outside_requests_have_no_request_id() -> None:
+    document = render(make_record("outside"))
+    assert "request_id" not in document
+    assert document["logger"] == "pulse.test"
+
+
+def test_exceptions_are_formatted_into_the_object() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = logging.getLogger("pulse.test").makeRecord(
+            "pulse.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
+    document = render(record)
+    assert "ValueError: boom" in str(document["exception"])
