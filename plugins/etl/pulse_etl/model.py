@@ -70,7 +70,7 @@ def person_id_for(email: str | None, source: str, external_id: str) -> str:
 
     Identities with the same (case-insensitive) email address, from any source, map to the
     same person; an identity without an email is a person of its own until an explicit
-    mapping (``PUT /app/etl/identities/{id}``) moves it.
+    mapping (``person_id`` set with ``mapped_explicitly``) moves it.
     """
     if email:
         return stable_id("people", "email", email.strip().lower())
