@@ -7,6 +7,7 @@ detection, revocation on every process) live in :mod:`pulse_engine.sessions`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,6 +22,7 @@ from quart_schema import (
 from pulse_engine import hookimpl, sessions
 from pulse_engine.app import PulseEngine
 from pulse_engine.auth import public
+from pulse_engine.problems import Problem
 from pulse_engine.tenancy import current_principal
 from pulse_engine.tokens import MAX_TOKEN_BYTES
 
@@ -77,9 +79,13 @@ def _client_address() -> str:
 
 async def _logout_body() -> LogoutRequest:
     """Parse logout's optional JSON body: empty means none, malformed JSON means 400."""
-    if not (await request.get_data()).strip():
+    raw = await request.get_data()
+    if not raw.strip():
         return LogoutRequest(refresh_token=None)
-    data = await request.get_json(force=True)
+    try:
+        data = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8
+        raise Problem(400, "malformed-json", "The request body is not valid JSON.") from None
     try:
         return LogoutRequest.model_validate(data)
     except ValidationError as error:
