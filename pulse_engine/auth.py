@@ -204,6 +204,32 @@ class Authenticator:
         return principal
 
 
+BUILTIN_SCOPE = "pulse"
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def check_scopes(principal: Principal, plugin: str | None, method: str) -> None:
+    """Confine a scoped API key to the plugins its scopes name (403 otherwise).
+
+    A scope is a plugin name (``etl``: any call to its routes) or ``<plugin>:read``
+    (only GET). ``pulse`` / ``pulse:read`` cover the engine's own routes. An API key
+    without scopes, like a user, is limited by its role alone.
+    """
+    if principal.kind != "api_key" or not principal.scopes:
+        return
+    name = plugin if plugin is not None and not plugin.startswith("pulse.") else BUILTIN_SCOPE
+    if name in principal.scopes:
+        return
+    if method in READ_METHODS and f"{name}:read" in principal.scopes:
+        return
+    raise Problem(
+        403,
+        "insufficient-scope",
+        f"This API key's scopes do not allow {method} on the '{name}' routes.",
+        required_scope=name if method not in READ_METHODS else f"{name}:read",
+    )
+
+
 def check_role(principal: Principal, required: str) -> None:
     """Raise 403 unless the principal's role reaches the required one."""
     if not role_satisfies(principal.role, required):

@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from quart import Quart, Response, g, request, websocket
@@ -20,6 +21,7 @@ from pulse_engine.auth import (
     PROTECTED_PREFIXES,
     bearer_token,
     check_role,
+    check_scopes,
     unauthorized,
     view_is_public,
     view_role,
@@ -41,16 +43,21 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-async def gate(
-    engine: PulseEngine,
-    automatic_options: bool,
-    endpoint: str | None,
-    path: str,
-    authorization: str | None,
-    view: object,
-) -> None:
+@dataclass(frozen=True)
+class RouteCall:
+    """What the gate needs to know of one request or WebSocket handshake."""
+
+    method: str
+    endpoint: str | None
+    path: str
+    authorization: str | None
+    view: object
+    automatic_options: bool = False
+
+
+async def gate(engine: PulseEngine, call: RouteCall) -> None:
     """Authenticate and authorise one request or WebSocket; raise a Problem to refuse it."""
-    plugin = engine.route_owners.get(endpoint) if endpoint else None
+    plugin = engine.route_owners.get(call.endpoint) if call.endpoint else None
     if plugin is not None and engine.plugins.is_failed(plugin):
         raise Problem(
             503,
@@ -59,16 +66,17 @@ async def gate(
             plugin=plugin,
         )
     protected = (*PROTECTED_PREFIXES, engine.settings.api_v1_prefix.rstrip("/") + "/")
-    if endpoint is None or view_is_public(view) or not path.startswith(protected):
+    if call.endpoint is None or view_is_public(call.view) or not call.path.startswith(protected):
         return
-    if automatic_options:
+    if call.automatic_options:
         return  # Quart's own OPTIONS answer (CORS preflight): no credentials, no view, no data
-    credential = bearer_token(authorization)
+    credential = bearer_token(call.authorization)
     if credential is None:
         raise unauthorized("This route needs an access token (Authorization: Bearer ...).")
     principal = await engine.authenticator.authenticate(credential)
     g.principal = principal
-    check_role(principal, view_role(view))
+    check_role(principal, view_role(call.view))
+    check_scopes(principal, plugin, call.method)
     if plugin is None or principal.tenant_id is None:
         return
     if not await engine.capabilities.is_enabled(principal.tenant_id, plugin):
@@ -94,11 +102,14 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         )
         await gate(
             engine,
-            automatic_options,
-            request.endpoint,
-            request.path,
-            request.headers.get("Authorization"),
-            view,
+            RouteCall(
+                method=request.method,
+                endpoint=request.endpoint,
+                path=request.path,
+                authorization=request.headers.get("Authorization"),
+                view=view,
+                automatic_options=automatic_options,
+            ),
         )
 
     @app.before_websocket
@@ -109,7 +120,16 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         token = websocket.args.get("token")
         if authorization is None and token:
             authorization = f"Bearer {token}"
-        await gate(engine, False, websocket.endpoint, websocket.path, authorization, view)
+        await gate(
+            engine,
+            RouteCall(
+                method="GET",
+                endpoint=websocket.endpoint,
+                path=websocket.path,
+                authorization=authorization,
+                view=view,
+            ),
+        )
 
     @app.after_request
     async def _after_request(response: Response) -> Response:

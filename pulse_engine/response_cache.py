@@ -172,8 +172,8 @@ class ResponseCache:
             return False
         engine = self.engine
         principal = engine.authenticator.authenticate_cached(credential)
-        if principal is None or principal.tenant_id is None:
-            return False
+        if principal is None or principal.tenant_id is None or principal.scopes:
+            return False  # scoped API keys take the full path, which checks their scopes
         if not role_satisfies(principal.role, self._roles[endpoint]):
             return False
         plugin = engine.route_owners.get(endpoint)

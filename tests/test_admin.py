@@ -300,7 +300,7 @@ async def test_api_keys_roles_scopes_and_secrets(pulse_app: Quart, tenant: Tenan
     )
     assert past.status_code == 422
     created = await json_of(await admin.post(
-        f"{ADMIN}/api-keys", json={"name": "etl", "role": "admin", "scopes": ["etl:run"]}
+        f"{ADMIN}/api-keys", json={"name": "etl", "role": "admin", "scopes": ["etl", "pulse:read"]}
     ))
     key = created["key"]
     assert key.startswith("pulse_") and created["api_key"]["prefix"] in key
