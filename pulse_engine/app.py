@@ -10,6 +10,7 @@ queue and event bus, runs ``startup`` hooks and starts consumers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +83,7 @@ class PulseEngine:
         self._setup_done = False
         self._started = False
         self._system_listener: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     def _token_config(self) -> Any:
         settings = self.settings
@@ -209,16 +211,53 @@ class PulseEngine:
         await self.db.connect()
         if self.settings.migrate_at_start:
             await self.migrate()
-        await self.events.start()
-        await self.queue.connect()
         await self.authenticator.load_revocations()
-        self._system_listener = asyncio.create_task(self._listen_system_events())
-        await self.plugins.call_each("startup", engine=self)
         consumers_here = (
             self.settings.consumers_in_server if run_consumers is None else run_consumers
         )
-        if consumers_here:
-            await self.start_consumers()
+        # the broker and the event bus may be down at start: serve anyway (publishing
+        # answers 503, /health says unhealthy) and keep connecting in the background
+        first_try: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._background.append(
+            asyncio.create_task(
+                self._connect_messaging(consumers_here, first_try), name="pulse-messaging"
+            )
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.shield(first_try), self.settings.messaging_start_wait_seconds
+            )
+        await self.plugins.call_each("startup", engine=self)
+
+    async def _connect_messaging(
+        self, consumers_here: bool, first_try: asyncio.Future[None]
+    ) -> None:
+        """Connect the event bus and the queue, retrying with backoff until both answer."""
+        delay = 1.0
+        events_up = queue_up = False
+        while not (events_up and queue_up):
+            if not events_up:
+                events_up = await self._try("event bus", self.events.start)
+                if events_up:
+                    self._system_listener = asyncio.create_task(self._listen_system_events())
+            if not queue_up:
+                queue_up = await self._try("queue", self.queue.connect)
+                if queue_up and consumers_here:
+                    await self.start_consumers()
+            if not first_try.done():
+                first_try.set_result(None)
+            if not (events_up and queue_up):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    @staticmethod
+    async def _try(what: str, connect: Callable[[], Any]) -> bool:
+        try:
+            await connect()
+        except Exception as error:  # the broker or Redis is down: keep serving, retry later
+            log.error("%s unavailable, retrying in the background: %s", what, error)
+            return False
+        return True
 
     async def start_consumers(self) -> None:
         """Start every registered consumer, skipping tenants that disabled its plugin."""
@@ -253,6 +292,9 @@ class PulseEngine:
         if not self._started:
             return
         self._started = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.stop()
         await self.plugins.call_each("shutdown", engine=self)
         if self._system_listener is not None:

@@ -17,6 +17,8 @@ from quart import Quart, Response, g
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from pulse_engine.queue import QueueUnavailable
+
 log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -119,6 +121,18 @@ def install_problem_handlers(app: Quart) -> None:
                 "validation-error",
                 "The request did not match the expected schema.",
                 errors=_validation_errors(error),
+            )
+        )
+
+    @app.errorhandler(QueueUnavailable)
+    async def _queue_down(error: QueueUnavailable) -> Response:
+        log.error("queue unavailable: %s", error)
+        return problem_response(
+            Problem(
+                503,
+                "queue-unavailable",
+                "The message broker is unavailable; nothing was queued. Try again shortly.",
+                headers={"Retry-After": "5"},
             )
         )
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     amqp_url: str | None = Field(default=None, alias="AMQP_URL")
+    messaging_start_wait_seconds: float = Field(
+        default=10.0, alias="PULSE_MESSAGING_START_WAIT", ge=0
+    )
     amqp_quorum_queues: bool = Field(default=False, alias="PULSE_AMQP_QUORUM_QUEUES")
 
     plugins: Annotated[list[str] | None, NoDecode] = Field(default=None, alias="PULSE_PLUGINS")

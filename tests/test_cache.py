@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from fixtures.tcp_proxy import OutageProxy
 
 from pulse_engine.cache import (
     Cache,
@@ -207,54 +208,8 @@ async def test_redis_outage_degrades_to_no_cache_quickly() -> None:
     await backend.close()
 
 
-class FlakyProxy:
-    """A TCP proxy to Redis that can simulate an outage: stopped, it refuses connections."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._connections: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        self._connections.clear()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", self.target_port
-        )
-        self._writers |= {writer, upstream_writer}
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except OSError:
-                pass
-            finally:
-                sink.transport.abort()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-
 async def test_redis_breaker_recovers_after_outage(redis_url: str) -> None:
-    proxy = FlakyProxy(target_port=6379)
+    proxy = OutageProxy(target_port=6379)
     await proxy.start()
     prefix = f"pulse-test:{uuid.uuid4().hex}:"
     backend = RedisCacheBackend(

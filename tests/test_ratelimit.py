@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
+from fixtures.tcp_proxy import OutageProxy
 
 from pulse_engine.ratelimit import (
     MemoryRateLimiter,
@@ -181,53 +181,10 @@ async def test_redis_down_falls_back_to_memory(caplog: pytest.LogCaptureFixture)
     assert len(outage_logs) == 1
 
 
-class _Proxy:
-    """A TCP forwarder to the real Redis that can be cut and restored, to simulate outages."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        """Forward to ``target_host:target_port`` once started."""
-        self.target_host = target_host
-        self.target_port = target_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        """Listen (on a fresh port the first time, on the same port afterwards)."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening and drop every open connection."""
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Copy bytes from ``reader`` to ``writer`` until either side closes."""
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Connect a client to Redis and pipe both directions."""
-        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        self._writers.update({writer, up_writer})
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            self._writers.difference_update({writer, up_writer})
-
-
 async def test_redis_outage_and_recovery(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """Mid-run outages switch to the fallback; Redis is used again once it is back."""
     target = urlsplit(redis_url)
-    proxy = _Proxy(target.hostname or "127.0.0.1", target.port or 6379)
+    proxy = OutageProxy(target.port or 6379, target.hostname or "127.0.0.1")
     await proxy.start()
     limiter = RedisRateLimiter(
         f"redis://127.0.0.1:{proxy.port}{target.path}", prefix=_prefix(), retry_interval=0.1
