@@ -169,3 +169,7 @@ def build_cli() -> click.Group:
 def main(argv: Any = None) -> None:
     """Console-script entry point."""
     build_cli().main(args=argv, prog_name="pulse")
+
+
+if __name__ == "__main__":
+    main()
