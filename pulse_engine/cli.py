@@ -44,7 +44,15 @@ def cli() -> None:
     type=float,
     help="Seconds to let in-flight requests finish on shutdown.",
 )
-def serve(host: str, port: int, workers: int, graceful_timeout: float) -> None:
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="First load the demo data set (a plugin's `pulse demo --if-missing`).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str, port: int, workers: int, graceful_timeout: float, demo: bool
+) -> None:
     """Serve the API on Hypercorn (uvloop where available)."""
     from hypercorn.config import Config
     from hypercorn.run import run
@@ -53,6 +61,8 @@ def serve(host: str, port: int, workers: int, graceful_timeout: float) -> None:
     if settings.embedded:
         # migrate and start the embedded database once, before workers fork
         asyncio.run(_prepare_embedded(settings))
+    if demo:
+        _load_demo(ctx)
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.application_path = "pulse_engine.asgi:app"
@@ -62,6 +72,19 @@ def serve(host: str, port: int, workers: int, graceful_timeout: float) -> None:
     config.worker_class = "uvloop" if _has_uvloop() else "asyncio"
     console.print(f"Pulse {__version__} on http://{host}:{port} ({workers} process(es))")
     raise SystemExit(run(config))
+
+
+def _load_demo(ctx: click.Context) -> None:
+    """Invoke the ``demo`` command a plugin registered, with ``--if-missing``; or say why not."""
+    root = ctx.find_root().command
+    command = root.get_command(ctx, "demo") if isinstance(root, click.Group) else None
+    if command is None:
+        console.print(
+            "--demo: no installed plugin provides a `demo` command (pulse-etl does); "
+            "serving without demo data"
+        )
+        return
+    ctx.invoke(command, if_missing=True)
 
 
 async def _prepare_embedded(settings: Settings) -> None:

@@ -91,14 +91,17 @@ def field_errors(validation: Exception, prefix: str = "") -> list[dict[str, Any]
     :param prefix: prepended to each field path, for a model validated inside a larger body.
     """
     if hasattr(validation, "errors"):
-        return [
-            {
-                "field": prefix + ".".join(str(part) for part in item.get("loc", ())),
-                "message": item.get("msg", ""),
-                "type": item.get("type", ""),
-            }
-            for item in validation.errors()
-        ]
+        errors = []
+        for item in validation.errors():
+            path = ".".join(str(part) for part in item.get("loc", ()))
+            errors.append(
+                {
+                    "field": prefix + path if path else prefix.rstrip("."),
+                    "message": item.get("msg", ""),
+                    "type": item.get("type", ""),
+                }
+            )
+        return errors
     return [{"field": prefix.rstrip("."), "message": str(validation), "type": "invalid"}]
 
 

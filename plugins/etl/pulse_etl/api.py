@@ -19,7 +19,7 @@ from pulse_engine.pagination import PageQuery
 from pulse_engine.problems import Problem
 from pulse_engine.tenancy import current_principal, current_tenant_id
 from pulse_etl.service import EtlService
-from pulse_etl.webhooks import receive_github
+from pulse_etl.webhooks import receive_generic, receive_github
 
 
 async def _json_body() -> dict[str, Any]:
@@ -132,6 +132,13 @@ def build_blueprint(service: EtlService) -> Blueprint:
     async def github_webhook(integration_id: str) -> Response:
         """GitHub's webhook receiver, verified with the integration's webhook secret."""
         document, status = await receive_github(service, integration_id)
+        return _json(document, status)
+
+    @blueprint.post("/webhooks/generic/<integration_id>")
+    @public
+    async def generic_webhook(integration_id: str) -> Response:
+        """Generic deliveries (deployments, incidents, work items), HMAC-verified."""
+        document, status = await receive_generic(service, integration_id)
         return _json(document, status)
 
     return blueprint

@@ -147,18 +147,25 @@ async def link_incidents(
     environments: Sequence[str] = PRODUCTION_ENVIRONMENTS,
 ) -> int:
     """(Re)link the tenant's incidents to deployments; returns how many links changed."""
+    # an explicit reference wins; a SHA shipped to several environments names the latest
+    # successful production deployment of it
     explicit: Any = await session.execute(
         text(
-            "UPDATE incidents i SET deployment_id = d.id, link_reason = 'explicit', "
-            "updated_at = now() FROM deployments d "
-            "WHERE i.tenant_id = :tenant AND d.tenant_id = :tenant "
-            "AND i.deployment_ref IS NOT NULL "
-            "AND (d.id::text = i.deployment_ref OR d.external_id = i.deployment_ref "
-            "     OR d.sha = i.deployment_ref) "
-            "AND (i.deployment_id IS DISTINCT FROM d.id "
-            "     OR i.link_reason IS DISTINCT FROM 'explicit')"
+            "WITH referenced AS ("
+            " SELECT i.id, (SELECT d.id FROM deployments d"
+            "   WHERE d.tenant_id = :tenant AND (d.id::text = i.deployment_ref"
+            "     OR d.external_id = i.deployment_ref OR d.sha = i.deployment_ref)"
+            "   ORDER BY (d.id::text = i.deployment_ref OR d.external_id = i.deployment_ref) DESC,"
+            "     (d.result = 'success' AND d.environment = ANY(:environments)) DESC,"
+            "     d.finished_at DESC NULLS LAST, d.id LIMIT 1) AS deployment_id"
+            " FROM incidents i WHERE i.tenant_id = :tenant AND i.deployment_ref IS NOT NULL)"
+            " UPDATE incidents i SET deployment_id = r.deployment_id, link_reason = 'explicit',"
+            " updated_at = now() FROM referenced r"
+            " WHERE i.tenant_id = :tenant AND i.id = r.id AND r.deployment_id IS NOT NULL"
+            " AND (i.deployment_id IS DISTINCT FROM r.deployment_id"
+            "      OR i.link_reason IS DISTINCT FROM 'explicit')"
         ),
-        {"tenant": tenant_id},
+        {"tenant": tenant_id, "environments": list(environments)},
     )
     implicit: Any = await session.execute(
         text(

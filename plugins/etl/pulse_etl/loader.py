@@ -1,22 +1,44 @@
 """The loader: batched, idempotent upserts of unified-model rows on their natural keys.
 
-A batch maps entity names (:data:`ENTITIES`) to rows (dicts without ``tenant_id``). Each
-entity is written with one ``INSERT ... ON CONFLICT (natural key) DO UPDATE ... WHERE
-(columns) IS DISTINCT FROM (new values)``: unchanged rows are not rewritten, and
-``RETURNING (xmax = 0)`` tells created from updated rows. Batches of at least
-``copy_threshold`` rows are first copied (binary COPY) into a temporary staging table, then
-upserted from it in one statement (the staging table lives as long as the pooled
-connection and is emptied at every commit). Everything runs in the caller's tenant-bound session, so
-row-level security checks every row.
+A batch maps entity names (:data:`ENTITIES`) to rows (dicts without ``tenant_id``). Rows
+are turned into tuples once (one ``itemgetter`` call per row, grouped by the set of columns
+they carry, the last row of a natural key winning), then written in one of three ways:
+
+* **small groups** (fewer than ``copy_threshold`` rows): ``INSERT ... VALUES ... ON CONFLICT
+  (natural key) DO UPDATE ... WHERE (columns) IS DISTINCT FROM (new values)``, so unchanged
+  rows are not rewritten;
+* **large groups**: a binary COPY into a temporary staging table (``ON COMMIT DROP``, only
+  the group's columns, no constraints or indexes), then
+
+  - **first load** when no staged natural key exists in the target yet: one plain
+    ``INSERT ... SELECT`` (no conflict arbitration), inside a savepoint: should a
+    concurrent transaction insert one of the keys meanwhile, the savepoint is rolled back
+    and the upsert below runs instead;
+  - **upsert** otherwise: one ``INSERT ... SELECT ... ON CONFLICT ... DO UPDATE ... WHERE
+    ... IS DISTINCT FROM``, as for small groups.
+
+Created and updated rows are counted in the database (``xmax = 0`` of the upserted rows,
+aggregated in the statement; the plain insert's row count), never by returning every row.
+PostgreSQL refuses ``COPY FROM`` into a table under row-level security, hence the staging
+table: everything runs in the caller's tenant-bound session, so row-level security checks
+every row the ``INSERT`` writes.
+
+``synchronous_commit`` is left alone on purpose: the loader also serves webhook deliveries,
+which are acknowledged once committed and never sent again, so an acknowledged batch must
+survive a crash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, text
+import asyncpg
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +51,11 @@ Stats = dict[str, dict[str, int]]
 #: PostgreSQL's limit of bind parameters per statement is 32767; stay well below it.
 MAX_PARAMETERS = 30_000
 
+#: Columns a row never sets: the tenant comes from the session, the stamps from the database.
+_NOT_FROM_ROWS = frozenset({"tenant_id", "created_at", "updated_at"})
+
 _DIALECT = postgresql.dialect()
+_STAGE_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -83,8 +109,6 @@ ENTITIES: dict[str, EntitySpec] = {
     "work_item_status_changes": _natural(model.work_item_status_changes),
 }
 
-_GENERATED = frozenset({"created_at", "updated_at"})
-
 
 def merge_stats(total: Stats, more: Stats) -> Stats:
     """Add the created/updated counts of ``more`` into ``total`` (returned)."""
@@ -99,10 +123,121 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How rows with one particular key order become tuples.
+
+    :ivar columns: the written columns, sorted (``tenant_id`` excluded).
+    :ivar values: a row to its values in ``columns`` order.
+    :ivar key: a values tuple to its natural key (without ``tenant_id``).
+    """
+
+    columns: tuple[str, ...]
+    values: Callable[[Row], tuple[Any, ...]]
+    key: Callable[[tuple[Any, ...]], Any]
+
+
+def _getter(names: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """``itemgetter`` that always returns a tuple (also for a single item)."""
+    if len(names) == 1:
+        only = names[0]
+        return lambda item: (item[only],)
+    return itemgetter(*names)
+
+
+@lru_cache(maxsize=1024)
+def _layout(spec: EntitySpec, names: tuple[str, ...]) -> _Layout:
+    """The layout of rows of ``spec`` whose keys are ``names`` (in that order)."""
+    table_columns = spec.table.c
+    if "tenant_id" in names:
+        raise KeyError(f"{spec.table.name} rows must not carry tenant_id (the session's is used)")
+    columns = tuple(sorted(name for name in names if name not in _NOT_FROM_ROWS))
+    for name in columns:
+        if name not in table_columns:
+            raise KeyError(f"{spec.table.name} has no column {name!r}")
+    key_columns = [name for name in spec.key if name != "tenant_id"]
+    missing = [name for name in key_columns if name not in columns]
+    if missing:
+        raise KeyError(f"{spec.table.name} rows need their natural key: {', '.join(missing)}")
+    return _Layout(
+        columns=columns,
+        values=_getter(columns),
+        key=_getter([columns.index(name) for name in key_columns]),
+    )
+
+
+def group_rows(
+    spec: EntitySpec, rows: Sequence[Row]
+) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Rows as value tuples, grouped by their column set, deduplicated by natural key.
+
+    Within a group the last row of a natural key wins. Columns follow the sorted order of
+    the group's key; ``tenant_id`` is not part of the tuples.
+
+    :raises KeyError: for a column the table does not have, a row without its natural key,
+        or a row carrying ``tenant_id``.
+    """
+    layouts: dict[tuple[str, ...], _Layout] = {}
+    groups: dict[tuple[str, ...], dict[Any, tuple[Any, ...]]] = {}
+    previous_names: tuple[str, ...] | None = None
+    layout: _Layout | None = None
+    by_key: dict[Any, tuple[Any, ...]] = {}
+    for row in rows:
+        names = tuple(row)
+        if names != previous_names:
+            layout = layouts.get(names)
+            if layout is None:
+                layout = layouts[names] = _layout(spec, names)
+            by_key = groups.setdefault(layout.columns, {})
+            previous_names = names
+        assert layout is not None
+        values = layout.values(row)
+        by_key[layout.key(values)] = values
+    return {columns: list(by_key.values()) for columns, by_key in groups.items()}
+
+
+def _cast(table: Table, column: str) -> str:
+    return str(table.c[column].type.compile(dialect=_DIALECT))
+
+
+def _conflict_action(spec: EntitySpec, columns: Sequence[str]) -> str:
+    """``ON CONFLICT (key) DO UPDATE ... WHERE changed`` (or ``DO NOTHING``)."""
+    table = _quote(spec.table.name)
+    changing = [c for c in columns if c not in spec.key and c not in spec.insert_only]
+    conflict = ", ".join(_quote(c) for c in spec.key)
+    if not changing:
+        return f"ON CONFLICT ({conflict}) DO NOTHING"
+    assignments = [f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in changing]
+    if "updated_at" in spec.table.c:
+        assignments.append('"updated_at" = now()')
+    old = ", ".join(f"{table}.{_quote(c)}" for c in changing)
+    new = ", ".join(f"EXCLUDED.{_quote(c)}" for c in changing)
+    condition = f"ROW({old}) IS DISTINCT FROM ROW({new})"
+    if spec.version is not None and spec.version in columns:
+        version = _quote(spec.version)
+        condition += (
+            f" AND ({table}.{version} IS NULL OR EXCLUDED.{version} IS NULL"
+            f" OR EXCLUDED.{version} >= {table}.{version})"
+        )
+    return f"ON CONFLICT ({conflict}) DO UPDATE SET {', '.join(assignments)} WHERE {condition}"
+
+
+def _upsert_sql(spec: EntitySpec, columns: Sequence[str], source: str) -> str:
+    """The counting upsert of ``source`` (a query yielding ``tenant_id, *columns``)."""
+    column_list = ", ".join(_quote(c) for c in ("tenant_id", *columns))
+    return (
+        f"WITH up AS (INSERT INTO {_quote(spec.table.name)} ({column_list}) {source} "
+        f"{_conflict_action(spec, columns)} RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+        "FROM up"
+    )
+
+
 class Loader:
     """Writes batches of unified-model rows for one tenant.
 
-    :param copy_threshold: rows of one entity from which COPY staging is used.
+    :param copy_threshold: rows of one entity (and column set) from which COPY staging is
+        used.
     """
 
     def __init__(self, copy_threshold: int = 1000) -> None:
@@ -135,109 +270,111 @@ class Loader:
         does not know, and those keep their stored values); within a group the last row
         of a natural key wins.
         """
+        groups = group_rows(spec, rows)
+        driver = await _driver(session)
         created = updated = 0
-        for columns, group in _group_by_columns(spec, tenant_id, rows).items():
+        for columns, group in groups.items():
             if len(group) >= self.copy_threshold:
-                counts = await self._upsert_copy(session, spec, columns, group)
+                counts = await self._staged(driver, tenant_id, spec, columns, group)
             else:
-                counts = await self._upsert_values(session, spec, columns, group)
+                counts = await self._values(driver, tenant_id, spec, columns, group)
             created += counts[0]
             updated += counts[1]
         return created, updated
 
-    def _upsert_sql(self, spec: EntitySpec, columns: Sequence[str], source: str) -> str:
-        table = _quote(spec.table.name)
-        column_list = ", ".join(_quote(c) for c in columns)
-        changing = [c for c in columns if c not in spec.key and c not in spec.insert_only]
-        if changing:
-            assignments = [f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in changing]
-            if "updated_at" in spec.table.c:
-                assignments.append('"updated_at" = now()')
-            old = ", ".join(f"{table}.{_quote(c)}" for c in changing)
-            new = ", ".join(f"EXCLUDED.{_quote(c)}" for c in changing)
-            condition = f"ROW({old}) IS DISTINCT FROM ROW({new})"
-            if spec.version is not None and spec.version in columns:
-                version = _quote(spec.version)
-                condition += (
-                    f" AND ({table}.{version} IS NULL OR EXCLUDED.{version} IS NULL"
-                    f" OR EXCLUDED.{version} >= {table}.{version})"
-                )
-            action = f"DO UPDATE SET {', '.join(assignments)} WHERE {condition}"
-        else:
-            action = "DO NOTHING"
-        conflict = ", ".join(_quote(c) for c in spec.key)
-        return (
-            f"WITH up AS (INSERT INTO {table} ({column_list}) {source} "
-            f"ON CONFLICT ({conflict}) {action} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
-            "FROM up"
-        )
-
-    async def _upsert_values(
-        self, session: AsyncSession, spec: EntitySpec, columns: Sequence[str],
+    async def _values(
+        self, driver: Any, tenant_id: str, spec: EntitySpec, columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
     ) -> tuple[int, int]:
+        """Upsert ``rows`` with ``VALUES`` lists of bind parameters."""
         created = updated = 0
-        per_statement = max(1, MAX_PARAMETERS // len(columns))
+        width = len(columns)
         casts = [_cast(spec.table, c) for c in columns]
+        per_statement = max(1, (MAX_PARAMETERS - 1) // width)
+        names = ", ".join(_quote(c) for c in columns)
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
-            params: dict[str, Any] = {}
             tuples = []
-            for i, row in enumerate(chunk):
-                names = []
-                for j, value in enumerate(row):
-                    name = f"p{i}_{j}"
-                    params[name] = value
-                    names.append(f"CAST(:{name} AS {casts[j]})")
-                tuples.append("(" + ", ".join(names) + ")")
-            sql = self._upsert_sql(spec, columns, "VALUES " + ", ".join(tuples))
-            result = (await session.execute(text(sql), params)).one()
-            created += result[0]
-            updated += result[1]
+            number = 2
+            for _row in chunk:
+                placeholders = [f"CAST(${number + j} AS {casts[j]})" for j in range(width)]
+                tuples.append("(" + ", ".join(placeholders) + ")")
+                number += width
+            source = (
+                f"SELECT CAST($1 AS uuid), v.* FROM (VALUES {', '.join(tuples)}) AS v ({names})"
+            )
+            arguments = [value for row in chunk for value in row]
+            record = await driver.fetchrow(_upsert_sql(spec, columns, source), tenant_id,
+                                           *arguments)
+            created += int(record[0])
+            updated += int(record[1])
         return created, updated
 
-    async def _upsert_copy(
-        self, session: AsyncSession, spec: EntitySpec, columns: Sequence[str],
+    async def _staged(
+        self, driver: Any, tenant_id: str, spec: EntitySpec, columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
     ) -> tuple[int, int]:
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
-        stage = f"etl_stage_{spec.table.name}"
+        """COPY ``rows`` into a staging table, then insert (first load) or upsert them."""
+        table = _quote(spec.table.name)
+        stage = f"etl_stage_{next(_STAGE_NUMBERS)}"
+        names = ", ".join(_quote(c) for c in columns)
         await driver.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_quote(stage)} "
-            f"(LIKE {_quote(spec.table.name)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} "
+            "WITH NO DATA"
         )
-        await driver.execute(f"TRUNCATE {_quote(stage)}")
         await driver.copy_records_to_table(stage, records=rows, columns=list(columns))
-        column_list = ", ".join(_quote(c) for c in columns)
-        sql = self._upsert_sql(spec, columns, f"SELECT {column_list} FROM {_quote(stage)}")
-        record = await driver.fetchrow(sql)
-        return int(record[0]), int(record[1])
+        source = f"SELECT CAST($1 AS uuid), {names} FROM {stage}"
+        counts: tuple[int, int] | None = None
+        if not await self._any_stored(driver, tenant_id, spec, stage):
+            inserted = await self._insert_new(driver, spec, columns, source, tenant_id)
+            if inserted is not None:
+                counts = (inserted, 0)
+        if counts is None:
+            record = await driver.fetchrow(_upsert_sql(spec, columns, source), tenant_id)
+            counts = (int(record[0]), int(record[1]))
+        # an error above aborts the transaction, whose end drops the table anyway
+        await driver.execute(f"DROP TABLE {stage}")
+        return counts
 
-
-def _cast(table: Table, column: str) -> str:
-    return str(table.c[column].type.compile(dialect=_DIALECT))
-
-
-def _group_by_columns(
-    spec: EntitySpec, tenant_id: str, rows: Iterable[Row]
-) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
-    """Rows as tuples, grouped by their column set, deduplicated by natural key."""
-    table_columns = spec.table.c
-    groups: dict[tuple[str, ...], dict[tuple[Any, ...], tuple[Any, ...]]] = {}
-    for row in rows:
-        names = tuple(
-            ["tenant_id", *sorted(name for name in row if name not in _GENERATED)]
+    @staticmethod
+    async def _any_stored(driver: Any, tenant_id: str, spec: EntitySpec, stage: str) -> bool:
+        """Whether the target already holds a natural key of the staged rows."""
+        table = _quote(spec.table.name)
+        keys = " AND ".join(
+            f"t.{_quote(c)} = s.{_quote(c)}" for c in spec.key if c != "tenant_id"
         )
-        for name in names:
-            if name not in table_columns:
-                raise KeyError(f"{spec.table.name} has no column {name!r}")
-        values = tuple(tenant_id if name == "tenant_id" else row[name] for name in names)
-        by_key = groups.setdefault(names, {})
-        key = tuple(values[names.index(name)] for name in spec.key)
-        by_key[key] = values
-    return {names: list(by_key.values()) for names, by_key in groups.items()}
+        return bool(
+            await driver.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {stage} s JOIN {table} t "
+                f"ON t.tenant_id = CAST($1 AS uuid) AND {keys})",
+                tenant_id,
+            )
+        )
+
+    @staticmethod
+    async def _insert_new(
+        driver: Any, spec: EntitySpec, columns: Sequence[str], source: str, tenant_id: str
+    ) -> int | None:
+        """Plain-insert rows none of which exist; None when a concurrent writer won a key."""
+        column_list = ", ".join(_quote(c) for c in ("tenant_id", *columns))
+        await driver.execute("SAVEPOINT etl_first_load")
+        try:
+            status = await driver.execute(
+                f"INSERT INTO {_quote(spec.table.name)} ({column_list}) {source}", tenant_id
+            )
+        except asyncpg.UniqueViolationError:
+            await driver.execute("ROLLBACK TO SAVEPOINT etl_first_load")
+            await driver.execute("RELEASE SAVEPOINT etl_first_load")
+            return None
+        await driver.execute("RELEASE SAVEPOINT etl_first_load")
+        return int(str(status).rsplit(" ", 1)[-1])
 
 
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection of ``session``, inside its (begun) transaction."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError("the loader needs a session inside a transaction (tenant_session)")
+    return driver

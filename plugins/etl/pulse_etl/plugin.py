@@ -17,8 +17,10 @@ from pulse_engine import hookimpl
 from pulse_engine.queue import Consumer
 from pulse_etl import model
 from pulse_etl.api import build_blueprint
+from pulse_etl.connectors.generic import GenericConnector
 from pulse_etl.connectors.git import GitConnector
 from pulse_etl.connectors.github import GithubConnector
+from pulse_etl.connectors.jira import JiraConnector
 from pulse_etl.service import EtlService
 
 if TYPE_CHECKING:
@@ -66,5 +68,12 @@ def register_queue_consumers(engine: PulseEngine) -> list[Consumer]:
 @hookimpl
 def register_connectors() -> list[Any]:
     """pulse-etl's own connectors."""
-    return [GitConnector(), GithubConnector()]
+    return [GitConnector(), GithubConnector(), JiraConnector(), GenericConnector()]
 
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``pulse etl run`` and ``pulse demo``."""
+    from pulse_etl.cli import add_commands
+
+    add_commands(cli)

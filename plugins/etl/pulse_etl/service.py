@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine.pagination import Page, fetch_page
-from pulse_engine.problems import Problem
+from pulse_engine.problems import Problem, field_errors
 from pulse_engine.queue import Consumer, Message
 from pulse_etl import derive, model
 from pulse_etl.connector import (
@@ -69,17 +69,6 @@ def new_job_id() -> str:
 def validation_problem(errors: list[dict[str, Any]], detail: str) -> Problem:
     """A 422 problem listing the offending fields."""
     return Problem(422, "validation-error", detail, errors=errors)
-
-
-def _pydantic_errors(error: ValidationError, prefix: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": ".".join([prefix, *(str(part) for part in item["loc"])]).strip("."),
-            "message": item["msg"],
-            "type": item["type"],
-        }
-        for item in error.errors()
-    ]
 
 
 def job_document(row: Any) -> dict[str, Any]:
@@ -168,7 +157,8 @@ class EtlService:
             config = connector.config_model.model_validate(raw)
         except ValidationError as error:
             raise validation_problem(
-                _pydantic_errors(error, field), "The connector configuration is not valid."
+                field_errors(error, f"{field}." if field else ""),
+                "The connector configuration is not valid.",
             ) from None
         try:
             connector.check(config, self.settings)

@@ -1,4 +1,4 @@
-"""GitHub's webhook receiver: verify, deduplicate, map, load.
+"""Webhook receivers (GitHub's and the generic connector's): verify, deduplicate, map, load.
 
 ``POST /app/etl/webhooks/github/{integration_id}`` is public: the request is trusted only
 when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the raw body under the integration's
@@ -7,6 +7,12 @@ when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the raw body under the integr
 ``{"status": "processed" | "ignored" | "duplicate"}``; 401 for a bad signature (nothing
 stored); 400 for a malformed body; 404 for an unknown integration; 413 above
 ``PULSE_ETL_WEBHOOK_MAX_BYTES``.
+
+``POST /app/etl/webhooks/generic/{integration_id}`` works alike with
+``X-Pulse-Signature-256: sha256=<hex HMAC>`` and a body ``{"entity", "data"}`` (see
+:mod:`pulse_etl.connectors.generic`); an invalid row is a 422 naming the row and field
+(``data.2.created_at``). ``X-Pulse-Delivery`` (optional; default: the body's SHA-256)
+deduplicates deliveries.
 """
 
 from __future__ import annotations
@@ -19,15 +25,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import ValidationError
 from quart import request
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from pulse_engine.problems import Problem
+from pulse_engine.problems import Problem, field_errors
 from pulse_etl import model
+from pulse_etl.connectors import generic
 from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.connectors.github import GithubConfig
-from pulse_etl.service import EtlService
+from pulse_etl.service import EtlService, validation_problem
 
 HANDLED_EVENTS = frozenset({
     "push", "pull_request", "pull_request_review", "deployment", "deployment_status",
@@ -60,6 +68,9 @@ def github_batch(event: str, payload: Mapping[str, Any], options: gm.GithubOptio
         pr = payload["pull_request"]
         return gm.merge(batch, gm.pull_request(pr, repository_id),
                         gm.review(payload["review"], pr))
+    if event in ("deployment", "deployment_status") and not gm.is_deployment(
+            payload["deployment"], options):
+        return batch
     if event == "deployment":
         return gm.merge(batch, gm.deployment(payload["deployment"], repository_id, service))
     if event == "deployment_status":
@@ -86,8 +97,8 @@ def _payload(body: bytes, content_type: str) -> dict[str, Any]:
     return payload
 
 
-async def _route(service: EtlService, integration_id: str) -> str:
-    """The tenant of a github integration's webhook URL (404 when there is none)."""
+async def _route(service: EtlService, integration_id: str, connector: str) -> str:
+    """The tenant of a ``connector`` integration's webhook URL (404 when there is none)."""
     try:
         uuid.UUID(integration_id)
     except ValueError:
@@ -100,14 +111,14 @@ async def _route(service: EtlService, integration_id: str) -> str:
         row = (await connection.execute(
             select(table.c.owner_tenant_id, table.c.connector)
             .where(table.c.integration_id == integration_id))).first()
-    if row is None or row.connector != "github":
+    if row is None or row.connector != connector:
         raise Problem(404, "not-found", "No such webhook.")
     return str(row.owner_tenant_id)
 
 
-async def receive_github(service: EtlService, integration_id: str
-                         ) -> tuple[dict[str, Any], int]:
-    """Handle one GitHub delivery; returns the response document and status."""
+async def _verified(service: EtlService, integration_id: str, connector: str,
+                    signature_header: str) -> tuple[str, Any, dict[str, Any], bytes]:
+    """Size-check, route and verify a delivery: ``(tenant, integration, secrets, body)``."""
     limit = service.settings.webhook_max_bytes
     if (request.content_length or 0) > limit:
         raise Problem(413, "payload-too-large", f"Webhook bodies are limited to {limit} bytes.")
@@ -115,13 +126,42 @@ async def receive_github(service: EtlService, integration_id: str
     body = raw.encode() if isinstance(raw, str) else raw
     if len(body) > limit:
         raise Problem(413, "payload-too-large", f"Webhook bodies are limited to {limit} bytes.")
-    tenant_id = await _route(service, integration_id)
+    tenant_id = await _route(service, integration_id, connector)
     async with service.engine.db.tenant_session(tenant_id) as session:
         integration, secret_values = await service.integration_secrets(session, integration_id)
     secret = secret_values.get("webhook_secret")
-    if not secret or not signature_valid(secret, body,
-                                         request.headers.get("X-Hub-Signature-256")):
+    if not secret or not signature_valid(secret, body, request.headers.get(signature_header)):
         raise Problem(401, "invalid-signature", "The webhook signature is not valid.")
+    return tenant_id, integration, secret_values, body
+
+
+async def _record_and_load(service: EtlService, tenant_id: str, integration_id: str,
+                           connector: str, delivery: str, event: str,
+                           batch: gm.Fragment | None) -> dict[str, Any] | None:
+    """Record the delivery and load its batch in one transaction; None for a duplicate."""
+    table = model.webhook_deliveries
+    stats: dict[str, Any] = {}
+    async with service.engine.db.tenant_session(tenant_id) as session:
+        fresh = await session.scalar(
+            pg_insert(table).values(
+                tenant_id=tenant_id, integration_id=integration_id, delivery_id=delivery,
+                event=event[:100], outcome="ignored" if batch is None else "processed",
+            ).on_conflict_do_nothing().returning(table.c.delivery_id)
+        )
+        if fresh is None:
+            return None
+        if batch:
+            stats = await service.load(session, tenant_id, batch)
+    if stats:
+        await service.after_load(tenant_id, None, connector, stats)
+    return stats
+
+
+async def receive_github(service: EtlService, integration_id: str
+                         ) -> tuple[dict[str, Any], int]:
+    """Handle one GitHub delivery; returns the response document and status."""
+    tenant_id, integration, secret_values, body = await _verified(
+        service, integration_id, "github", "X-Hub-Signature-256")
     event = request.headers.get("X-GitHub-Event", "")
     delivery = request.headers.get("X-GitHub-Delivery", "")
     if not event or not delivery or len(delivery) > 100:
@@ -134,20 +174,34 @@ async def receive_github(service: EtlService, integration_id: str
     except (KeyError, TypeError, ValueError) as error:
         raise Problem(400, "malformed-body",
                       f"The {event} payload lacks what it should carry ({error}).") from None
+    stats = await _record_and_load(service, tenant_id, integration_id, "github", delivery,
+                                   event, batch)
+    if stats is None:
+        return {"status": "duplicate", "delivery": delivery}, 202
     outcome = "ignored" if batch is None else "processed"
-    table = model.webhook_deliveries
-    stats: dict[str, Any] = {}
-    async with service.engine.db.tenant_session(tenant_id) as session:
-        fresh = await session.scalar(
-            pg_insert(table).values(
-                tenant_id=tenant_id, integration_id=integration_id, delivery_id=delivery,
-                event=event[:100], outcome=outcome,
-            ).on_conflict_do_nothing().returning(table.c.delivery_id)
-        )
-        if fresh is None:
-            return {"status": "duplicate", "delivery": delivery}, 202
-        if batch:
-            stats = await service.load(session, tenant_id, batch)
-    if stats:
-        await service.after_load(tenant_id, None, "github", stats)
     return {"status": outcome, "delivery": delivery, "event": event, "stats": stats}, 202
+
+
+async def receive_generic(service: EtlService, integration_id: str
+                          ) -> tuple[dict[str, Any], int]:
+    """Handle one generic delivery ``{"entity", "data"}``; returns the document and status."""
+    tenant_id, integration, secret_values, body = await _verified(
+        service, integration_id, "generic", "X-Pulse-Signature-256")
+    delivery = request.headers.get("X-Pulse-Delivery") or \
+        f"sha256:{hashlib.sha256(body).hexdigest()}"
+    if len(delivery) > 100:
+        raise Problem(400, "malformed-delivery", "X-Pulse-Delivery is limited to 100 chars.")
+    payload = _payload(body, "application/json")
+    try:
+        parsed = generic.Delivery.model_validate(payload)
+    except ValidationError as error:
+        raise validation_problem(field_errors(error),
+                                 "The delivery is not valid.") from None
+    config = generic.GenericConfig.model_validate({**integration.config, **secret_values})
+    batch = generic.rows_batch(parsed.entity, list(parsed.data), config)
+    stats = await _record_and_load(service, tenant_id, integration_id, "generic", delivery,
+                                   parsed.entity, batch)
+    if stats is None:
+        return {"status": "duplicate", "delivery": delivery}, 202
+    return {"status": "processed", "delivery": delivery, "entity": parsed.entity,
+            "stats": stats}, 202

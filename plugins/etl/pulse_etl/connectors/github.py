@@ -1,38 +1,42 @@
-"""The ``github`` connector: pull requests, reviews, issues, deployments and releases over
-GitHub's REST API, and the payloads of its webhooks (same object shapes).
+"""The ``github`` connector: commits, pull requests, reviews, issues, deployments and
+releases over GitHub's REST API, and the payloads of its webhooks (same object shapes).
 
-The REST client follows ``Link: <...>; rel="next"`` pagination, waits out rate limits
-(403/429 with ``x-ratelimit-remaining: 0`` until ``x-ratelimit-reset``, or
-``retry-after``), and retries network errors and 5xx answers with exponential backoff.
-Syncs are incremental: per repository, the cursor keeps the start time of the last
-complete sync, and issues are read with ``since``, pull requests and deployments until the
-first one older than it.
+HTTP (``Link`` pagination, rate-limit waits, retries) is :mod:`pulse_etl.connectors.http`.
+Per repository the streams are read in order (commits of the default branch, pull
+requests with their details and reviews, issues, deployments with their statuses,
+releases), each with its own cursor ``<stream>:<repository id>``:
+
+* commits and issues are read with ``since`` (issues oldest update first, so the cursor
+  advances with every committed page and a killed worker resumes mid-stream);
+* pull requests, deployments and releases have no ``since``: they are read newest first
+  until the first one older than the cursor (deployments keep a day of slack, as a late
+  status changes an old deployment).
+
+A stream's cursor is the start time of the run that completed it, minus a few minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-import httpx
 from pydantic import Field, field_validator
 
 from pulse_etl.connector import SourceError, SyncRun
 from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.connectors.common import parse_time
+from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep
 from pulse_etl.settings import EtlSettings
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 OVERLAP = timedelta(minutes=5)
+DEPLOYMENT_SLACK = timedelta(days=1)
 PER_PAGE = 100
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class GithubConfig(gm.GithubOptions):
@@ -60,169 +64,177 @@ class GithubConfig(gm.GithubOptions):
         return value.rstrip("/")
 
 
-class RateLimited(SourceError):
-    """The API asked to wait longer than the configured maximum."""
-
-
-class GithubClient:
-    """A small GitHub REST client: pagination, rate limits, retries."""
-
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0,
-                 max_retries: int = 5, max_wait: float = 900.0, sleep: Sleep = asyncio.sleep
-                 ) -> None:
-        """Create a client for ``base_url`` authenticating with ``token`` (if any)."""
-        headers = {"Accept": "application/vnd.github+json",
-                   "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "pulse-etl"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
-        self.max_retries = max_retries
-        self.max_wait = max_wait
-        self._sleep = sleep
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
-
-    async def get(self, url: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        """GET with rate-limit waits and retries; raises :class:`SourceError` on failure."""
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.get(url, params=params)
-            except httpx.TransportError as error:
-                attempt += 1
-                if attempt > self.max_retries:
-                    raise SourceError(f"GitHub unreachable: {error}") from error
-                await self._sleep(self._backoff(attempt))
-                continue
-            wait = self._rate_limit_wait(response)
-            if wait is not None:
-                if wait > self.max_wait:
-                    raise RateLimited(f"GitHub rate limit: retry in {wait:.0f}s")
-                await self._sleep(wait)
-                continue
-            if response.status_code >= 500:
-                attempt += 1
-                if attempt > self.max_retries:
-                    raise SourceError(f"GitHub answered {response.status_code} for {url}")
-                await self._sleep(self._backoff(attempt))
-                continue
-            if response.status_code >= 400:
-                raise SourceError(f"GitHub answered {response.status_code} for {url}: "
-                                  f"{response.text[:200]}")
-            return response
-
-    @staticmethod
-    def _backoff(attempt: int) -> float:
-        return float(min(60.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
-
-    @staticmethod
-    def _rate_limit_wait(response: httpx.Response) -> float | None:
-        if response.status_code not in (403, 429):
-            return None
-        retry_after = response.headers.get("retry-after")
-        if retry_after is not None and retry_after.isdigit():
-            return float(retry_after)
-        if response.headers.get("x-ratelimit-remaining") == "0":
-            reset = response.headers.get("x-ratelimit-reset", "")
-            if reset.isdigit():
-                return max(1.0, float(reset) - time.time() + 1.0)
-        if response.status_code == 429:
-            return 60.0
-        return None
-
-    async def pages(self, url: str, params: dict[str, Any] | None = None
-                    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield each page of a list endpoint, following ``rel="next"`` links."""
-        next_url: str | None = url
-        query: dict[str, Any] | None = {"per_page": PER_PAGE, **(params or {})}
-        while next_url:
-            response = await self.get(next_url, query)
-            body = response.json()
-            if not isinstance(body, list):
-                raise SourceError(f"GitHub answered a non-list for {next_url}")
-            yield body
-            match = NEXT_LINK.search(response.headers.get("link", ""))
-            next_url, query = (match.group(1), None) if match else (None, None)
+def github_client(config: GithubConfig, token: str | None, policy: HttpPolicy) -> ApiClient:
+    """An :class:`ApiClient` for GitHub's REST API v3 (``api_url``), with the token if any."""
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": "pulse-etl"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return ApiClient("GitHub", config.api_url, policy, headers=headers)
 
 
 class GithubConnector:
-    """Syncs repositories from GitHub's REST API (see the module docstring)."""
+    """Syncs repositories from GitHub's REST API (see the module docstring).
+
+    :param sleep: awaited for rate-limit and backoff waits (tests pass a fake).
+    :param clock: epoch time, to turn ``x-ratelimit-reset`` into a wait.
+    """
 
     name = "github"
-    description = "Pull requests, reviews, issues, deployments and releases from GitHub."
+    description = "Commits, pull requests, reviews, issues, deployments and releases from GitHub."
     config_model = GithubConfig
     secret_fields = frozenset({"token", "webhook_secret"})
+
+    def __init__(self, sleep: Sleep = asyncio.sleep, clock: Clock = time.time) -> None:
+        """Create the connector."""
+        self.sleep = sleep
+        self.clock = clock
 
     def check(self, config: GithubConfig, settings: EtlSettings) -> None:
         """Nothing beyond the model's validation."""
 
     async def run(self, run: SyncRun) -> None:
-        """Sync every configured repository, one committed cursor per repository."""
+        """Sync every configured repository, stream by stream (see the module docstring)."""
         config: GithubConfig = run.config
-        client = GithubClient(
-            config.api_url, run.secrets.get("token"), timeout=run.settings.http_timeout,
-            max_retries=run.settings.http_max_retries,
-            max_wait=run.settings.rate_limit_max_wait,
-        )
+        if not config.repositories:
+            raise SourceError("no repositories configured")
+        policy = HttpPolicy.from_settings(run.settings, sleep=self.sleep, clock=self.clock)
+        client = github_client(config, run.secrets.get("token"), policy)
         try:
             for index, full_name in enumerate(config.repositories):
-                await self._sync_repository(run, client, config, full_name,
-                                            index, len(config.repositories))
+                sync = RepositorySync(run, client, config, full_name)
+                await sync.sync(index, len(config.repositories))
         finally:
             await client.aclose()
 
-    async def _sync_repository(self, run: SyncRun, client: GithubClient, config: GithubConfig,
-                               full_name: str, index: int, total: int) -> None:
-        started = datetime.now(UTC)
-        saved = await run.cursor(full_name) or {}
-        since = parse_time(saved.get("synced_at")) or config.since
-        if since is not None:
-            since -= OVERLAP
-        base = f"/repos/{full_name}"
-        repository_id, repo_rows = gm.repository((await client.get(base)).json())
-        batch = repo_rows
 
-        async for page in client.pages(f"{base}/pulls", {"state": "all", "sort": "updated",
-                                                        "direction": "desc"}):
-            fresh = [pr for pr in page
-                     if since is None or (parse_time(pr.get("updated_at")) or started) >= since]
-            for pr in fresh:
-                batch = gm.merge(batch, gm.pull_request(pr, repository_id))
-                async for reviews in client.pages(f"{base}/pulls/{pr['number']}/reviews"):
-                    batch = gm.merge(batch, *(gm.review(item, pr) for item in reviews))
-            await run.commit(batch)
-            batch = {}
+class RepositorySync:
+    """The sync of one repository within a run."""
+
+    def __init__(self, run: SyncRun, client: ApiClient, config: GithubConfig,
+                 full_name: str) -> None:
+        """Prepare the sync of ``full_name``."""
+        self.job = run
+        self.client = client
+        self.config = config
+        self.full_name = full_name
+        self.base = f"/repos/{full_name}"
+        self.started = datetime.fromtimestamp(client.policy.clock(), UTC)
+        self.repository_id = ""
+        self.github_id = ""
+
+    async def sync(self, index: int, total: int) -> None:
+        """Read every stream; progress advances per stream."""
+        repo = await self.client.get_json(self.base)
+        if not isinstance(repo, Mapping) or "id" not in repo:
+            raise SourceError(f"GitHub answered no repository for {self.full_name}")
+        self.repository_id, rows = gm.repository(repo)
+        self.github_id = str(repo["id"])
+        await self.job.commit(rows)
+        branch = str(repo.get("default_branch") or "main")
+        readers: list[Callable[[], Awaitable[None]]] = [
+            partial(self._commits, branch), self._pulls, self._issues, self._deployments]
+        if self.config.releases_as_deployments:
+            readers.append(self._releases)
+        for position, read in enumerate(readers):
+            await read()
+            await self.job.report((index + (position + 1) / len(readers)) / total)
+
+    def _stream(self, name: str) -> str:
+        return f"{name}:{self.github_id}"
+
+    async def _since(self, stream: str) -> datetime | None:
+        saved = await self.job.cursor(self._stream(stream)) or {}
+        since = parse_time(saved.get("since")) or self.config.since
+        return since - OVERLAP if since is not None else None
+
+    def _done(self, stream: str) -> dict[str, dict[str, Any]]:
+        return {self._stream(stream): {"since": _iso(self.started)}}
+
+    async def _commits(self, branch: str) -> None:
+        params: dict[str, Any] = {"sha": branch, "per_page": PER_PAGE}
+        since = await self._since("commits")
+        if since is not None:
+            params["since"] = _iso(since)
+        async for page in self.client.link_pages(f"{self.base}/commits", params):
+            await self.job.commit(gm.merge(*(gm.commit(item, self.repository_id)
+                                             for item in page)))
+        await self.job.commit({}, cursors=self._done("commits"))
+
+    async def _pulls(self) -> None:
+        since = await self._since("pulls")
+        params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": PER_PAGE}
+        async for page in self.client.link_pages(f"{self.base}/pulls", params):
+            fresh = [pr for pr in page if _newer(pr.get("updated_at"), since)]
+            fragments = []
+            for listed in fresh:
+                number = listed["number"]
+                pr = await self.client.get_json(f"{self.base}/pulls/{number}")
+                fragments.append(gm.pull_request(pr, self.repository_id))
+                async for reviews in self.client.link_pages(
+                        f"{self.base}/pulls/{number}/reviews", {"per_page": PER_PAGE}):
+                    fragments.extend(gm.review(item, pr) for item in reviews)
+            await self.job.commit(gm.merge(*fragments))
             if len(fresh) < len(page):
                 break
+        await self.job.commit({}, cursors=self._done("pulls"))
 
-        params = {"state": "all", "sort": "updated", "direction": "asc"}
+    async def _issues(self) -> None:
+        since = await self._since("issues")
+        params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc",
+                                  "per_page": PER_PAGE}
         if since is not None:
-            params["since"] = since.isoformat()
-        async for page in client.pages(f"{base}/issues", params):
-            await run.commit(gm.merge(*(gm.issue(item, repository_id, full_name, config)
-                                        for item in page)))
+            params["since"] = _iso(since)
+        async for page in self.client.link_pages(f"{self.base}/issues", params):
+            batch = gm.merge(*(gm.issue(item, self.repository_id, self.full_name, self.config)
+                               for item in page))
+            updated = [t for t in (parse_time(item.get("updated_at")) for item in page) if t]
+            cursors = {self._stream("issues"): {"since": _iso(max(updated))}} if updated \
+                else None
+            await self.job.commit(batch, cursors=cursors)
+        await self.job.commit({}, cursors=self._done("issues"))
 
-        async for page in client.pages(f"{base}/deployments"):
+    async def _deployments(self) -> None:
+        since = await self._since("deployments")
+        horizon = since - DEPLOYMENT_SLACK if since is not None else None
+        async for page in self.client.link_pages(f"{self.base}/deployments",
+                                                 {"per_page": PER_PAGE}):
+            fresh = [item for item in page if _newer(item.get("created_at"), horizon)]
             fragments = []
-            older = False
-            for item in page:
-                created = parse_time(item.get("created_at")) or started
-                if since is not None and created < since - timedelta(days=1):
-                    older = True
+            for item in fresh:
+                if not gm.is_deployment(item, self.config):
                     continue
-                statuses = (await client.get(f"{base}/deployments/{item['id']}/statuses",
-                                             {"per_page": 1})).json()
-                latest = statuses[0] if isinstance(statuses, list) and statuses else None
-                fragments.append(gm.deployment(item, repository_id, full_name, latest))
-            await run.commit(gm.merge(*fragments))
-            if older:
+                statuses = await self.client.get_json(
+                    f"{self.base}/deployments/{item['id']}/statuses", {"per_page": PER_PAGE})
+                latest = gm.latest_status(statuses if isinstance(statuses, list) else [])
+                fragments.append(gm.deployment(item, self.repository_id, self.full_name, latest))
+            await self.job.commit(gm.merge(*fragments))
+            if len(fresh) < len(page):
                 break
+        await self.job.commit({}, cursors=self._done("deployments"))
 
-        if config.releases_as_deployments:
-            async for page in client.pages(f"{base}/releases"):
-                await run.commit(gm.merge(*(gm.release(item, repository_id, full_name, config)
-                                            for item in page)))
-        await run.commit({}, cursors={full_name: {"synced_at": started.isoformat()}},
-                         progress=(index + 1) / total)
+    async def _releases(self) -> None:
+        since = await self._since("releases")
+        async for page in self.client.link_pages(f"{self.base}/releases",
+                                                 {"per_page": PER_PAGE}):
+            fresh = [item for item in page
+                     if _newer(item.get("published_at") or item.get("created_at"), since)]
+            await self.job.commit(gm.merge(*(
+                gm.release(item, self.repository_id, self.full_name, self.config)
+                for item in fresh)))
+            if len(fresh) < len(page):
+                break
+        await self.job.commit({}, cursors=self._done("releases"))
+
+
+def _iso(moment: datetime) -> str:
+    """A time as GitHub writes them: ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _newer(value: Any, since: datetime | None) -> bool:
+    """Whether a listed object's time is at or after ``since`` (always without one)."""
+    if since is None:
+        return True
+    moment = parse_time(value)
+    return moment is None or moment >= since

@@ -2,26 +2,38 @@
 
 Every mapper returns a batch fragment (entity name to rows) and leaves out the columns the
 object does not carry (a review payload's pull request has no line counts, for example),
-so a partial object never erases what a fuller one stored.
+so a partial object never erases what a fuller one stored. ``merge`` and ``Fragment`` are
+re-exported from :mod:`pulse_etl.connectors.common`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pulse_etl.connectors.common import Row, identity_rows, parse_time, repository_row
+from pulse_etl.connectors.common import (
+    Fragment,
+    Row,
+    account_rows,
+    check_patterns,
+    identity_rows,
+    matches_any,
+    merge,
+    parse_time,
+    repository_row,
+    sha_reference,
+)
+from pulse_etl.connectors.git import pr_number
 from pulse_etl.model import stable_id
 
+__all__ = ["Fragment", "GithubOptions", "merge"]
+
 SOURCE = "github"
-SHA_REFERENCE = re.compile(r"\b([0-9a-f]{40})\b")
 DEPLOYMENT_RESULTS = {"success": "success", "failure": "failure", "error": "failure"}
 PENDING_STATES = frozenset({"pending", "queued", "in_progress"})
 
-Fragment = dict[str, list[Row]]
 
 
 class GithubOptions(BaseModel):
@@ -33,15 +45,13 @@ class GithubOptions(BaseModel):
     bug_labels: list[str] = Field(default_factory=lambda: ["bug"])
     releases_as_deployments: bool = False
     release_environment: str = "production"
+    deployment_name_patterns: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Regular expressions of deployment tasks that count as deployments "
+        "(re.search, case-insensitive); empty: every deployment.",
+    )
 
-
-def merge(*fragments: Fragment) -> Fragment:
-    """Concatenate fragments into one batch."""
-    batch: Fragment = {}
-    for fragment in fragments:
-        for entity, rows in fragment.items():
-            batch.setdefault(entity, []).extend(rows)
-    return batch
+    _patterns = field_validator("deployment_name_patterns")(check_patterns)
 
 
 def repository(repo: Mapping[str, Any]) -> tuple[str, Fragment]:
@@ -58,11 +68,8 @@ def user(account: Mapping[str, Any] | None) -> tuple[str | None, Fragment]:
     """A user object (``login``, ``id``): its identity id and rows."""
     if not account or account.get("id") is None:
         return None, {}
-    identity_id, identity, person = identity_rows(
-        SOURCE, str(account["id"]), email=account.get("email"), name=account.get("name"),
-        username=account.get("login"),
-    )
-    return identity_id, {"person_identities": [identity], "people": [person]}
+    return account_rows(SOURCE, str(account["id"]), email=account.get("email"),
+                        name=account.get("name"), username=account.get("login"))
 
 
 def _put(row: Row, obj: Mapping[str, Any], column: str, key: str | None = None) -> None:
@@ -133,6 +140,21 @@ def deployment(item: Mapping[str, Any], repository_id: str, service: str,
     return {"deployments": [row]}
 
 
+def is_deployment(item: Mapping[str, Any], options: GithubOptions) -> bool:
+    """Whether a deployment object counts, by its ``task`` and the name patterns."""
+    return matches_any(options.deployment_name_patterns, str(item.get("task") or "deploy"))
+
+
+def latest_status(statuses: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest status that tells the outcome (statuses come newest first).
+
+    ``inactive`` only says a later deployment replaced this one, so the status before it
+    holds the result.
+    """
+    return next((status for status in statuses
+                 if isinstance(status, Mapping) and status.get("state") != "inactive"), None)
+
+
 def release(item: Mapping[str, Any], repository_id: str, service: str,
             options: GithubOptions) -> Fragment:
     """A published release, as a deployment when the options say releases are deployments."""
@@ -177,16 +199,57 @@ def issue(item: Mapping[str, Any], repository_id: str, service: str,
     }
     fragment = merge(people, {"work_items": [work_item]})
     if lowered & {label.lower() for label in options.incident_labels}:
-        reference = SHA_REFERENCE.search(str(item.get("body") or ""))
         fragment = merge(fragment, {"incidents": [{
             "id": stable_id("incidents", SOURCE, str(item["id"])), "source": SOURCE,
             "external_id": str(item["id"]), "title": item.get("title"), "service": service,
             "repository_id": repository_id,
             "created_at_source": parse_time(item.get("created_at")), "resolved_at": closed,
-            "deployment_ref": reference.group(1) if reference else None,
+            "deployment_ref": sha_reference([item.get("body")]),
             "url": item.get("html_url"), "source_updated_at": parse_time(item.get("updated_at")),
         }]})
     return fragment
+
+
+def commit(item: Mapping[str, Any], repository_id: str) -> Fragment:
+    """A commit object of the REST commits list: the commit, its parents and its author.
+
+    The git identity (by email) is the commit's author; the GitHub account, when GitHub
+    matched one, is loaded with the same email so both resolve to one person. The list
+    carries no line counts or time-zone offsets, so those columns are left out.
+    """
+    sha = str(item["sha"])
+    details = item.get("commit") or {}
+    author = details.get("author") or {}
+    committer = details.get("committer") or {}
+    fragments: list[Fragment] = []
+
+    def git_identity(person: Mapping[str, Any]) -> str:
+        email = str(person.get("email") or "")
+        identity_id, identity, people = identity_rows(
+            "git", email.lower() or f"name:{person.get('name')}", email=email or None,
+            name=person.get("name"),
+        )
+        fragments.append({"person_identities": [identity], "people": [people]})
+        return identity_id
+
+    account = item.get("author")
+    if isinstance(account, Mapping) and author.get("email"):
+        fragments.append(user({**account, "email": author.get("email")})[1])
+    message = str(details.get("message") or "")
+    parents = [p.get("sha") for p in item.get("parents") or [] if isinstance(p, Mapping)]
+    row: Row = {
+        "id": stable_id("commits", repository_id, sha), "repository_id": repository_id,
+        "sha": sha, "author_identity_id": git_identity(author),
+        "committer_identity_id": git_identity(committer), "author_name": author.get("name"),
+        "author_email": str(author.get("email") or "").lower() or None,
+        "authored_at": parse_time(author.get("date")),
+        "committed_at": parse_time(committer.get("date")), "message": message,
+        "is_merge": len(parents) > 1, "pull_request_number": pr_number(message),
+        "source": SOURCE,
+    }
+    parent_rows = [{"repository_id": repository_id, "sha": sha, "position": position,
+                    "parent_sha": parent} for position, parent in enumerate(parents) if parent]
+    return merge(*fragments, {"commits": [row], "commit_parents": parent_rows})
 
 
 def push_commits(payload: Mapping[str, Any], repository_id: str) -> Fragment:
