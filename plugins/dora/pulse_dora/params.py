@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, DoraSettings
-from pulse_dora.refresh import ENVIRONMENTS_CTE, PRODUCTION_MATCH, config_parameters
+from pulse_dora.refresh import production_environments
 from pulse_engine.problems import Problem
 
 INTERVALS = ("day", "week", "month", "all")
@@ -198,21 +198,6 @@ CROSS JOIN LATERAL (VALUES (r.id::text), (lower(r.name)), (lower(r.service))) m(
 WHERE (r.id = ANY({_MATCH}) OR lower(r.name) = ANY(:names) OR lower(r.service) = ANY(:names))
   AND m.value = ANY(:names)
 """
-
-_ENVIRONMENTS = f"""
-WITH RECURSIVE {ENVIRONMENTS_CTE}
-SELECT name FROM environments WHERE name IS NOT NULL AND {{match}} ORDER BY name
-"""
-
-
-async def production_environments(
-    session: AsyncSession, tenant_id: str, config: DoraConfig
-) -> list[str]:
-    """The environments of the tenant's deployments that its configuration calls production."""
-    sql = _ENVIRONMENTS.format(match=PRODUCTION_MATCH.format(column="name"))
-    params = {"tenant": tenant_id, **config_parameters(config)}
-    return [row[0] for row in (await session.execute(text(sql), params)).all()]
-
 
 async def resolve_scope(
     session: AsyncSession,

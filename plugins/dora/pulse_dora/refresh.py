@@ -145,9 +145,6 @@ def _change_statements(since: datetime | None) -> list[str]:
     ]
 
 
-_PRODUCTION_D = PRODUCTION_MATCH.format(column="d.environment")
-_PRODUCTION_C = PRODUCTION_MATCH.format(column="c.environment")
-
 
 def _incident_statements(since: datetime | None) -> list[str]:
     return [
@@ -181,7 +178,8 @@ def _incident_statements(since: datetime | None) -> list[str]:
                 SELECT c.deployment_id, c.environment, 'explicit_commit', 2, c.deployed_at
                 FROM dora_changes c
                 WHERE i.deployment_ref IS NOT NULL AND c.tenant_id = i.tenant_id
-                  AND c.sha = i.deployment_ref AND {_PRODUCTION_C}
+                  AND c.sha = i.deployment_ref
+                  AND c.environment = ANY(CAST(:environments AS text[]))
                 UNION ALL
                 -- 3. the latest successful production deployment of the service within
                 --    the tenant's link window before the incident started
@@ -189,7 +187,7 @@ def _incident_statements(since: datetime | None) -> list[str]:
                 FROM dora_deployments d
                 WHERE d.tenant_id = i.tenant_id AND d.service = scope.service
                   AND d.result = 'success'
-                  AND {_PRODUCTION_D}
+                  AND d.environment = ANY(CAST(:environments AS text[]))
                   AND d.finished_at <= i.created_at_source
                   AND d.finished_at > i.created_at_source - CAST(:link_window AS interval)
             ) linked
@@ -201,39 +199,83 @@ def _incident_statements(since: datetime | None) -> list[str]:
     ]
 
 
-def _rework_statement(since: datetime | None) -> str:
-    # A deployment is rework when it ships a hotfix pull request (branch or title pattern)
-    # or a change whose message names an incident of its service open when it deployed.
-    return f"""
-    UPDATE dora_deployments target SET is_rework = true
-    FROM (
-        SELECT c.deployment_id
-        FROM dora_deployments d
-        JOIN dora_changes c ON c.tenant_id = d.tenant_id AND c.deployment_id = d.deployment_id
-        JOIN pull_requests p
-          ON p.tenant_id = c.tenant_id AND p.repository_id = c.repository_id
-         AND p.merge_commit_sha = c.sha
-        WHERE d.tenant_id = :tenant AND d.result = 'success' AND NOT d.is_rework
-          {_since("d.finished_at", since)}
+def _rework_statements(since: datetime | None) -> list[str]:
+    """Mark rework: a hotfix pull request shipped, or a change naming an open incident.
+
+    Both are driven from the few rows that can match (hotfix pull requests; incidents and
+    the production deployments of their service while they were open), each step an
+    index lookup.
+    """
+    open_after = "AND coalesce(di.resolved_at, 'infinity') > :since" if since else ""
+    deployed_after = "AND d.finished_at >= :since" if since else ""
+    return [
+        f"""
+        UPDATE dora_deployments target SET is_rework = true
+        FROM pull_requests p
+        JOIN dora_changes c
+          ON c.tenant_id = p.tenant_id AND c.repository_id = p.repository_id
+         AND c.sha = p.merge_commit_sha
+        WHERE p.tenant_id = :tenant AND p.merge_commit_sha IS NOT NULL
           AND (coalesce(p.head_ref, '') ~* ANY(CAST(:branch_patterns AS text[]))
                OR coalesce(p.title, '') ~* ANY(CAST(:label_patterns AS text[])))
-        UNION
-        SELECT d.deployment_id
-        FROM dora_incidents di
-        JOIN incidents i ON i.tenant_id = di.tenant_id AND i.id = di.incident_id
-        JOIN dora_deployments d
-          ON d.tenant_id = di.tenant_id AND d.service = di.service
-         AND d.finished_at >= di.created_at
-         AND d.finished_at < coalesce(di.resolved_at, 'infinity')
-        JOIN dora_changes c ON c.tenant_id = d.tenant_id AND c.deployment_id = d.deployment_id
-        JOIN commits m
-          ON m.tenant_id = c.tenant_id AND m.repository_id = c.repository_id AND m.sha = c.sha
-        WHERE di.tenant_id = :tenant AND d.result = 'success' AND NOT d.is_rework
-          {_since("d.finished_at", since)}
-          AND length(i.external_id) >= 3 AND strpos(m.message, i.external_id) > 0
-    ) rework
-    WHERE target.tenant_id = :tenant AND target.deployment_id = rework.deployment_id
-    """
+          {_since("c.deployed_at", since)}
+          AND target.tenant_id = :tenant AND target.deployment_id = c.deployment_id
+          AND target.result = 'success' AND NOT target.is_rework
+        """,
+        f"""
+        UPDATE dora_deployments target SET is_rework = true
+        FROM (
+            SELECT DISTINCT hit.deployment_id
+            FROM dora_incidents di
+            JOIN incidents i ON i.tenant_id = di.tenant_id AND i.id = di.incident_id
+            CROSS JOIN LATERAL (
+                SELECT d.deployment_id FROM dora_deployments d
+                WHERE d.tenant_id = di.tenant_id AND d.service = di.service
+                  AND d.environment = ANY(CAST(:environments AS text[]))
+                  AND d.finished_at >= di.created_at
+                  AND d.finished_at < coalesce(di.resolved_at, 'infinity')
+                  {deployed_after}
+                  AND d.result = 'success'
+                  AND EXISTS (
+                      SELECT 1 FROM dora_changes c
+                      JOIN commits m
+                        ON m.tenant_id = c.tenant_id AND m.repository_id = c.repository_id
+                       AND m.sha = c.sha
+                      WHERE c.tenant_id = d.tenant_id AND c.deployment_id = d.deployment_id
+                        AND strpos(m.message, i.external_id) > 0)
+            ) hit
+            WHERE di.tenant_id = :tenant AND length(i.external_id) >= 3 {open_after}
+        ) rework
+        WHERE target.tenant_id = :tenant AND target.deployment_id = rework.deployment_id
+        """,
+    ]
+
+
+_PRODUCTION_NAMES = f"""
+WITH RECURSIVE {ENVIRONMENTS_CTE}
+SELECT name FROM environments WHERE name IS NOT NULL
+  AND {PRODUCTION_MATCH.format(column="name")} ORDER BY name
+"""
+
+
+async def production_environments(
+    session: AsyncSession, tenant_id: str, config: DoraConfig
+) -> list[str]:
+    """The environments of the tenant's deployments that its configuration calls production."""
+    params = {"tenant": tenant_id, **config_parameters(config)}
+    return [row[0] for row in (await session.execute(text(_PRODUCTION_NAMES), params)).all()]
+
+
+async def _run(session: AsyncSession, statements: list[str], params: dict[str, Any]) -> int:
+    """Execute statements in order; return the row count of the last one."""
+    count = 0
+    for statement in statements:
+        started = time.perf_counter()
+        result: Any = await session.execute(text(statement), params)
+        count = int(result.rowcount or 0)
+        log.debug("dora refresh statement: %d rows in %.3f s", count,
+                  time.perf_counter() - started)
+    return count
 
 
 async def refresh_session(
@@ -250,20 +292,16 @@ async def refresh_session(
         text("SELECT pg_advisory_xact_lock(hashtext('pulse_dora.refresh:' || :tenant))"),
         {"tenant": tenant_id},
     )
-    written: list[int] = []
-    for group in (
-        _deployment_statements(since),
-        _change_statements(since),
-        _incident_statements(since),
-        [_rework_statement(since)],
-    ):
-        result: Any = None
-        for statement in group:
-            result = await session.execute(text(statement), params)
-        written.append(int(result.rowcount or 0))
+    deployments = await _run(session, _deployment_statements(since), params)
+    changes = await _run(session, _change_statements(since), params)
+    # production is resolved against the deployments just written
+    params["environments"] = await production_environments(session, tenant_id, config)
+    incidents = await _run(session, _incident_statements(since), params)
+    reworked = 0
+    for statement in _rework_statements(since):
+        reworked += await _run(session, [statement], params)
     await session.execute(text(_STATE), params)
-    deployments, changes, incidents, rework = written
-    return RefreshStats(deployments, changes, incidents, rework, time.perf_counter() - began)
+    return RefreshStats(deployments, changes, incidents, reworked, time.perf_counter() - began)
 
 
 async def refresh_tenant(

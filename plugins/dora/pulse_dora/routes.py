@@ -18,9 +18,9 @@ from pulse_dora.params import (
     invalid,
     parse_choice,
     parse_list,
-    production_environments,
     resolve_scope,
 )
+from pulse_dora.refresh import production_environments
 from pulse_engine.auth import require_role
 from pulse_engine.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from pulse_engine.problems import Problem

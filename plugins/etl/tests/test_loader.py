@@ -91,3 +91,82 @@ async def test_unknown_entity_or_column_is_refused(etl: EtlService, etl_tenant: 
             await etl.loader.load(session, etl_tenant.id, {"projects": [
                 {"id": str(uuid.uuid4()), "source": "s", "external_id": "x", "name": "n",
                  "bogus": 1}]})
+
+
+async def _table_rows(etl: EtlService, tenant_id: str, table) -> list[tuple]:
+    columns = [c for c in table.c if c.name not in ("tenant_id", "created_at", "updated_at")]
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        return sorted((await session.execute(select(*columns))).all())
+
+
+async def test_first_load_insert_and_upsert_paths_write_identical_rows(
+    etl: EtlService, etl_app
+) -> None:
+    from pulse_engine.testing import make_tenant
+
+    repository_id = stable_id("repositories", "test", "paths")
+    rows = _commits(1200, repository_id)
+    parents = [{"repository_id": repository_id, "sha": row["sha"], "position": 0,
+                "parent_sha": f"{i - 1:040x}"} for i, row in enumerate(rows) if i]
+    batch = {"commits": rows, "commit_parents": parents}
+    first_load, values_upsert, staged_upsert = [await make_tenant(etl_app) for _ in range(3)]
+    async with etl.engine.db.tenant_session(first_load.id) as session:
+        copied = await Loader(copy_threshold=1).load(session, first_load.id, batch)
+    async with etl.engine.db.tenant_session(values_upsert.id) as session:
+        valued = await Loader(copy_threshold=10**9).load(session, values_upsert.id, batch)
+    async with etl.engine.db.tenant_session(staged_upsert.id) as session:
+        await Loader(copy_threshold=10**9).load(
+            session, staged_upsert.id, {"commits": rows[:1], "commit_parents": parents[:1]})
+        changed = [dict(row) for row in rows]
+        changed[0]["message"] = "edited"
+        staged = await Loader(copy_threshold=1).load(
+            session, staged_upsert.id, {"commits": changed, "commit_parents": parents})
+        changed[0]["message"] = rows[0]["message"]
+        restored = await Loader(copy_threshold=1).load(
+            session, staged_upsert.id, {"commits": changed})
+    expected = {"commits": {"created": 1200, "updated": 0},
+                "commit_parents": {"created": 1199, "updated": 0}}
+    assert copied == valued == expected
+    assert staged == {"commits": {"created": 1199, "updated": 1},
+                      "commit_parents": {"created": 1198, "updated": 0}}
+    assert restored == {"commits": {"created": 0, "updated": 1}}
+    for table in (model.commits, model.commit_parents):
+        reference = await _table_rows(etl, first_load.id, table)
+        assert len(reference) == expected[table.name]["created"]
+        assert await _table_rows(etl, values_upsert.id, table) == reference
+        assert await _table_rows(etl, staged_upsert.id, table) == reference
+
+
+async def test_first_load_insert_losing_a_race_falls_back_to_the_upsert(
+    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository_id = stable_id("repositories", "test", "race")
+    rows = _commits(50, repository_id)
+    loader = Loader(copy_threshold=10)
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        await loader.load(session, etl_tenant.id, {"commits": rows[:20]})
+
+    async def nothing_stored(*_args: object) -> bool:  # as if a concurrent writer won
+        return False
+
+    monkeypatch.setattr(Loader, "_any_stored", staticmethod(nothing_stored))
+    rows[0]["message"] = "changed"
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        stats = await loader.load(session, etl_tenant.id, {"commits": rows})
+        count = await session.scalar(select(func.count()).select_from(model.commits))
+    assert stats == {"commits": {"created": 30, "updated": 1}}
+    assert count == 50
+
+
+async def test_rows_must_not_name_a_tenant_and_need_their_key(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    repository_id = stable_id("repositories", "test", "keys")
+    row = _commits(1, repository_id)[0]
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        with pytest.raises(KeyError, match="tenant_id"):
+            await etl.loader.load(session, etl_tenant.id,
+                                  {"commits": [{**row, "tenant_id": etl_tenant.id}]})
+        with pytest.raises(KeyError, match="natural key"):
+            await etl.loader.load(session, etl_tenant.id,
+                                  {"commits": [{k: v for k, v in row.items() if k != "sha"}]})
