@@ -259,6 +259,12 @@ class PulseEngine:
             return False
         return True
 
+    async def announce_data_loaded(self, tenant_id: str, stats: dict[str, dict[str, int]]) -> None:
+        """Tell every plugin (``data_loaded`` hook) that a tenant's data changed."""
+        await self.plugins.call_each(
+            "data_loaded", fail_plugins=False, engine=self, tenant_id=tenant_id, stats=stats
+        )
+
     async def start_consumers(self) -> None:
         """Start every registered consumer, skipping tenants that disabled its plugin."""
         for consumer in self.consumers:

@@ -157,6 +157,26 @@ def register_tenant_config_schema() -> Any:
     """
 
 
+# --- events between plugins --------------------------------------------------------------
+
+
+@hookspec
+def data_loaded(engine: PulseEngine, tenant_id: str, stats: dict[str, dict[str, int]]) -> Any:
+    """React to new or changed data of one tenant, after the load has been committed.
+
+    A data plugin (``pulse-etl``) announces each committed load with
+    :meth:`pulse_engine.app.PulseEngine.announce_data_loaded`; metric plugins use this to
+    refresh what they materialise, typically by publishing a message to their own queue so
+    that the work happens in a worker. Runs in the process that loaded the data. An
+    implementation that raises is logged and does not fail its plugin (the load already
+    happened); make the reaction idempotent.
+
+    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    :param tenant_id: the tenant whose data changed.
+    :param stats: rows ``created`` and ``updated`` per entity (table name).
+    """
+
+
 # --- lifecycle -------------------------------------------------------------------------
 
 

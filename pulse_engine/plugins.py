@@ -146,8 +146,14 @@ class PluginManager(pluggy.PluginManager):
 
     # --- calling hooks with per-plugin isolation ------------------------------------
 
-    async def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    async def call_each(
+        self, hook_name: str, *, fail_plugins: bool = True, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
         """Call every implementation of a hook, resolving awaitables, isolating failures.
+
+        :param fail_plugins: mark a plugin whose implementation raises as failed (the
+            default, for registration and lifecycle hooks); False only logs the error, for
+            hooks called while serving, where one bad call must not take a plugin down.
 
         :returns: ``(plugin name, result)`` pairs for implementations that succeeded and
             returned something other than None, in registration order (built-ins first,
@@ -158,7 +164,12 @@ class PluginManager(pluggy.PluginManager):
             try:
                 value = await await_me_maybe(impl.function(**call_kwargs))
             except Exception as error:
-                self._hook_failed(impl.plugin_name, hook_name, error)
+                if fail_plugins:
+                    self._hook_failed(impl.plugin_name, hook_name, error)
+                else:
+                    log.error(
+                        "plugin %s failed in hook %s", impl.plugin_name, hook_name, exc_info=error
+                    )
                 continue
             if value is not None:
                 results.append((impl.plugin_name, value))

@@ -322,6 +322,29 @@ async def test_hook_shutdown(settings: Settings) -> None:
     assert seen == [engine_of(app)]
 
 
+async def test_hook_data_loaded(settings: Settings) -> None:
+    seen: list[tuple[str, dict[str, dict[str, int]]]] = []
+
+    class Listener:
+        @hookimpl
+        async def data_loaded(self, tenant_id: str, stats: dict[str, dict[str, int]]) -> None:
+            seen.append((tenant_id, stats))
+
+    class Broken:
+        @hookimpl
+        def data_loaded(self) -> None:
+            raise RuntimeError("cannot react")
+
+    async with probe_app(settings, Listener()) as app:
+        engine = engine_of(app)
+        engine.plugins.register_object(Broken(), "broken")
+        stats = {"deployments": {"created": 2, "updated": 0}}
+        await engine.announce_data_loaded("tenant-1", stats)
+        assert seen == [("tenant-1", stats)]
+        # a raising reaction is logged; it does not take its plugin out of service
+        assert engine.plugins.records["broken"].status == "loaded"
+
+
 async def test_failing_hook_marks_only_its_plugin_failed(settings: Settings) -> None:
     class Probe:
         @hookimpl

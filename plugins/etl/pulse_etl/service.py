@@ -506,6 +506,7 @@ class EtlService:
             tenant_id, DATA_LOADED_EVENT,
             {"job_id": job_id, "connector": connector, "stats": stats},
         )
+        await self.engine.announce_data_loaded(tenant_id, stats)
 
     async def load(self, session: AsyncSession, tenant_id: str, batch: Batch) -> Stats:
         """Load a batch and recompute what it changed (shipped commits, incident links)."""
