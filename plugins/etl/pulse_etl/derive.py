@@ -26,25 +26,55 @@ LINK_WINDOW = timedelta(days=7)
 #: Environments treated as production by default.
 PRODUCTION_ENVIRONMENTS: tuple[str, ...] = ("production", "prod")
 
-_SHIPPED = (
-    "SELECT 1 FROM deployment_commits s WHERE s.tenant_id = :tenant "
-    "AND s.repository_id = :repository AND s.environment = :environment AND s.sha = {sha}"
-)
+#: Deployments walked together by one statement at most; batches start at one deployment
+#: and double up to this size (see :func:`materialise_deployment_commits`).
+MAX_WALK_BATCH = 64
 
+# Stale statistics: right after a bulk load (in the same transaction, or before autovacuum
+# analyses a new database) the planner estimates one row per table and would join the
+# shipped set by scanning the whole group for every commit walked. So the per-commit
+# probes of the walk are subqueries it cannot flatten (``OFFSET 0``): the shipped check
+# has a single index to use, and the parents' ``ORDER BY position`` makes the primary
+# key (which yields that order) the cheapest of the two indexes with the same prefix.
+_SHIPPED = (
+    "EXISTS (SELECT 1 FROM deployment_commits s WHERE s.tenant_id = :tenant "
+    "AND s.repository_id = :repository AND s.environment = :environment AND s.sha = {sha} "
+    "OFFSET 0)"
+)
+_EARLIER = "EXISTS (SELECT 1 FROM batch e WHERE e.sha = {sha} AND e.rank < {rank})"
+
+# One walk for a batch of deployments (ranked in finish order): every commit reachable
+# from a deployed SHA and not shipped yet goes to the first deployment of the batch that
+# reaches it. A walk stops at shipped commits and at the SHA of an earlier deployment of
+# the batch (that one reaches everything below it first), so on a history deployed along
+# its branches each commit is visited once; UNION removes repeated (commit, rank) pairs.
 _WALK = f"""
 INSERT INTO deployment_commits (tenant_id, deployment_id, repository_id, environment, sha)
-WITH RECURSIVE walk(sha) AS (
-    SELECT CAST(:sha AS varchar) WHERE NOT EXISTS ({_SHIPPED.format(sha=":sha")})
+WITH RECURSIVE batch(deployment_id, sha, rank) AS (
+    SELECT * FROM unnest(CAST(:deployments AS uuid[]), CAST(:shas AS varchar[]))
+        WITH ORDINALITY
+),
+walk(sha, rank) AS (
+    SELECT b.sha, b.rank FROM batch b
+    WHERE NOT {_SHIPPED.format(sha="b.sha")} AND NOT {_EARLIER.format(sha="b.sha", rank="b.rank")}
     UNION
-    SELECT p.parent_sha FROM walk w
-    JOIN commit_parents p
-      ON p.tenant_id = :tenant AND p.repository_id = :repository AND p.sha = w.sha
-    WHERE NOT EXISTS ({_SHIPPED.format(sha="p.parent_sha")})
+    SELECT p.parent_sha, w.rank FROM walk w
+    CROSS JOIN LATERAL (
+        SELECT parent_sha FROM commit_parents
+        WHERE tenant_id = :tenant AND repository_id = :repository AND sha = w.sha
+        ORDER BY position OFFSET 0
+    ) p
+    WHERE NOT {_SHIPPED.format(sha="p.parent_sha")}
+      AND NOT {_EARLIER.format(sha="p.parent_sha", rank="w.rank")}
+),
+first AS (
+    SELECT DISTINCT ON (sha) sha, rank FROM walk ORDER BY sha, rank
 )
-SELECT CAST(:tenant AS uuid), CAST(:deployment AS uuid), CAST(:repository AS uuid),
-       :environment, walk.sha
-FROM walk JOIN commits c
-  ON c.tenant_id = :tenant AND c.repository_id = :repository AND c.sha = walk.sha
+SELECT CAST(:tenant AS uuid), b.deployment_id, CAST(:repository AS uuid), :environment,
+       first.sha
+FROM first JOIN batch b ON b.rank = first.rank
+WHERE EXISTS (SELECT 1 FROM commits c WHERE c.tenant_id = :tenant
+              AND c.repository_id = :repository AND c.sha = first.sha)
 """
 
 
@@ -54,6 +84,13 @@ async def materialise_deployment_commits(
     groups: Iterable[tuple[str, str, datetime | None]],
 ) -> int:
     """Recompute the shipped commits of deployments in the given groups.
+
+    Per group, the rows of deployments finished at or after ``since`` are dropped (those
+    of earlier deployments stay: what they shipped is closed under ancestry and is not
+    changed by later deployments), then the deployments from ``since`` on are walked in
+    finish order, in batches of 1, 2, 4... up to :data:`MAX_WALK_BATCH` deployments per
+    statement; each batch stops at what the earlier batches shipped. The first batch is a
+    single deployment because the first deployment of a history usually ships most of it.
 
     :param groups: ``(repository_id, environment, since)``: deployments of that group
         finished at or after ``since`` (all of them when None) are recomputed, in order.
@@ -79,22 +116,43 @@ async def materialise_deployment_commits(
                 params,
             )
         ).all()
-        await session.execute(
-            text(
-                "DELETE FROM deployment_commits dc USING deployments d "
-                "WHERE dc.tenant_id = :tenant AND d.tenant_id = :tenant "
-                "AND d.id = dc.deployment_id AND dc.repository_id = :repository "
-                "AND dc.environment = :environment "
-                f"AND (d.result IS DISTINCT FROM 'success' OR d.finished_at IS NULL "
-                f"{'OR d.finished_at >= :since' if since is not None else 'OR true'})"
-            ),
-            params,
-        )
-        for deployment_id, sha in rows:
+        if since is None:
+            delete = (
+                "DELETE FROM deployment_commits WHERE tenant_id = :tenant "
+                "AND repository_id = :repository AND environment = :environment"
+            )
+        else:
+            # by deployment id (the primary key's prefix), not by a join, which stale
+            # statistics would turn into a scan of the group's rows per deployment
+            params["stale"] = list(
+                (
+                    await session.execute(
+                        text(
+                            "SELECT id FROM deployments WHERE tenant_id = :tenant "
+                            "AND repository_id = :repository AND environment = :environment "
+                            "AND (result IS DISTINCT FROM 'success' OR finished_at IS NULL "
+                            "OR finished_at >= :since)"
+                        ),
+                        params,
+                    )
+                ).scalars()
+            )
+            delete = (
+                "DELETE FROM deployment_commits WHERE tenant_id = :tenant "
+                "AND deployment_id = ANY(CAST(:stale AS uuid[]))"
+            )
+        await session.execute(text(delete), params)
+        start, size = 0, 1
+        while start < len(rows):
+            batch = rows[start : start + size]
             result: Any = await session.execute(
-                text(_WALK), {**params, "deployment": deployment_id, "sha": sha}
+                text(_WALK),
+                {**params, "deployments": [str(row.id) for row in batch],
+                 "shas": [row.sha for row in batch]},
             )
             written += result.rowcount or 0
+            start += size
+            size = min(size * 2, MAX_WALK_BATCH)
     return written
 
 

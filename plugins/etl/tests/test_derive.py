@@ -1,13 +1,19 @@
-"""Incident links: explicit references win, and a shared SHA names the production deploy."""
+"""Derived facts: shipped commits per METRICS.md (hand-built and random histories, merges,
+maintenance branches, failures, out-of-order arrival) and incident links (explicit
+references win, and a shared SHA names the production deploy)."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from pulse_etl import derive, model
 from pulse_etl.model import stable_id
 from pulse_etl.service import EtlService
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine.testing import TenantFixture
 
@@ -70,3 +76,212 @@ async def test_shared_sha_links_to_production_and_windows_apply(
     assert rows["too-late"] == (None, None)  # outside the 7-day window
     # a reference that matches nothing falls back to the window rule
     assert rows["unknown-ref"] == (production["id"], "latest_deployment")
+
+
+# --- shipped commits (deployment_commits) ------------------------------------------------
+
+REPOSITORY = stable_id("repositories", "test", "dag")
+Graph = dict[str, list[str]]
+
+# main:        A - B - C - D - M - E - N
+# maintenance:      \- R1 - R2 -/       (merged into main at M)
+# feature:              \- F1 - F2 -----/ (merged into main at N)
+DAG: Graph = {
+    "A": [], "B": ["A"], "C": ["B"], "D": ["C"], "R1": ["B"], "R2": ["R1"],
+    "M": ["D", "R2"], "E": ["M"], "F1": ["C"], "F2": ["F1"], "N": ["E", "F2"],
+}
+
+
+def commit_batch(graph: Graph, shas: list[str] | None = None) -> dict[str, list[dict[str, object]]]:
+    """Rows of the commits ``shas`` of ``graph`` (all of them by default) with parents."""
+    chosen = list(graph) if shas is None else shas
+    return {
+        "repositories": [{"id": REPOSITORY, "source": "test", "external_id": "dag",
+                          "name": "dag", "service": "dag"}],
+        "commits": [{"id": stable_id("commits", REPOSITORY, sha), "repository_id": REPOSITORY,
+                     "sha": sha, "source": "test", "is_merge": len(graph[sha]) > 1}
+                    for sha in chosen],
+        "commit_parents": [{"repository_id": REPOSITORY, "sha": sha, "position": position,
+                            "parent_sha": parent}
+                           for sha in chosen for position, parent in enumerate(graph[sha])],
+    }
+
+
+def deploy(key: str, sha: str, hours: float, result: str = "success",
+           environment: str = "production") -> dict[str, object]:
+    """A deployment of ``sha`` to ``environment`` finished ``hours`` after T0."""
+    finished = T0 + timedelta(hours=hours)
+    return {
+        "id": stable_id("deployments", "test", key), "source": "test", "external_id": key,
+        "repository_id": REPOSITORY, "service": "dag", "environment": environment,
+        "result": result, "started_at": finished - timedelta(minutes=5),
+        "finished_at": finished, "sha": sha,
+    }
+
+
+def reference(graph: Graph, deployments: list[dict[str, object]]) -> set[tuple[str, str]]:
+    """METRICS.md by brute force: per successful deployment in finish order, the commits
+    reachable from its SHA and not from an earlier successful one of its group."""
+    def ancestry(sha: str) -> set[str]:
+        found, pending = set(), [sha]
+        while pending:
+            current = pending.pop()
+            if current in graph and current not in found:
+                found.add(current)
+                pending.extend(graph[current])
+        return found
+
+    shipped: dict[object, set[str]] = {}
+    rows: set[tuple[str, str]] = set()
+    successful = [d for d in deployments if d["result"] == "success"]
+    for d in sorted(successful, key=lambda d: (d["finished_at"], d["id"])):  # type: ignore[arg-type,return-value]
+        earlier = shipped.setdefault(d["environment"], set())
+        new = ancestry(str(d["sha"])) - earlier
+        earlier |= new
+        rows |= {(str(d["id"]), sha) for sha in new}
+    return rows
+
+
+async def shipped_rows(etl: EtlService, tenant_id: str) -> set[tuple[str, str]]:
+    """The tenant's ``(deployment_id, sha)`` rows of deployment_commits."""
+    table = model.deployment_commits
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        rows = await session.execute(select(table.c.deployment_id, table.c.sha))
+        return {(str(deployment_id), sha) for deployment_id, sha in rows}
+
+
+async def load(etl: EtlService, tenant_id: str, batch: dict[str, list[dict[str, object]]]
+               ) -> None:
+    """Load ``batch`` as a connector's commit does (derived facts included)."""
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        await etl.load(session, tenant_id, batch)
+
+
+def named(rows: set[tuple[str, str]], deployments: list[dict[str, object]]
+          ) -> dict[str, set[str]]:
+    """Shipped SHAs per deployment key (deployments that shipped nothing left out)."""
+    keys = {str(d["id"]): str(d["external_id"]) for d in deployments}
+    found: dict[str, set[str]] = {}
+    for deployment_id, sha in rows:
+        found.setdefault(keys[deployment_id], set()).add(sha)
+    return found
+
+
+SCENARIO = [
+    deploy("d1", "C", 1),
+    deploy("d2", "R2", 2),  # the maintenance branch
+    deploy("d3", "E", 3, result="failure"),
+    deploy("d4", "E", 4),
+    deploy("d5", "N", 5),
+    deploy("d6", "N", 6),  # a redeploy ships nothing
+    deploy("s1", "N", 1.5, environment="staging"),
+]
+EXPECTED = {
+    "d1": {"A", "B", "C"},
+    "d2": {"R1", "R2"},
+    "d4": {"D", "M", "E"},
+    "d5": {"F1", "F2", "N"},
+    "s1": set(DAG),
+}
+
+
+async def test_merges_maintenance_branch_and_failed_deployments(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    await load(etl, etl_tenant.id, {**commit_batch(DAG), "deployments": SCENARIO})
+    rows = await shipped_rows(etl, etl_tenant.id)
+    assert named(rows, SCENARIO) == EXPECTED
+    assert rows == reference(DAG, SCENARIO)
+
+
+async def test_out_of_order_deployments_take_their_commits_back(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    later = [d for d in SCENARIO if d["external_id"] in ("d4", "d5", "s1")]
+    await load(etl, etl_tenant.id, {**commit_batch(DAG), "deployments": later})
+    assert named(await shipped_rows(etl, etl_tenant.id), later)["d4"] == {
+        "A", "B", "C", "D", "M", "E", "R1", "R2"}
+    # d1 and d2 finished before d4 but arrive after it: they take their commits back
+    earlier = [d for d in SCENARIO if d not in later]
+    await load(etl, etl_tenant.id, {"deployments": earlier})
+    assert named(await shipped_rows(etl, etl_tenant.id), SCENARIO) == EXPECTED
+    # a success turned failure gives its commits to the next deployment
+    await load(etl, etl_tenant.id, {"deployments": [deploy("d2", "R2", 2, result="failure")]})
+    assert named(await shipped_rows(etl, etl_tenant.id), SCENARIO)["d4"] == {
+        "D", "M", "E", "R1", "R2"}
+
+
+async def test_deployments_recorded_before_their_commits(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    await load(etl, etl_tenant.id, {"deployments": SCENARIO})
+    assert await shipped_rows(etl, etl_tenant.id) == set()
+    order = ["A", "B", "C", "D", "R1", "R2", "M", "E", "F1", "F2", "N"]  # parents first
+    await load(etl, etl_tenant.id, commit_batch(DAG, order[:5]))
+    assert named(await shipped_rows(etl, etl_tenant.id), SCENARIO) == {"d1": {"A", "B", "C"}}
+    await load(etl, etl_tenant.id, commit_batch(DAG, order[5:]))
+    assert named(await shipped_rows(etl, etl_tenant.id), SCENARIO) == EXPECTED
+
+
+def random_history(rng: random.Random, size: int) -> Graph:
+    """A merge-heavy history: commits on a few branches, a third of them merges."""
+    graph: Graph = {"c0": []}
+    for number in range(1, size):
+        recent = list(graph)[-12:]
+        parents = [rng.choice(recent)]
+        if rng.random() < 0.35 and len(graph) > 2:
+            other = rng.choice(list(graph)[:-1])
+            if other not in parents:
+                parents.append(other)
+        graph[f"c{number}"] = parents
+    return graph
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_histories_match_the_definition(
+    etl: EtlService, etl_tenant: TenantFixture, seed: int
+) -> None:
+    rng = random.Random(seed)
+    graph = random_history(rng, 160)
+    shas = list(graph)
+    deployments = [
+        deploy(f"r{number}", rng.choice(shas), rng.choice(range(40)),  # ties on finish time
+               result=rng.choice(["success"] * 4 + ["failure", "cancelled"]),
+               environment=rng.choice(["production", "staging"]))
+        for number in range(70)
+    ]
+    # commits arrive parents first in chunks (as connectors send them), deployments in
+    # any order and at any time, also before the commits they deployed
+    chunks = [shas[i : i + 40] for i in range(0, len(shas), 40)]
+    arrival: list[list[dict[str, object]]] = [[] for _ in chunks]
+    for d in deployments:
+        arrival[rng.randrange(len(chunks))].append(d)
+    for chunk, arriving in zip(chunks, arrival, strict=True):
+        await load(etl, etl_tenant.id, {**commit_batch(graph, chunk), "deployments": arriving})
+    assert await shipped_rows(etl, etl_tenant.id) == reference(graph, deployments)
+    # a full recompute gives the same rows
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        await derive.materialise_deployment_commits(
+            session, etl_tenant.id,
+            [(REPOSITORY, "production", None), (REPOSITORY, "staging", None)])
+    assert await shipped_rows(etl, etl_tenant.id) == reference(graph, deployments)
+
+
+async def test_one_walk_per_batch_of_deployments(
+    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a linear history deployed 200 times: batches of 1, 2, 4... 64 deployments
+    graph: Graph = {f"c{n}": [f"c{n - 1}"] if n else [] for n in range(400)}
+    deployments = [deploy(f"l{n}", f"c{2 * n + 1}", n) for n in range(200)]
+    walks = 0
+    execute = AsyncSession.execute
+
+    async def counting(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal walks
+        walks += str(statement).lstrip().startswith("INSERT INTO deployment_commits")
+        return await execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSession, "execute", counting)
+    await load(etl, etl_tenant.id, {**commit_batch(graph), "deployments": deployments})
+    assert walks == 9  # 1 + 2 + 4 + 8 + 16 + 32 + 64 + 64 + 9
+    assert await shipped_rows(etl, etl_tenant.id) == reference(graph, deployments)

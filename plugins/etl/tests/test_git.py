@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncGenerator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from pulse_etl import model
+from pulse_etl.connector import SourceError
+from pulse_etl.connectors.common import identity_rows
+from pulse_etl.connectors.git import GitCommit, RowBuilder, _prefetch
+from pulse_etl.model import stable_id
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select
 
@@ -148,3 +154,53 @@ async def test_clone_url_inside_roots(etl: EtlService, etl_tenant: TenantFixture
     job = await _wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
     assert job["status"] == "succeeded", job
     assert job["stats"]["commits"]["created"] == int(git(repo, "rev-list", "--count", "main"))
+
+
+def test_row_builder_ids_and_identities() -> None:
+    repository_id = stable_id("repositories", "git", "app")
+    builder = RowBuilder(repository_id)
+    for sha in ("0" * 40, "f" * 40, "1234abcd" * 5):
+        assert builder.commit_id(sha) == stable_id("commits", repository_id, sha)
+    moment = datetime(2026, 1, 5, 9, tzinfo=timezone(timedelta(hours=2)))
+    commits = [GitCommit(sha=f"{n:040x}", parents=[f"{n - 1:040x}"] if n else [],
+                         author_name="Ada", author_email="ADA@example.test", authored_at=moment,
+                         committer_name="Bot", committer_email="", committed_at=moment,
+                         message="Merge pull request #7 from x/y" if n == 2 else "work")
+               for n in range(3)]
+    rows = builder.rows(commits, None)
+    assert "repositories" not in rows
+    identity_id, identity, person = identity_rows("git", "ada@example.test",
+                                                  email="ADA@example.test", name="Ada")
+    assert identity in rows["person_identities"] and person in rows["people"]
+    assert len(rows["person_identities"]) == 2  # Ada, and the email-less Bot (by name)
+    assert {row["author_identity_id"] for row in rows["commits"]} == {identity_id}
+    assert rows["commits"][0]["author_tz_offset"] == 120
+    assert rows["commits"][2]["pull_request_number"] == 7
+    assert [(p["sha"], p["parent_sha"]) for p in rows["commit_parents"]] == [
+        (commits[1].sha, commits[0].sha), (commits[2].sha, commits[1].sha)]
+    # the next batch reuses the identities: same rows, same ids
+    assert builder.rows(commits[:1], None)["person_identities"] == rows["person_identities"]
+
+
+async def test_prefetch_hands_over_errors_and_closes_early() -> None:
+    closed = []
+
+    async def numbers(fail_at: int | None) -> AsyncGenerator[int]:
+        try:
+            for number in range(10):
+                if number == fail_at:
+                    raise SourceError("git log failed")
+                yield number
+        finally:
+            closed.append(fail_at)
+
+    assert [n async for n in _prefetch(numbers(None))] == list(range(10))
+    with pytest.raises(SourceError):
+        async for _ in _prefetch(numbers(3)):
+            pass
+    iteration = _prefetch(numbers(-1))
+    async for number in iteration:
+        if number == 1:
+            break
+    await iteration.aclose()
+    assert closed == [None, 3, -1]

@@ -20,17 +20,18 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pulse_etl.connector import ConfigError, SourceError, SyncRun
 from pulse_etl.connectors.common import Row, identity_rows, repository_row
-from pulse_etl.model import stable_id
+from pulse_etl.model import ID_NAMESPACE, stable_id
 from pulse_etl.settings import EtlSettings
 
 SOURCE = "git"
@@ -42,6 +43,8 @@ MERGE_PR = re.compile(r"^Merge pull request #(\d+)")
 SQUASH_PR = re.compile(r"\(#(\d+)\)\s*$")
 SAFE_REF = re.compile(r"^[A-Za-z0-9._/@{}^~+-]+$")
 SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")
+
+_T = TypeVar("_T")
 
 
 class GitConfig(BaseModel):
@@ -180,7 +183,7 @@ async def _git(repo: str, *args: str, stdin: bytes | None = None) -> bytes:
     return out
 
 
-async def stream_log(repo: str, revisions: list[str]) -> AsyncIterator[GitCommit]:
+async def stream_log(repo: str, revisions: list[str]) -> AsyncGenerator[GitCommit]:
     """Yield the commits of ``revisions`` (``^sha`` excludes), parents before children."""
     process = await asyncio.create_subprocess_exec(
         "git", "-C", repo, "log", "--stdin", "--topo-order", "--reverse", "--numstat",
@@ -314,27 +317,27 @@ class GitConnector:
         revisions = [head, *sorted({tag.sha for tag in tags}), *(f"^{sha}" for sha in tips)]
         total = int((await _git(repo, "rev-list", "--count", "--stdin",
                                 stdin=("\n".join(revisions) + "\n").encode())).strip() or 0)
-        tip_set = set(tips)
-        batch: list[GitCommit] = []
+        builder = RowBuilder(repository_id)
+
+        async def batches() -> AsyncGenerator[tuple[dict[str, list[Row]], list[str], int, bool]]:
+            first = True
+            async for commits, cursor_tips, last in _batches(
+                stream_log(repo, revisions), tips, run.settings.batch_size
+            ):
+                rows = builder.rows(commits, repository if first or last else None)
+                if last:
+                    rows["deployments"] = [self._deployment(tag, name, repository_id, config)
+                                           for tag in tags]
+                yield rows, cursor_tips, len(commits), last
+                first = False
+
         done = 0
-        first = True
-        async for commit in stream_log(repo, revisions):
-            batch.append(commit)
-            for parent in commit.parents:
-                tip_set.discard(parent)
-            tip_set.add(commit.sha)
-            if len(batch) >= run.settings.batch_size:
-                done += len(batch)
-                await run.commit(
-                    self._rows(batch, repository if first else None, repository_id),
-                    cursors={CURSOR_STREAM: {"tips": sorted(tip_set)}},
-                    progress=done / max(total, 1) * 0.95,
-                )
-                batch, first = [], False
-        rows = self._rows(batch, repository, repository_id)
-        rows["deployments"] = [self._deployment(tag, name, repository_id, config)
-                               for tag in tags]
-        await run.commit(rows, cursors={CURSOR_STREAM: {"tips": sorted(tip_set)}}, progress=1.0)
+        async for rows, cursor_tips, count, last in _prefetch(batches()):
+            done += count
+            await run.commit(
+                rows, cursors={CURSOR_STREAM: {"tips": cursor_tips}},
+                progress=1.0 if last else done / max(total, 1) * 0.95,
+            )
 
     @staticmethod
     async def _existing(repo: str, shas: list[str]) -> list[str]:
@@ -363,36 +366,143 @@ class GitConnector:
             "name": tag.name,
         }
 
-    @staticmethod
-    def _rows(commits: list[GitCommit], repository: Row | None, repository_id: str
-              ) -> dict[str, list[Row]]:
+
+
+async def _batches(commits: AsyncGenerator[GitCommit], tips: list[str], size: int
+                   ) -> AsyncGenerator[tuple[list[GitCommit], list[str], bool]]:
+    """Group ``commits`` into batches of ``size`` with the tips loaded once each is in.
+
+    Yields ``(commits, tips, last)``; the last batch (possibly empty) has ``last`` set.
+    """
+    tip_set = set(tips)
+    batch: list[GitCommit] = []
+    async with contextlib.aclosing(commits):
+        async for commit in commits:
+            batch.append(commit)
+            tip_set.difference_update(commit.parents)
+            tip_set.add(commit.sha)
+            if len(batch) >= size:
+                yield batch, sorted(tip_set), False
+                batch = []
+    yield batch, sorted(tip_set), True
+
+
+@dataclass
+class _End:
+    """The end of a prefetched iteration, with the producer's error if it failed."""
+
+    error: Exception | None = None
+
+
+async def _prefetch(items: AsyncGenerator[_T]) -> AsyncGenerator[_T]:
+    """Iterate ``items`` one item ahead, in a task: the next batch is read from git and
+    turned into rows while the consumer waits for the database to write the current one.
+    Closing the iteration early cancels the producer and closes ``items``."""
+    queue: asyncio.Queue[_T | _End] = asyncio.Queue(maxsize=1)
+
+    async def produce() -> None:
+        try:
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    await queue.put(item)
+        except Exception as error:  # handed over: the consumer raises it
+            await queue.put(_End(error))
+        else:
+            await queue.put(_End())
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+
+
+class RowBuilder:
+    """Builds the model rows of parsed commits of one repository.
+
+    The ids of identities and people (uuid5 hashes) are computed once per distinct author
+    or committer and reused for every commit and batch of the run; commit ids are hashed
+    from a SHA-1 state primed with the constant part of their name.
+
+    :param repository_id: the repository the commits belong to.
+    """
+
+    def __init__(self, repository_id: str) -> None:
+        """Create a builder for the commits of ``repository_id``."""
+        self.repository_id = repository_id
+        self._commit_hash = hashlib.sha1(  # noqa: S324 - uuid5 is SHA-1 by definition
+            ID_NAMESPACE.bytes + f"commits\x1f{repository_id}\x1f".encode()
+        )
+        self._identities: dict[tuple[str, str], tuple[str, Row, Row]] = {}
+
+    def commit_id(self, sha: str) -> str:
+        """``stable_id("commits", repository_id, sha)``, from the primed hash state."""
+        digest = self._commit_hash.copy()
+        digest.update(sha.encode())
+        raw = bytearray(digest.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        value = raw.hex()
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+
+    def identity(self, name: str, email: str) -> tuple[str, Row, Row]:
+        """The identity id, identity row and person row of an author or committer."""
+        key = (name, email)
+        found = self._identities.get(key)
+        if found is None:
+            external = email.strip().lower() or f"name:{name}"
+            found = self._identities[key] = identity_rows(
+                SOURCE, external, email=email or None, name=name or None
+            )
+        return found
+
+    def rows(self, commits: list[GitCommit], repository: Row | None) -> dict[str, list[Row]]:
+        """The batch of ``commits``: people, identities, commits, parents (and the
+        ``repository`` row when given)."""
+        repository_id = self.repository_id
         people: dict[str, Row] = {}
         identities: dict[str, Row] = {}
         commit_rows: list[Row] = []
         parents: list[Row] = []
-
-        def identity(name: str, email: str) -> str:
-            external = email.strip().lower() or f"name:{name}"
-            identity_id, identity_row, person = identity_rows(
-                SOURCE, external, email=email or None, name=name or None
-            )
-            identities[identity_id] = identity_row
-            people[person["id"]] = person
-            return identity_id
-
+        offsets: dict[object, int] = {}
+        identity = self.identity
         for commit in commits:
+            author_id, author_row, author_person = identity(
+                commit.author_name, commit.author_email)
+            identities[author_id] = author_row
+            people[author_person["id"]] = author_person
+            committer_id, committer_row, committer_person = identity(
+                commit.committer_name, commit.committer_email)
+            identities[committer_id] = committer_row
+            people[committer_person["id"]] = committer_person
+            authored_at, committed_at = commit.authored_at, commit.committed_at
+            author_tz = authored_at.tzinfo
+            if author_tz not in offsets:
+                offsets[author_tz] = _offset_minutes(authored_at)
+            committer_tz = committed_at.tzinfo
+            if committer_tz not in offsets:
+                offsets[committer_tz] = _offset_minutes(committed_at)
+            sha = commit.sha
             commit_rows.append({
-                "id": stable_id("commits", repository_id, commit.sha),
+                "id": self.commit_id(sha),
                 "repository_id": repository_id,
-                "sha": commit.sha,
-                "author_identity_id": identity(commit.author_name, commit.author_email),
-                "committer_identity_id": identity(commit.committer_name, commit.committer_email),
+                "sha": sha,
+                "author_identity_id": author_id,
+                "committer_identity_id": committer_id,
                 "author_name": commit.author_name,
                 "author_email": commit.author_email.lower() or None,
-                "authored_at": commit.authored_at,
-                "author_tz_offset": _offset_minutes(commit.authored_at),
-                "committed_at": commit.committed_at,
-                "committer_tz_offset": _offset_minutes(commit.committed_at),
+                "authored_at": authored_at,
+                "author_tz_offset": offsets[author_tz],
+                "committed_at": committed_at,
+                "committer_tz_offset": offsets[committer_tz],
                 "message": commit.message,
                 "additions": commit.additions,
                 "deletions": commit.deletions,
@@ -401,11 +511,9 @@ class GitConnector:
                 "pull_request_number": pr_number(commit.message),
                 "source": SOURCE,
             })
-            parents.extend(
-                {"repository_id": repository_id, "sha": commit.sha, "position": position,
-                 "parent_sha": parent}
-                for position, parent in enumerate(commit.parents)
-            )
+            for position, parent in enumerate(commit.parents):
+                parents.append({"repository_id": repository_id, "sha": sha,
+                                "position": position, "parent_sha": parent})
         rows: dict[str, list[Row]] = {
             "people": list(people.values()),
             "person_identities": list(identities.values()),
@@ -415,4 +523,3 @@ class GitConnector:
         if repository is not None:
             rows["repositories"] = [repository]
         return rows
-
