@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -259,10 +260,20 @@ class PulseEngine:
             return False
         return True
 
-    async def announce_data_loaded(self, tenant_id: str, stats: dict[str, dict[str, int]]) -> None:
+    async def announce_data_loaded(
+        self,
+        tenant_id: str,
+        stats: dict[str, dict[str, int]],
+        since: datetime | None = None,
+    ) -> None:
         """Tell every plugin (``data_loaded`` hook) that a tenant's data changed."""
         await self.plugins.call_each(
-            "data_loaded", fail_plugins=False, engine=self, tenant_id=tenant_id, stats=stats
+            "data_loaded",
+            fail_plugins=False,
+            engine=self,
+            tenant_id=tenant_id,
+            stats=stats,
+            since=since,
         )
 
     async def start_consumers(self) -> None:

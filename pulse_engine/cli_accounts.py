@@ -22,12 +22,22 @@ from pulse_engine.tokens import ROLE_RANK
 T = TypeVar("T")
 
 
+#: How long a command waits for the in-process work it queued before it exits anyway.
+QUEUED_WORK_SECONDS = 600.0
+
+
 def run_with_engine(work: Callable[[PulseEngine], Awaitable[T]]) -> T:
-    """Run ``work`` on a started engine (settings from the environment); Problems exit 1."""
+    """Run ``work`` on a started engine (settings from the environment); Problems exit 1.
+
+    On the embedded default the queue lives in this process: its consumers run here, and
+    the command waits until the work it queued (metric refreshes after a load...) is done.
+    """
 
     async def main() -> T:
-        async with running_engine() as engine:
-            return await work(engine)
+        async with running_engine(run_consumers=None) as engine:
+            result = await work(engine)
+            await engine.queue.wait_idle(QUEUED_WORK_SECONDS)
+            return result
 
     try:
         return asyncio.run(main())

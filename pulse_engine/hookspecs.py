@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from pluggy import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import click
     from sqlalchemy import MetaData
 
@@ -161,7 +163,12 @@ def register_tenant_config_schema() -> Any:
 
 
 @hookspec
-def data_loaded(engine: PulseEngine, tenant_id: str, stats: dict[str, dict[str, int]]) -> Any:
+def data_loaded(
+    engine: PulseEngine,
+    tenant_id: str,
+    stats: dict[str, dict[str, int]],
+    since: datetime | None,
+) -> Any:
     """React to new or changed data of one tenant, after the load has been committed.
 
     A data plugin (``pulse-etl``) announces each committed load with
@@ -174,6 +181,9 @@ def data_loaded(engine: PulseEngine, tenant_id: str, stats: dict[str, dict[str, 
     :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
     :param tenant_id: the tenant whose data changed.
     :param stats: rows ``created`` and ``updated`` per entity (table name).
+    :param since: the earliest event time (deployment finish, incident start, commit author
+        time...) among the rows loaded, so a reaction can recompute from there on; ``None``
+        when unknown (recompute everything).
     """
 
 

@@ -124,6 +124,17 @@ class QueueBackend(ABC):
     async def dead_letters(self, queue: str, limit: int = 100) -> list[Message]:
         """Remove and return up to ``limit`` messages from ``{queue}.dlq``, oldest first."""
 
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait until every message of a queue consumed here has been handled.
+
+        A broker holds queued work durably for any worker, so the default returns at once;
+        the in-process backend waits, so that a short-lived process (a CLI command on the
+        embedded default) does not exit with work still in memory.
+
+        :returns: False when ``seconds`` passed first.
+        """
+        return True
+
     @abstractmethod
     async def ping(self) -> bool:
         """Return whether the broker is reachable now."""
@@ -180,6 +191,8 @@ class MemoryQueueBackend(QueueBackend):
         self._dead: dict[str, list[Message]] = {}
         self._dispatchers: set[asyncio.Task[None]] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._outstanding: dict[str, int] = {}
+        self._consumed: set[str] = set()
 
     async def connect(self) -> None:
         """Nothing to connect to."""
@@ -202,6 +215,7 @@ class MemoryQueueBackend(QueueBackend):
             headers=_json_copy(headers or {}),
         )
         self._queue(queue).put_nowait(message)
+        self._outstanding[queue] = self._outstanding.get(queue, 0) + 1
         return message.id
 
     async def start_consumer(
@@ -212,6 +226,16 @@ class MemoryQueueBackend(QueueBackend):
             self._dispatch(consumer, should_skip), name=f"pulse-queue:{consumer.queue}"
         )
         self._dispatchers.add(task)
+        self._consumed.add(consumer.queue)
+
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait until the queues consumed here hold no message and no handler runs."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while any(self._outstanding.get(queue, 0) for queue in self._consumed):
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - a drain deadline
         """Stop dispatching and drain in-flight handlers."""
@@ -264,6 +288,7 @@ class MemoryQueueBackend(QueueBackend):
             queue.put_nowait(replace(message, redelivered=True))
             raise
         if error is None:
+            self._outstanding[consumer.queue] -= 1
             return
         if message.attempt < consumer.max_retries:
             retry = replace(message, attempt=message.attempt + 1, redelivered=False)
@@ -271,6 +296,7 @@ class MemoryQueueBackend(QueueBackend):
             return
         dead = replace(message, headers={**message.headers, **_error_headers(error)})
         self._dead.setdefault(consumer.queue, []).append(dead)
+        self._outstanding[consumer.queue] -= 1
         logger.error(
             "message %s dead-lettered on %s.dlq: %s",
             message.id,

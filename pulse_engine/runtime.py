@@ -15,13 +15,14 @@ from pulse_engine.settings import Settings
 async def running_engine(
     settings: Settings | None = None,
     *,
-    run_consumers: bool = False,
+    run_consumers: bool | None = False,
     migrate: bool = False,
     plugins: dict[str, object] | None = None,
 ) -> AsyncIterator[PulseEngine]:
     """A set-up and started engine (no HTTP server), stopped cleanly at the end.
 
-    :param run_consumers: also start the registered queue consumers (``pulse worker``).
+    :param run_consumers: also start the registered queue consumers (``pulse worker``);
+        ``None`` follows the settings (consumers run in-process only without a broker).
     :param migrate: apply migrations first even where the server would not.
     :param plugins: extra plugin objects to register by name (tests, embedding).
     """

@@ -12,6 +12,7 @@ import inspect
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -323,12 +324,14 @@ async def test_hook_shutdown(settings: Settings) -> None:
 
 
 async def test_hook_data_loaded(settings: Settings) -> None:
-    seen: list[tuple[str, dict[str, dict[str, int]]]] = []
+    seen: list[tuple[str, dict[str, dict[str, int]], datetime | None]] = []
 
     class Listener:
         @hookimpl
-        async def data_loaded(self, tenant_id: str, stats: dict[str, dict[str, int]]) -> None:
-            seen.append((tenant_id, stats))
+        async def data_loaded(
+            self, tenant_id: str, stats: dict[str, dict[str, int]], since: datetime | None
+        ) -> None:
+            seen.append((tenant_id, stats, since))
 
     class Broken:
         @hookimpl
@@ -339,8 +342,9 @@ async def test_hook_data_loaded(settings: Settings) -> None:
         engine = engine_of(app)
         engine.plugins.register_object(Broken(), "broken")
         stats = {"deployments": {"created": 2, "updated": 0}}
-        await engine.announce_data_loaded("tenant-1", stats)
-        assert seen == [("tenant-1", stats)]
+        since = datetime(2026, 1, 2, tzinfo=UTC)
+        await engine.announce_data_loaded("tenant-1", stats, since)
+        assert seen == [("tenant-1", stats, since)]
         # a raising reaction is logged; it does not take its plugin out of service
         assert engine.plugins.records["broken"].status == "loaded"
 

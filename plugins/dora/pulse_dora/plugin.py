@@ -176,3 +176,29 @@ async def shutdown(engine: PulseEngine) -> None:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+#: Entities whose changes can move a DORA figure.
+DORA_INPUTS = frozenset(
+    {"deployments", "deployment_commits", "commits", "incidents", "pull_requests", "reviews"}
+)
+
+
+@hookimpl
+async def data_loaded(
+    engine: PulseEngine,
+    tenant_id: str,
+    stats: dict[str, dict[str, int]],
+    since: datetime | None,
+) -> None:
+    """Queue a refresh of the tenant's facts from the earliest event the load touched."""
+    if not any(
+        entity in DORA_INPUTS and (counts.get("created") or counts.get("updated"))
+        for entity, counts in stats.items()
+    ):
+        return
+    await engine.queue.publish(
+        REFRESH_QUEUE,
+        {"since": since.isoformat() if since is not None else None},
+        tenant_id=tenant_id,
+    )

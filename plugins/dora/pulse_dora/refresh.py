@@ -204,27 +204,30 @@ def _rework_statements(since: datetime | None) -> list[str]:
 
     Both are driven from the few rows that can match (hotfix pull requests; incidents and
     the production deployments of their service while they were open), each step an
-    index lookup.
+    index lookup; the matches are collected once (``ARRAY(...)``) and applied through the
+    primary key, a plan that does not depend on statistics of rows written moments ago.
     """
     open_after = "AND coalesce(di.resolved_at, 'infinity') > :since" if since else ""
     deployed_after = "AND d.finished_at >= :since" if since else ""
     return [
         f"""
         UPDATE dora_deployments target SET is_rework = true
-        FROM pull_requests p
-        JOIN dora_changes c
-          ON c.tenant_id = p.tenant_id AND c.repository_id = p.repository_id
-         AND c.sha = p.merge_commit_sha
-        WHERE p.tenant_id = :tenant AND p.merge_commit_sha IS NOT NULL
-          AND (coalesce(p.head_ref, '') ~* ANY(CAST(:branch_patterns AS text[]))
-               OR coalesce(p.title, '') ~* ANY(CAST(:label_patterns AS text[])))
-          {_since("c.deployed_at", since)}
-          AND target.tenant_id = :tenant AND target.deployment_id = c.deployment_id
-          AND target.result = 'success' AND NOT target.is_rework
+        WHERE target.tenant_id = :tenant AND target.result = 'success' AND NOT target.is_rework
+          AND target.deployment_id = ANY(ARRAY(
+            SELECT c.deployment_id
+            FROM pull_requests p
+            JOIN dora_changes c
+              ON c.tenant_id = p.tenant_id AND c.repository_id = p.repository_id
+             AND c.sha = p.merge_commit_sha
+            WHERE p.tenant_id = :tenant AND p.merge_commit_sha IS NOT NULL
+              AND (coalesce(p.head_ref, '') ~* ANY(CAST(:branch_patterns AS text[]))
+                   OR coalesce(p.title, '') ~* ANY(CAST(:label_patterns AS text[])))
+              {_since("c.deployed_at", since)}))
         """,
         f"""
         UPDATE dora_deployments target SET is_rework = true
-        FROM (
+        WHERE target.tenant_id = :tenant AND NOT target.is_rework
+          AND target.deployment_id = ANY(ARRAY(
             SELECT DISTINCT hit.deployment_id
             FROM dora_incidents di
             JOIN incidents i ON i.tenant_id = di.tenant_id AND i.id = di.incident_id
@@ -244,9 +247,7 @@ def _rework_statements(since: datetime | None) -> list[str]:
                       WHERE c.tenant_id = d.tenant_id AND c.deployment_id = d.deployment_id
                         AND strpos(m.message, i.external_id) > 0)
             ) hit
-            WHERE di.tenant_id = :tenant AND length(i.external_id) >= 3 {open_after}
-        ) rework
-        WHERE target.tenant_id = :tenant AND target.deployment_id = rework.deployment_id
+            WHERE di.tenant_id = :tenant AND length(i.external_id) >= 3 {open_after}))
         """,
     ]
 

@@ -25,7 +25,6 @@ import math
 import random
 import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, text
 
 from pulse_engine import accounts
-from pulse_engine.queue import Message
 from pulse_etl import derive, model
 from pulse_etl.connectors.common import identity_rows, repository_row
 from pulse_etl.loader import ENTITIES, Row, Stats
@@ -53,9 +51,6 @@ DEMO_ADMIN_EMAIL = "admin@demo.pulse.local"
 DEFAULT_SEED = 42
 #: Days of history.
 DEFAULT_DAYS = 365
-#: Queues of metric plugins that recompute a tenant's facts after a load (body
-#: ``{"since": null}`` recomputes everything); their consumers are called after the load.
-REFRESH_QUEUES: tuple[str, ...] = ("dora.refresh",)
 
 PROJECTS: tuple[tuple[str, str], ...] = (
     ("PAY", "Payments"), ("SHOP", "Storefront"), ("PLAT", "Platform"),
@@ -793,12 +788,11 @@ async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_
     """Generate and load the demo rows into ``tenant_id`` in one transaction.
 
     The rows go through the loader with their shipped commits (computed while generating,
-    by the rule of :func:`pulse_etl.derive.materialise_deployment_commits`, which walks
-    the history once per deployment in SQL and would take most of the time), then
-    incidents are linked as after any load. The tenant's ETL cache tags are dropped and
-    ``etl.data.loaded`` is published; the planner statistics of the model's tables are
-    refreshed (a bulk load makes them stale), and the consumers of :data:`REFRESH_QUEUES`
-    recompute the tenant's metric facts.
+    by the rule of :func:`pulse_etl.derive.materialise_deployment_commits`), then incidents
+    are linked as after any load. The planner statistics of the model's tables are
+    refreshed (a bulk load makes them stale), then the load is announced like any other:
+    the tenant's ETL cache tags are dropped, ``etl.data.loaded`` is published and the
+    ``data_loaded`` hook lets metric plugins queue their refreshes.
     """
     from pulse_etl.plugin import service_for
 
@@ -807,10 +801,9 @@ async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_
     async with engine.db.tenant_session(tenant_id) as session:
         stats = await service.loader.load(session, tenant_id, rows)
         await derive.link_incidents(session, tenant_id)
-    await service.after_load(tenant_id, None, DEMO_SOURCE, stats)
     if any(counts["created"] or counts["updated"] for counts in stats.values()):
         await analyze_model(engine)
-        await refresh_metrics(engine, tenant_id)
+    await service.after_load(tenant_id, None, DEMO_SOURCE, stats, rows)
     return stats
 
 
@@ -819,24 +812,6 @@ async def analyze_model(engine: PulseEngine) -> None:
     async with engine.db.system_session() as session:
         for spec in ENTITIES.values():
             await session.execute(text(f'ANALYZE "{spec.table.name}"'))
-
-
-async def refresh_metrics(engine: PulseEngine, tenant_id: str) -> int:
-    """Hand a full refresh of ``tenant_id`` to every consumer of :data:`REFRESH_QUEUES`.
-
-    The handlers run here, not through the queue: the embedded queue lives in memory, so
-    a message published by a command-line process would vanish with it.
-
-    :returns: how many consumers ran.
-    """
-    ran = 0
-    for consumer in engine.consumers:
-        if consumer.queue in REFRESH_QUEUES:
-            message = Message(id=f"demo-{uuid.uuid4()}", queue=consumer.queue,
-                              body={"since": None}, tenant_id=tenant_id)
-            await consumer.handler(message)
-            ran += 1
-    return ran
 
 
 async def run_demo(engine: PulseEngine, *, tenant_id: str | None = None,

@@ -57,6 +57,28 @@ MAX_ERROR_LENGTH = 2000
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
+#: The columns whose earliest value bounds what a load can change in derived facts.
+EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
+    "deployments": ("started_at", "finished_at"),
+    "incidents": ("created_at_source",),
+    "commits": ("authored_at",),
+    "pull_requests": ("created_at_source",),
+    "work_items": ("created_at_source",),
+}
+
+
+def earliest_event(batch: Batch) -> datetime | None:
+    """The earliest event time among a batch's rows (what ``data_loaded`` calls ``since``)."""
+    times = [
+        value
+        for entity, columns in EVENT_TIME_COLUMNS.items()
+        for row in batch.get(entity, ())
+        for column in columns
+        if isinstance(value := row.get(column), datetime)
+    ]
+    return min(times, default=None)
+
+
 def new_job_id() -> str:
     """A time-ordered UUID (version 7 layout), so ids sort by creation time."""
     millis = int(time.time() * 1000)
@@ -497,7 +519,7 @@ class EtlService:
         )
 
     async def after_load(self, tenant_id: str, job_id: str | None, connector: str,
-                         stats: Stats) -> None:
+                         stats: Stats, batch: Batch) -> None:
         """Invalidate the tenant's ETL cache tags and announce the load (when rows changed)."""
         if not any(c.get("created") or c.get("updated") for c in stats.values()):
             return
@@ -506,7 +528,7 @@ class EtlService:
             tenant_id, DATA_LOADED_EVENT,
             {"job_id": job_id, "connector": connector, "stats": stats},
         )
-        await self.engine.announce_data_loaded(tenant_id, stats)
+        await self.engine.announce_data_loaded(tenant_id, stats, earliest_event(batch))
 
     async def load(self, session: AsyncSession, tenant_id: str, batch: Batch) -> Stats:
         """Load a batch and recompute what it changed (shipped commits, incident links)."""
@@ -705,7 +727,9 @@ class JobRun:
             if cancel is None:
                 raise LeaseLost(self.job_id)
         self.stats = total
-        await self.service.after_load(self.tenant_id, self.job_id, self.connector_name, stats)
+        await self.service.after_load(
+            self.tenant_id, self.job_id, self.connector_name, stats, batch
+        )
         await self._announce("running")
         if cancel:
             raise JobCancelled(self.job_id)
@@ -759,7 +783,7 @@ async def load_batch(service: EtlService, tenant_id: str, batch: Batch, connecto
     """Load one batch outside a job (webhooks, imports), then invalidate and announce."""
     async with service.engine.db.tenant_session(tenant_id) as session:
         stats = await service.load(session, tenant_id, batch)
-    await service.after_load(tenant_id, None, connector, stats)
+    await service.after_load(tenant_id, None, connector, stats, batch)
     return stats
 
 

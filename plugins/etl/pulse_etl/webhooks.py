@@ -152,8 +152,8 @@ async def _record_and_load(service: EtlService, tenant_id: str, integration_id: 
             return None
         if batch:
             stats = await service.load(session, tenant_id, batch)
-    if stats:
-        await service.after_load(tenant_id, None, connector, stats)
+    if stats and batch:
+        await service.after_load(tenant_id, None, connector, stats, batch)
     return stats
 
 

@@ -87,6 +87,8 @@ async def test_demo_data_feeds_every_dora_input_and_matches_the_derivation(
 
 async def test_dora_pages_show_the_demo(etl: EtlService, etl_tenant: TenantFixture) -> None:
     await load_demo(etl.engine, etl_tenant.id, seed=5, end=END, days=DAYS)
+    # the load queued the metric plugins' refreshes (data_loaded); the app consumes them
+    assert await etl.engine.queue.wait_idle(60)
     response = await etl_tenant.viewer_client.get(
         "/api/v1/metrics/dora/summary", query_string={"start": "2024-12-01", "end": "2025-03-01"})
     body = await response.get_json()
