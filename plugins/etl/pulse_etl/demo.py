@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from pulse_engine import accounts
 from pulse_etl import derive, model
 from pulse_etl.connectors.common import identity_rows, repository_row
-from pulse_etl.loader import ENTITIES, Row, Stats
+from pulse_etl.loader import Row, Stats
 from pulse_etl.model import stable_id
 
 if TYPE_CHECKING:
@@ -789,9 +789,9 @@ async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_
 
     The rows go through the loader with their shipped commits (computed while generating,
     by the rule of :func:`pulse_etl.derive.materialise_deployment_commits`), then incidents
-    are linked as after any load. The planner statistics of the model's tables are
-    refreshed (a bulk load makes them stale), then the load is announced like any other:
-    the tenant's ETL cache tags are dropped, ``etl.data.loaded`` is published and the
+    are linked as after any load. Then it is finished like any load
+    (:meth:`pulse_etl.service.EtlService.after_load`): statistics of the bulk-loaded tables
+    refreshed, the tenant's ETL cache tags dropped, ``etl.data.loaded`` published, and the
     ``data_loaded`` hook lets metric plugins queue their refreshes.
     """
     from pulse_etl.plugin import service_for
@@ -801,17 +801,8 @@ async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_
     async with engine.db.tenant_session(tenant_id) as session:
         stats = await service.loader.load(session, tenant_id, rows)
         await derive.link_incidents(session, tenant_id)
-    if any(counts["created"] or counts["updated"] for counts in stats.values()):
-        await analyze_model(engine)
     await service.after_load(tenant_id, None, DEMO_SOURCE, stats, rows)
     return stats
-
-
-async def analyze_model(engine: PulseEngine) -> None:
-    """``ANALYZE`` the loadable tables (as their owner), so plans fit the data just loaded."""
-    async with engine.db.system_session() as session:
-        for spec in ENTITIES.values():
-            await session.execute(text(f'ANALYZE "{spec.table.name}"'))
 
 
 async def run_demo(engine: PulseEngine, *, tenant_id: str | None = None,

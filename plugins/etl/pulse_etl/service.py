@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 JOB_QUEUE = "etl.jobs"
 PROGRESS_EVENT = "etl.job.progress"
 DATA_LOADED_EVENT = "etl.data.loaded"
+#: Rows one load must write into a table before its planner statistics are refreshed.
+ANALYZE_AFTER_ROWS = 5000
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 MAX_ERROR_LENGTH = 2000
 
@@ -520,15 +522,38 @@ class EtlService:
 
     async def after_load(self, tenant_id: str, job_id: str | None, connector: str,
                          stats: Stats, batch: Batch) -> None:
-        """Invalidate the tenant's ETL cache tags and announce the load (when rows changed)."""
+        """After a committed load that changed rows: refresh planner statistics of bulk-loaded
+        tables, drop the tenant's ETL cache tags, and announce the load (event and hook)."""
         if not any(c.get("created") or c.get("updated") for c in stats.values()):
             return
+        await self.analyze_bulk_loaded(stats)
         await self.engine.cache.invalidate_tags(tenant_id, model.DATA_CACHE_TAGS)
         await self.engine.events.publish(
             tenant_id, DATA_LOADED_EVENT,
             {"job_id": job_id, "connector": connector, "stats": stats},
         )
         await self.engine.announce_data_loaded(tenant_id, stats, earliest_event(batch))
+
+    async def analyze_bulk_loaded(self, stats: Stats) -> list[str]:
+        """``ANALYZE`` the tables a load grew by at least :data:`ANALYZE_AFTER_ROWS` rows.
+
+        Autovacuum catches up eventually, but the queries that follow a bulk load (metric
+        refreshes) would be planned on statistics that describe near-empty tables; that
+        turns index lookups into scans. Runs as the owner (the app role may not analyze).
+
+        :returns: the tables analyzed.
+        """
+        tables = sorted(
+            entity
+            for entity, counts in stats.items()
+            if counts.get("created", 0) + counts.get("updated", 0) >= ANALYZE_AFTER_ROWS
+            and entity in model.metadata.tables
+        )
+        if tables:
+            async with self.engine.db.system_session() as session:
+                for table in tables:
+                    await session.execute(text(f'ANALYZE "{table}"'))
+        return tables
 
     async def load(self, session: AsyncSession, tenant_id: str, batch: Batch) -> Stats:
         """Load a batch and recompute what it changed (shipped commits, incident links)."""
