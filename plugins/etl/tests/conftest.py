@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pulse_etl.plugin import service_for
@@ -63,7 +65,10 @@ async def etl_tenant(etl_app: Quart) -> TenantFixture:
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run git in ``repo``; return its stdout."""
     result = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        text=True,
         env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo), **(env or {})},
     )
     return result.stdout
@@ -80,8 +85,11 @@ def build_repository(path: Path, commits: int = 60, seed: int = 7) -> Path:
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.name", "Test")
     git(path, "config", "user.email", "test@example.test")
-    authors = [("Ada", "ada@example.test", "+0200"), ("Bob", "BOB@example.test", "-0500"),
-               ("Cy", "cy@example.test", "+0530")]
+    authors = [
+        ("Ada", "ada@example.test", "+0200"),
+        ("Bob", "BOB@example.test", "-0500"),
+        ("Cy", "cy@example.test", "+0530"),
+    ]
     moment = 1_700_000_000
     pr = 1
 
@@ -89,9 +97,14 @@ def build_repository(path: Path, commits: int = 60, seed: int = 7) -> Path:
         nonlocal moment
         moment += rng.randint(600, 7200)
         name, email, tz = author
-        env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-               "GIT_AUTHOR_DATE": f"{moment} {tz}", "GIT_COMMITTER_NAME": name,
-               "GIT_COMMITTER_EMAIL": email, "GIT_COMMITTER_DATE": f"{moment} {tz}"}
+        env = {
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_AUTHOR_DATE": f"{moment} {tz}",
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+            "GIT_COMMITTER_DATE": f"{moment} {tz}",
+        }
         target = path / (filename or f"file{rng.randint(0, 9)}.txt")
         with target.open("a") as handle:
             handle.write("\n".join(f"line {rng.random()}" for _ in range(rng.randint(1, 5))))
@@ -112,8 +125,16 @@ def build_repository(path: Path, commits: int = 60, seed: int = 7) -> Path:
             made += 1
             moment += 60
             env = {"GIT_COMMITTER_DATE": f"{moment} +0000", "GIT_AUTHOR_DATE": f"{moment} +0000"}
-            git(path, "merge", "-q", "--no-ff", "-m",
-                f"Merge pull request #{pr} from octo/feature-{pr}", f"feature-{pr}", env=env)
+            git(
+                path,
+                "merge",
+                "-q",
+                "--no-ff",
+                "-m",
+                f"Merge pull request #{pr} from octo/feature-{pr}",
+                f"feature-{pr}",
+                env=env,
+            )
             made += 1
             pr += 1
         elif kind < 0.35:
@@ -129,7 +150,25 @@ def build_repository(path: Path, commits: int = 60, seed: int = 7) -> Path:
                 git(path, "tag", "-a", f"v1.{made}", "-m", "release", env=tag_env)
             else:
                 git(path, "tag", f"deploy-{made}")
-    git(path, "tag", "-a", "v9.9", "-m", "final release",
-        env={"GIT_COMMITTER_DATE": f"{moment + 60} +0100"})
+    git(
+        path,
+        "tag",
+        "-a",
+        "v9.9",
+        "-m",
+        "final release",
+        env={"GIT_COMMITTER_DATE": f"{moment + 60} +0100"},
+    )
     git(path, "tag", "unrelated-tag", "HEAD~1")
     return path
+
+
+async def wait_job(client: Any, job_id: str) -> dict[str, Any]:
+    """Poll a job through the API until it reaches a final status (60 s at most)."""
+    deadline = asyncio.get_running_loop().time() + 60.0
+    while True:
+        body: dict[str, Any] = await (await client.get(f"/app/etl/jobs/{job_id}")).get_json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.05)

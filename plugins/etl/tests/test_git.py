@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta, timezone
@@ -19,17 +18,7 @@ from sqlalchemy import func, select
 
 from pulse_engine.testing import TenantFixture
 
-from .conftest import build_repository, git
-
-
-async def _wait_job(client, job_id: str) -> dict:
-    deadline = asyncio.get_running_loop().time() + 60.0
-    while True:
-        body = await (await client.get(f"/app/etl/jobs/{job_id}")).get_json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.05)
+from .conftest import build_repository, git, wait_job
 
 
 async def _count(etl: EtlService, tenant_id: str, table) -> int:
@@ -44,7 +33,7 @@ async def test_ingest_generated_repository(etl: EtlService, etl_tenant: TenantFi
     response = await etl_tenant.analyst_client.post(
         "/app/etl/jobs", json={"connector": "git", "config": config})
     assert response.status_code == 202, await response.get_json()
-    job = await _wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
+    job = await wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
     assert job["status"] == "succeeded", job
     assert job["progress"] == 1.0
     expected = int(git(repo, "rev-list", "--count", "main"))
@@ -80,7 +69,7 @@ async def test_ingest_generated_repository(etl: EtlService, etl_tenant: TenantFi
 
     again = await etl_tenant.analyst_client.post(
         "/app/etl/jobs", json={"connector": "git", "config": config})
-    second = await _wait_job(etl_tenant.viewer_client, (await again.get_json())["id"])
+    second = await wait_job(etl_tenant.viewer_client, (await again.get_json())["id"])
     assert second["status"] == "succeeded", second
     assert all(c["created"] == 0 and c["updated"] == 0 for c in second["stats"].values()), second
 
@@ -91,7 +80,7 @@ async def test_ingest_generated_repository(etl: EtlService, etl_tenant: TenantFi
     git(repo, "tag", "deploy-next")
     third_response = await etl_tenant.analyst_client.post(
         "/app/etl/jobs", json={"connector": "git", "config": config})
-    third = await _wait_job(etl_tenant.viewer_client, (await third_response.get_json())["id"])
+    third = await wait_job(etl_tenant.viewer_client, (await third_response.get_json())["id"])
     assert third["stats"]["commits"] == {"created": 1, "updated": 0}
     assert third["stats"]["deployments"] == {"created": 1, "updated": 0}
     async with etl.engine.db.tenant_session(etl_tenant.id) as session:
@@ -151,7 +140,7 @@ async def test_clone_url_inside_roots(etl: EtlService, etl_tenant: TenantFixture
     response = await etl_tenant.analyst_client.post("/app/etl/jobs", json={
         "connector": "git", "config": {"path": f"file://{repo}", "branch": "main"}})
     assert response.status_code == 202, await response.get_json()
-    job = await _wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
+    job = await wait_job(etl_tenant.viewer_client, (await response.get_json())["id"])
     assert job["status"] == "succeeded", job
     assert job["stats"]["commits"]["created"] == int(git(repo, "rev-list", "--count", "main"))
 
