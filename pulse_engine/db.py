@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -226,8 +226,3 @@ class Database:
         if self._embedded_started:
             self._embedded_started = False
             stop_embedded_postgres(self.settings.data_dir)
-
-
-def tenant_tables(metadata: MetaData) -> list[str]:
-    """Names of the tables on ``metadata`` that carry a ``tenant_id`` column."""
-    return sorted(name for name, table in metadata.tables.items() if "tenant_id" in table.c)

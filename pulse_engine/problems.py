@@ -76,11 +76,6 @@ def problem_response(problem: Problem) -> Response:
     return response
 
 
-def problem_bytes(status: int, slug: str, detail: str, **extra: Any) -> bytes:
-    """Encode a problem body for code that answers below Quart (ASGI fast paths)."""
-    return json.dumps(Problem(status, slug, detail, **extra).body()).encode()
-
-
 def _slug_for_status(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
 

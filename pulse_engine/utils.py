@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
@@ -23,8 +22,3 @@ def as_list(value: Any) -> list[Any]:
     if isinstance(value, list | tuple | set | frozenset):
         return list(value)
     return [value]
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine to completion from synchronous code (CLI commands)."""
-    return asyncio.run(coro)
