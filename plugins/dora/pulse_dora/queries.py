@@ -295,25 +295,35 @@ async def aggregate(session: AsyncSession, metric: str, scope: Scope) -> dict[st
 _DEPLOY_DAYS = """
 WITH w AS (SELECT CAST(:start AS timestamptz) AT TIME ZONE :tz AS local_start,
                   CAST(:end AS timestamptz) AT TIME ZONE :tz AS local_end),
-periods AS (
-    SELECT g AS period FROM w, generate_series(date_trunc(:unit, w.local_start),
-        w.local_end - interval '1 microsecond', CAST(CAST(:step AS text) AS interval)) g
+deploy_days AS (
+    SELECT DISTINCT date_trunc('day', d.finished_at AT TIME ZONE :tz) AS day
+    FROM dora_deployments d WHERE {filter}
 ),
-days AS (
-    SELECT date_trunc(:unit, d.finished_at AT TIME ZONE :tz) AS period,
-           count(DISTINCT date_trunc('day', d.finished_at AT TIME ZONE :tz)) AS days
-    FROM dora_deployments d WHERE {filter} GROUP BY 1
+weeks AS (
+    SELECT g AS period, (SELECT count(*) FROM deploy_days x
+                         WHERE x.day >= g AND x.day < g + interval '7 days') AS days
+    FROM w, generate_series(date_trunc('week', w.local_start),
+                            w.local_end - interval '1 microsecond', interval '7 days') g
+),
+months AS (
+    SELECT g AS period, (SELECT count(*) FROM deploy_days x
+                         WHERE x.day >= g AND x.day < g + interval '1 month') AS days
+    FROM w, generate_series(date_trunc('month', w.local_start),
+                            w.local_end - interval '1 microsecond', interval '1 month') g
 )
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(days.days, 0)) AS median
-FROM periods LEFT JOIN days ON days.period = periods.period
+SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY days) FROM weeks) AS per_week,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY days) FROM months) AS per_month
 """
 
 
-async def median_deployment_days(session: AsyncSession, scope: Scope, unit: str) -> float:
-    """The median number of deployment days per week or month over the window."""
-    params = {**_params(scope), "unit": unit, "step": _STEPS[unit]}
+async def median_deployment_days(session: AsyncSession, scope: Scope) -> tuple[float, float]:
+    """The median number of deployment days per week and per month over the window.
+
+    One scan of the window's deployments (their distinct local days), then both medians.
+    """
     sql = _DEPLOY_DAYS.format(filter=deployment_filter(scope))
-    return float(await session.scalar(text(sql), params) or 0.0)
+    row = (await session.execute(text(sql), _params(scope))).one()
+    return float(row.per_week or 0.0), float(row.per_month or 0.0)
 
 
 # --- drill-down ------------------------------------------------------------------------

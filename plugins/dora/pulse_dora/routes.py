@@ -88,8 +88,7 @@ async def _performance(
     session: AsyncSession, metric: str, scope: Scope, value: dict[str, Any], benchmark: str
 ) -> dict[str, Any]:
     if metric == "deployment_frequency":
-        per_week = await queries.median_deployment_days(session, scope, "week")
-        per_month = await queries.median_deployment_days(session, scope, "month")
+        per_week, per_month = await queries.median_deployment_days(session, scope)
         window_days = (scope.end - scope.start).total_seconds() / 86400
         return levels.classify_frequency(
             per_week, per_month, int(value.get("deployment_days") or 0), window_days, benchmark
