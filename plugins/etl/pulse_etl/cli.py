@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -137,10 +138,9 @@ async def _interruptible(work: Callable[[], Awaitable[T]],
         console.print("stopping after the current batch (Ctrl-C again to abort)")
         pending.append(asyncio.ensure_future(cancel()))
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, interrupted)
-    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
-        return await runner
+    if threading.current_thread() is not threading.main_thread():
+        return await runner  # signal handlers belong to the main thread
+    loop.add_signal_handler(signal.SIGINT, interrupted)
     try:
         return await runner
     finally:

@@ -82,9 +82,14 @@ class ReplayServer:
                 continue
             if exchange.get("times", 1) <= 0:
                 continue
-            if all(key in query and (value in ("*", query[key])
-                                     or (value.startswith("~") and value[1:] in query[key]))
-                   for key, value in wanted.get("query", {}).items()):
+            if all(
+                key in query
+                and (
+                    value in ("*", query[key])
+                    or (value.startswith("~") and value[1:] in query[key])
+                )
+                for key, value in wanted.get("query", {}).items()
+            ):
                 if "times" in exchange:
                     exchange["times"] -= 1
                 return exchange
@@ -96,24 +101,39 @@ class ReplayServer:
         @app.route("/<path:path>", methods=["GET", "POST"])
         async def answer(path: str) -> Response:
             query = {key: request.args[key] for key in request.args}
-            self.requests.append(Seen(request.method, f"/{path}", query,
-                                      {k.lower(): v for k, v in request.headers.items()}))
+            self.requests.append(
+                Seen(
+                    request.method,
+                    f"/{path}",
+                    query,
+                    {k.lower(): v for k, v in request.headers.items()},
+                )
+            )
             exchange = self._match(request.method, f"/{path}", query)
             if exchange is None:
-                return Response(json.dumps({"message": "Not Found"}), status=404,
-                                content_type="application/json")
+                return Response(
+                    json.dumps({"message": "Not Found"}),
+                    status=404,
+                    content_type="application/json",
+                )
             answer = exchange["response"]
             body = copy.deepcopy(answer.get("body"))
             since = _time(query.get("since"))
             if exchange.get("filter_since") and since is not None and isinstance(body, list):
-                body = [item for item in body
-                        if (_time(_field(item, exchange["filter_since"])) or since) >= since]
-            headers = {key: value.replace("{base}", self.url)
-                       for key, value in answer.get("headers", {}).items()}
+                body = [
+                    item
+                    for item in body
+                    if (_time(_field(item, exchange["filter_since"])) or since) >= since
+                ]
+            headers = {
+                key: value.replace("{base}", self.url)
+                for key, value in answer.get("headers", {}).items()
+            }
             text = answer["text"] if "text" in answer else json.dumps(body)
             headers.setdefault("content-type", "application/json; charset=utf-8")
-            return Response(text.replace("{base}", self.url), status=answer.get("status", 200),
-                            headers=headers)
+            return Response(
+                text.replace("{base}", self.url), status=answer.get("status", 200), headers=headers
+            )
 
         return app
 
@@ -138,3 +158,32 @@ class ReplayServer:
         self._stop.set()
         if self._task is not None:
             await self._task
+
+
+#: The fake clock's start: 2025-06-15, after every recorded object.
+NOW = 1_750_000_000.0
+
+
+class FakeTime:
+    """A connector's clock and sleep: sleeping records the wait and advances the clock."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        """The fake current time."""
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the wait and move the clock on, without waiting."""
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def install_fake_time(connector: Any, monkeypatch: Any) -> FakeTime:
+    """Give a connector instance a fake clock and sleep for one test."""
+    fake = FakeTime()
+    monkeypatch.setattr(connector, "sleep", fake.sleep)
+    monkeypatch.setattr(connector, "clock", fake.clock)
+    return fake

@@ -16,37 +16,18 @@ from sqlalchemy import func, select
 
 from pulse_engine.testing import TenantFixture
 
-from .replay import ReplayServer, load_recording
+from .replay import NOW, FakeTime, ReplayServer, install_fake_time, load_recording
 
-NOW = 1_750_000_000.0  # 2025-06-15: after every recorded object
 FULL = "octocat/Hello-World"
 EXPECTED = {"repositories": 1, "commits": 3, "commit_parents": 4, "pull_requests": 5,
             "reviews": 3, "work_items": 3, "incidents": 1, "deployments": 4}
 
 
-class FakeTime:
-    """The connector's clock and sleep: sleeping records the wait and advances the clock."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake_time(etl: EtlService, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime()
     connector = etl.connectors()["github"]
     assert isinstance(connector, GithubConnector)
-    monkeypatch.setattr(connector, "sleep", fake.sleep)
-    monkeypatch.setattr(connector, "clock", fake.clock)
-    return fake
+    return install_fake_time(connector, monkeypatch)
 
 
 @pytest.fixture

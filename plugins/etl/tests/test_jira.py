@@ -19,8 +19,7 @@ from sqlalchemy import func, select
 
 from pulse_engine.testing import TenantFixture
 
-from .replay import ReplayServer, load_recording
-from .test_github_api import NOW, FakeTime
+from .replay import NOW, FakeTime, ReplayServer, install_fake_time, load_recording
 
 EXPECTED = {"projects": 2, "work_items": 5, "work_item_status_changes": 5, "sprints": 2,
             "incidents": 1, "person_identities": 2}
@@ -28,12 +27,9 @@ EXPECTED = {"projects": 2, "work_items": 5, "work_item_status_changes": 5, "spri
 
 @pytest.fixture
 def fake_time(etl: EtlService, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime()
     connector = etl.connectors()["jira"]
     assert isinstance(connector, JiraConnector)
-    monkeypatch.setattr(connector, "sleep", fake.sleep)
-    monkeypatch.setattr(connector, "clock", fake.clock)
-    return fake
+    return install_fake_time(connector, monkeypatch)
 
 
 @pytest.fixture
