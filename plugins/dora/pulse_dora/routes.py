@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,43 +49,32 @@ def metric_name(raw: str) -> str:
     return name
 
 
-T = TypeVar("T")
-
-
 async def summary_document(
     engine: PulseEngine, tenant_id: str, scope: Scope, benchmark: str
 ) -> dict[str, Any]:
     """Every metric over the window with its level and its change vs the previous window.
 
-    Each aggregate (six metrics, two windows, plus the deployment-day medians) runs
-    concurrently in its own tenant-bound transaction, so PostgreSQL scans with every core
-    and one heavy metric (lead time) does not hold the others up.
+    The metrics are computed concurrently, each in its own tenant-bound transaction, so
+    PostgreSQL scans with every core instead of one query after the other.
     """
     previous = scope.previous()
 
-    async def in_transaction(query: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def one_metric(metric: str) -> dict[str, Any]:
         async with engine.db.tenant_session(tenant_id) as session:
-            return await query(session)
-
-    def aggregate(metric: str, window: Scope) -> Awaitable[dict[str, Any]]:
-        return in_transaction(lambda session: queries.aggregate(session, metric, window))
-
-    current_windows = asyncio.gather(*(aggregate(m, scope) for m in queries.METRICS))
-    previous_windows = asyncio.gather(*(aggregate(m, previous) for m in queries.METRICS))
-    medians = in_transaction(lambda session: queries.median_deployment_days(session, scope))
-    currents, befores, deployment_days = await asyncio.gather(
-        current_windows, previous_windows, medians
-    )
-    metrics: dict[str, Any] = {}
-    for metric, current, before in zip(queries.METRICS, currents, befores, strict=True):
+            current = await queries.aggregate(session, metric, scope)
+            before = await queries.aggregate(session, metric, previous)
+            performance = await _performance(session, metric, scope, current, benchmark)
         for window in (current, before):
             window.pop("start")
             window.pop("end")
         document: dict[str, Any] = {"unit": queries.UNITS[metric], **current}
         document["previous"] = before
         document["change"] = _change(current.get("value"), before.get("value"))
-        document["performance"] = _performance(metric, scope, current, benchmark, deployment_days)
-        metrics[metric] = document
+        document["performance"] = performance
+        return document
+
+    documents = await asyncio.gather(*(one_metric(metric) for metric in queries.METRICS))
+    metrics = dict(zip(queries.METRICS, documents, strict=True))
     return {
         "window": _window(scope),
         "previous_window": _window(previous),
@@ -95,15 +84,11 @@ async def summary_document(
     }
 
 
-def _performance(
-    metric: str,
-    scope: Scope,
-    value: dict[str, Any],
-    benchmark: str,
-    deployment_days: tuple[float, float],
+async def _performance(
+    session: AsyncSession, metric: str, scope: Scope, value: dict[str, Any], benchmark: str
 ) -> dict[str, Any]:
     if metric == "deployment_frequency":
-        per_week, per_month = deployment_days
+        per_week, per_month = await queries.median_deployment_days(session, scope)
         window_days = (scope.end - scope.start).total_seconds() / 86400
         return levels.classify_frequency(
             per_week, per_month, int(value.get("deployment_days") or 0), window_days, benchmark
@@ -224,18 +209,15 @@ def build_blueprint(engine: PulseEngine, settings: DoraSettings) -> Blueprint:
             environments = await _tier_environments(session, tenant_id, tiers, config)
             try:
                 scope = await resolve_scope(
-                    session,
-                    tenant_id,
-                    window_args,
-                    config,
-                    settings,
-                    interval=interval,
+                    session, tenant_id, window_args, config, settings, interval=interval,
                     environments=environments or ["\x00none"],
                 )
             except Problem as problem:
                 raise _gitlab_field(problem) from None
             rows = await queries.series(session, GITLAB_METRICS[metric], scope)
-        return [{"date": row["start"][:10], "value": _gitlab_value(metric, row)} for row in rows]
+        return [
+            {"date": row["start"][:10], "value": _gitlab_value(metric, row)} for row in rows
+        ]
 
     @blueprint.get("/<metric>/drilldown")
     @require_role("viewer")
@@ -248,7 +230,9 @@ def build_blueprint(engine: PulseEngine, settings: DoraSettings) -> Blueprint:
         tenant_id, config = await context()
         async with engine.db.tenant_session(tenant_id) as session:
             scope = await resolve_scope(session, tenant_id, args, config, settings)
-            items, last = await queries.drilldown(session, name, scope, limit=limit, after=after)
+            items, last = await queries.drilldown(
+                session, name, scope, limit=limit, after=after
+            )
         return {
             "metric": name,
             "window": _window(scope),
