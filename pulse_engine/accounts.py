@@ -317,14 +317,39 @@ async def list_users(
     cursor: str | None,
 ) -> Page:
     """Users ordered by email: the actor's tenant, or for a superadmin any tenant or all."""
-    tenant_id = scoped_tenant(actor, tenant_id)
     table = engine.core_tables["users"]
-    query = select(*_user_columns(engine))
+    return await _scoped_page(
+        engine,
+        actor,
+        tenant_id,
+        select(*_user_columns(engine)),
+        table,
+        table.c.email,
+        _user,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+async def _scoped_page(
+    engine: PulseEngine,
+    actor: Principal | None,
+    tenant_id: str | None,
+    query: Any,
+    table: Any,
+    order: Any,
+    to_item: Any,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page:
+    """A page of ``query`` confined to the tenant the actor may list (all, for superadmins)."""
+    tenant_id = scoped_tenant(actor, tenant_id)
     if tenant_id is not None:
         query = query.where(table.c.tenant_id == tenant_id)
     async with engine.db.system_session() as session:
         return await fetch_page(
-            session, query, table.c.email, kind=str, limit=limit, cursor=cursor, to_item=_user
+            session, query, order, kind=str, limit=limit, cursor=cursor, to_item=to_item
         )
 
 
@@ -491,15 +516,18 @@ async def list_api_keys(
     cursor: str | None,
 ) -> Page:
     """API keys (never their secrets): the actor's tenant, or for a superadmin any or all."""
-    tenant_id = scoped_tenant(actor, tenant_id)
     table = engine.core_tables["api_keys"]
-    query = select(*_api_key_columns(engine))
-    if tenant_id is not None:
-        query = query.where(table.c.tenant_id == tenant_id)
-    async with engine.db.system_session() as session:
-        return await fetch_page(
-            session, query, table.c.id, kind=str, limit=limit, cursor=cursor, to_item=_api_key
-        )
+    return await _scoped_page(
+        engine,
+        actor,
+        tenant_id,
+        select(*_api_key_columns(engine)),
+        table,
+        table.c.id,
+        _api_key,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 async def revoke_api_key(

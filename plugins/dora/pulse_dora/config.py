@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
+from pulse_etl.connectors.common import check_patterns
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -28,15 +28,6 @@ class DoraSettings(BaseSettings):
     stale_after_days: int = Field(
         default=30, ge=1, description="Health: a tenant with no deployment for this long is stale."
     )
-
-
-def _check_patterns(patterns: list[str]) -> list[str]:
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise ValueError(f"not a regular expression: {pattern!r} ({error})") from None
-    return patterns
 
 
 class DoraConfig(BaseModel):
@@ -84,7 +75,7 @@ class DoraConfig(BaseModel):
         "production_environment_patterns",
         "hotfix_branch_patterns",
         "hotfix_label_patterns",
-    )(_check_patterns)
+    )(check_patterns)
 
     @field_validator("production_environments")
     @classmethod
