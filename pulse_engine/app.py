@@ -202,6 +202,7 @@ class PulseEngine:
             self.migration_folders,
             self.metadata,
             self.settings.database_app_role,
+            self.db.bulk_role,
         )
 
     async def start(self, *, run_consumers: bool | None = None) -> None:

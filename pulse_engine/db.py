@@ -9,6 +9,9 @@ Two engines share one PostgreSQL database:
   which binds the transaction to one tenant (``pulse.tenant_id``) so that PostgreSQL
   row-level security returns and accepts only that tenant's rows, even for a query that
   forgot its ``WHERE tenant_id = ...``.
+
+A third role, the bulk writer (:mod:`pulse_engine.bulk`), lets tenant sessions ``COPY``
+into tables that opt in; it is created when the owner may grant ``BYPASSRLS``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from pulse_engine.bulk import SESSION_BULK_ROLE, SESSION_TENANT, bulk_role_name
 from pulse_engine.embedded import (
     load_or_create_secret,
     start_embedded_postgres,
@@ -65,6 +70,8 @@ class Database:
         self._owner_sessions: async_sessionmaker[AsyncSession] | None = None
         self._app_sessions: async_sessionmaker[AsyncSession] | None = None
         self._embedded_started = False
+        #: the bulk-writer role, or None where the owner cannot create it
+        self.bulk_role: str | None = None
 
     async def connect(self) -> None:
         """Resolve the database (starting the embedded one if needed), ensure the app role."""
@@ -81,6 +88,7 @@ class Database:
         self._owner_sessions = async_sessionmaker(self.owner_engine, expire_on_commit=False)
         password = self._app_password()
         await self._ensure_app_role(password)
+        self.bulk_role = await self._ensure_bulk_role()
         self.app_url = self.owner_url.set(
             username=self.settings.database_app_role, password=password
         )
@@ -151,6 +159,44 @@ class Database:
             await connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
             await connection.commit()
 
+    async def _ensure_bulk_role(self) -> str | None:
+        """Create or update the bulk-writer role and let the app role switch to it.
+
+        Returns its name, or None (logged) when the owner may not create a ``BYPASSRLS``
+        role; bulk loads then stage their rows instead.
+        """
+        app_role = self.settings.database_app_role
+        role = bulk_role_name(app_role)
+        assert self.owner_engine is not None
+        async with self.owner_engine.connect() as connection:
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext('pulse.app_role'))")
+            )
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+            )
+            verb = "ALTER" if exists else "CREATE"
+            try:
+                await connection.execute(
+                    text(
+                        f'{verb} ROLE "{role}" WITH NOLOGIN NOSUPERUSER BYPASSRLS '
+                        "NOCREATEROLE NOCREATEDB"
+                    )
+                )
+                await connection.execute(text(f'GRANT "{role}" TO "{app_role}"'))
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != "42501":
+                    raise
+                log.warning(
+                    "bulk COPY disabled: the database owner may not create the BYPASSRLS "
+                    "role %s (%s); bulk loads stage their rows instead", role, error.orig
+                )
+                await connection.rollback()
+                return None
+            await connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+            await connection.commit()
+        return role
+
     @asynccontextmanager
     async def tenant_session(self, tenant_id: str | uuid.UUID) -> AsyncIterator[AsyncSession]:
         """A transaction on the app engine bound to one tenant; commits on success.
@@ -166,6 +212,9 @@ class Database:
                 text("SELECT set_config(:name, :tenant, true)"),
                 {"name": TENANT_SETTING, "tenant": tenant},
             )
+            session.info[SESSION_TENANT] = tenant
+            if self.bulk_role is not None:
+                session.info[SESSION_BULK_ROLE] = self.bulk_role
             yield session
 
     @asynccontextmanager

@@ -26,6 +26,8 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pulse_engine.bulk import BULK_COPY_FLAG, GUARD_NAME, GUARD_ROWS
+
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 POLICY_NAME = "pulse_tenant_isolation"
@@ -74,7 +76,11 @@ async def pending_revisions(engine: AsyncEngine, folders: dict[str, Path]) -> di
 
 
 async def upgrade(
-    engine: AsyncEngine, folders: dict[str, Path], metadata: MetaData, app_role: str
+    engine: AsyncEngine,
+    folders: dict[str, Path],
+    metadata: MetaData,
+    app_role: str,
+    bulk_role: str | None = None,
 ) -> None:
     """Apply every plugin's revisions and the tenancy rules, under an advisory lock."""
 
@@ -86,6 +92,8 @@ async def upgrade(
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")
         apply_tenancy_rules(connection, metadata, app_role)
+        if bulk_role is not None:
+            apply_bulk_copy_rules(connection, metadata, bulk_role)
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
@@ -139,6 +147,46 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
         )
     for table_name in private:
         connection.execute(text(f'REVOKE ALL ON "{table_name}" FROM {role}'))
+
+
+_GUARD_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {GUARD_NAME}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE bound uuid := NULLIF(current_setting('pulse.tenant_id', true), '')::uuid;
+BEGIN
+    IF EXISTS (SELECT 1 FROM {GUARD_ROWS} WHERE tenant_id IS DISTINCT FROM bound) THEN
+        RAISE EXCEPTION 'bulk COPY into % of a row of another tenant', TG_TABLE_NAME
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+
+def apply_bulk_copy_rules(connection: Connection, metadata: MetaData, bulk_role: str) -> None:
+    """Let the bulk-writer role insert into opted-in tenant tables, and nothing else.
+
+    Each table marked ``info={"pulse_bulk_copy": True}`` (and having ``tenant_id``) gets
+    ``INSERT`` for the role and the tenant guard: a statement-level trigger that rejects
+    the statement when a row the role inserted names another tenant than the
+    transaction's (see :mod:`pulse_engine.bulk`).
+    """
+    role = f'"{bulk_role}"'
+    literal = "'" + bulk_role.replace("'", "''") + "'"
+    connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
+    connection.execute(text(_GUARD_FUNCTION))
+    for table in metadata.tables.values():
+        if not table.info.get(BULK_COPY_FLAG) or "tenant_id" not in table.c:
+            continue
+        name = f'"{table.name}"'
+        connection.execute(text(f"GRANT INSERT ON {name} TO {role}"))
+        connection.execute(text(f"DROP TRIGGER IF EXISTS {GUARD_NAME} ON {name}"))
+        connection.execute(
+            text(
+                f"CREATE TRIGGER {GUARD_NAME} AFTER INSERT ON {name} "
+                f"REFERENCING NEW TABLE AS {GUARD_ROWS} FOR EACH STATEMENT "
+                f"WHEN (current_user = {literal}) EXECUTE FUNCTION {GUARD_NAME}()"
+            )
+        )
 
 
 async def rls_report(engine: AsyncEngine) -> dict[str, Any]:

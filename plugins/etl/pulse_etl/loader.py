@@ -7,21 +7,21 @@ they carry, the last row of a natural key winning), then written in one of three
 * **small groups** (fewer than ``copy_threshold`` rows): ``INSERT ... VALUES ... ON CONFLICT
   (natural key) DO UPDATE ... WHERE (columns) IS DISTINCT FROM (new values)``, so unchanged
   rows are not rewritten;
-* **large groups**: a binary COPY into a temporary staging table (``ON COMMIT DROP``, only
-  the group's columns, no constraints or indexes), then
-
-  - **first load** when no staged natural key exists in the target yet: one plain
-    ``INSERT ... SELECT`` (no conflict arbitration), inside a savepoint: should a
-    concurrent transaction insert one of the keys meanwhile, the savepoint is rolled back
-    and the upsert below runs instead;
-  - **upsert** otherwise: one ``INSERT ... SELECT ... ON CONFLICT ... DO UPDATE ... WHERE
-    ... IS DISTINCT FROM``, as for small groups.
+* **large groups of new rows** (neither the first nor the last row's natural key is
+  stored yet): one binary ``COPY`` straight into the table through the engine's
+  bulk-writer role (:mod:`pulse_engine.bulk`), which may COPY under row-level security
+  but only insert rows of the session's tenant; a key that turns out to exist (or that a
+  concurrent writer stored meanwhile) makes the COPY fail as a whole, its savepoint is
+  rolled back, and the rows take the next path;
+* **other large groups**: a binary COPY into a temporary staging table (``ON COMMIT DROP``,
+  only the group's columns, no constraints or indexes), then one ``INSERT ... SELECT ...
+  ON CONFLICT ... DO UPDATE ... WHERE ... IS DISTINCT FROM``, as for small groups (a plain
+  ``INSERT ... SELECT`` when none of the staged keys is stored, on databases without the
+  bulk-writer role).
 
 Created and updated rows are counted in the database (``xmax = 0`` of the upserted rows,
-aggregated in the statement; the plain insert's row count), never by returning every row.
-PostgreSQL refuses ``COPY FROM`` into a table under row-level security, hence the staging
-table: everything runs in the caller's tenant-bound session, so row-level security checks
-every row the ``INSERT`` writes.
+aggregated in the statement; the row count of a COPY or plain insert), never by returning
+every row. Everything runs in the caller's tenant-bound session and transaction.
 
 ``synchronous_commit`` is left alone on purpose: the loader also serves webhook deliveries,
 which are acknowledged once committed and never sent again, so an acknowledged batch must
@@ -31,6 +31,7 @@ survive a crash.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +43,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pulse_engine.bulk import SESSION_TENANT, bulk_copy_available, copy_tenant_rows
 from pulse_etl import model
 
 Row = dict[str, Any]
@@ -275,6 +277,10 @@ class Loader:
         created = updated = 0
         for columns, group in groups.items():
             if len(group) >= self.copy_threshold:
+                copied = await self._copied(session, driver, tenant_id, spec, columns, group)
+                if copied is not None:
+                    created += copied
+                    continue
                 counts = await self._staged(driver, tenant_id, spec, columns, group)
             else:
                 counts = await self._values(driver, tenant_id, spec, columns, group)
@@ -309,6 +315,49 @@ class Loader:
             created += int(record[0])
             updated += int(record[1])
         return created, updated
+
+    async def _copied(
+        self, session: AsyncSession, driver: Any, tenant_id: str, spec: EntitySpec,
+        columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+    ) -> int | None:
+        """COPY new ``rows`` straight into the table; None when they must be upserted."""
+        bound = session.info.get(SESSION_TENANT)
+        if not bulk_copy_available(session) or bound != str(uuid.UUID(str(tenant_id))):
+            return None
+        if await self._ends_stored(driver, tenant_id, spec, columns, rows):
+            return None
+        try:
+            return await copy_tenant_rows(session, spec.table.name, columns, rows)
+        except asyncpg.UniqueViolationError:
+            return None
+
+    @staticmethod
+    async def _ends_stored(
+        driver: Any, tenant_id: str, spec: EntitySpec, columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> bool:
+        """Whether the natural key of the first or the last row is already stored.
+
+        Two index probes that send re-runs and overlapping syncs to the upsert at once,
+        instead of through a COPY that would fail on its first stored key.
+        """
+        key = [name for name in spec.key if name != "tenant_id"]
+        positions = [columns.index(name) for name in key]
+        casts = [_cast(spec.table, name) for name in key]
+
+        def probe(offset: int) -> str:
+            matches = " AND ".join(
+                f"{_quote(name)} = CAST(${offset + n} AS {cast})"
+                for n, (name, cast) in enumerate(zip(key, casts, strict=True))
+            )
+            return (
+                f"EXISTS (SELECT 1 FROM {_quote(spec.table.name)} "
+                f"WHERE tenant_id = CAST($1 AS uuid) AND {matches})"
+            )
+
+        values = [rows[0][p] for p in positions] + [rows[-1][p] for p in positions]
+        sql = f"SELECT {probe(2)} OR {probe(2 + len(key))}"
+        return bool(await driver.fetchval(sql, tenant_id, *values))
 
     async def _staged(
         self, driver: Any, tenant_id: str, spec: EntitySpec, columns: Sequence[str],

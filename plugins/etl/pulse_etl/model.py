@@ -39,6 +39,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from pulse_engine.bulk import BULK_COPY_FLAG
+
 #: Namespace of the deterministic ids (uuid5) of source entities.
 ID_NAMESPACE = uuid.UUID("6f1c5a52-3f0e-4d8e-9d0b-4b1b2f7c9a11")
 
@@ -336,6 +338,16 @@ work_item_status_changes = _source_entity(
     Column("to_status", String(100), nullable=False),
     Index("ix_work_item_status_changes_item", "tenant_id", "work_item_id", "changed_at"),
 )
+
+#: The entities the loader writes (in load order: referenced entities first). Each may be
+#: bulk-copied by the engine's bulk-writer role (``pulse_engine.bulk``).
+ENTITY_TABLES: tuple[Table, ...] = (
+    projects, repositories, teams, people, person_identities, team_memberships, commits,
+    commit_parents, pull_requests, reviews, review_comments, deployments,
+    deployment_commits, incidents, sprints, work_items, work_item_status_changes,
+)
+for _table in ENTITY_TABLES:
+    _table.info[BULK_COPY_FLAG] = True
 
 integrations = Table(
     "integrations",

@@ -12,6 +12,7 @@ from pulse_etl.model import stable_id
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select, text
 
+from pulse_engine.bulk import SESSION_BULK_ROLE, bulk_copy_available
 from pulse_engine.testing import TenantFixture
 
 
@@ -109,9 +110,14 @@ async def test_first_load_insert_and_upsert_paths_write_identical_rows(
     parents = [{"repository_id": repository_id, "sha": row["sha"], "position": 0,
                 "parent_sha": f"{i - 1:040x}"} for i, row in enumerate(rows) if i]
     batch = {"commits": rows, "commit_parents": parents}
-    first_load, values_upsert, staged_upsert = [await make_tenant(etl_app) for _ in range(3)]
+    first_load, staged_first_load, values_upsert, staged_upsert = [
+        await make_tenant(etl_app) for _ in range(4)]
     async with etl.engine.db.tenant_session(first_load.id) as session:
+        assert bulk_copy_available(session)
         copied = await Loader(copy_threshold=1).load(session, first_load.id, batch)
+    async with etl.engine.db.tenant_session(staged_first_load.id) as session:
+        del session.info[SESSION_BULK_ROLE]  # as on a database without the bulk role
+        staged_first = await Loader(copy_threshold=1).load(session, staged_first_load.id, batch)
     async with etl.engine.db.tenant_session(values_upsert.id) as session:
         valued = await Loader(copy_threshold=10**9).load(session, values_upsert.id, batch)
     async with etl.engine.db.tenant_session(staged_upsert.id) as session:
@@ -126,13 +132,14 @@ async def test_first_load_insert_and_upsert_paths_write_identical_rows(
             session, staged_upsert.id, {"commits": changed})
     expected = {"commits": {"created": 1200, "updated": 0},
                 "commit_parents": {"created": 1199, "updated": 0}}
-    assert copied == valued == expected
+    assert copied == staged_first == valued == expected
     assert staged == {"commits": {"created": 1199, "updated": 1},
                       "commit_parents": {"created": 1198, "updated": 0}}
     assert restored == {"commits": {"created": 0, "updated": 1}}
     for table in (model.commits, model.commit_parents):
         reference = await _table_rows(etl, first_load.id, table)
         assert len(reference) == expected[table.name]["created"]
+        assert await _table_rows(etl, staged_first_load.id, table) == reference
         assert await _table_rows(etl, values_upsert.id, table) == reference
         assert await _table_rows(etl, staged_upsert.id, table) == reference
 
@@ -151,6 +158,27 @@ async def test_first_load_insert_losing_a_race_falls_back_to_the_upsert(
 
     monkeypatch.setattr(Loader, "_any_stored", staticmethod(nothing_stored))
     rows[0]["message"] = "changed"
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        stats = await loader.load(session, etl_tenant.id, {"commits": rows})
+        count = await session.scalar(select(func.count()).select_from(model.commits))
+    assert stats == {"commits": {"created": 30, "updated": 1}}
+    assert count == 50
+
+
+async def test_a_copy_meeting_a_stored_key_falls_back_to_the_upsert(
+    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository_id = stable_id("repositories", "test", "copy-race")
+    rows = _commits(50, repository_id)
+    loader = Loader(copy_threshold=10)
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        await loader.load(session, etl_tenant.id, {"commits": rows[20:40]})
+
+    async def ends_not_stored(*_args: object) -> bool:  # the probe misses the middle rows
+        return False
+
+    monkeypatch.setattr(Loader, "_ends_stored", staticmethod(ends_not_stored))
+    rows[25]["message"] = "changed"
     async with etl.engine.db.tenant_session(etl_tenant.id) as session:
         stats = await loader.load(session, etl_tenant.id, {"commits": rows})
         count = await session.scalar(select(func.count()).select_from(model.commits))

@@ -1,0 +1,93 @@
+"""Bulk ``COPY`` into tenant tables that row-level security protects.
+
+PostgreSQL refuses ``COPY FROM`` into a table whose row-level security applies to the
+writer, which is every tenant table for the app role. Without help, a bulk load has to
+COPY into a staging table and then ``INSERT ... SELECT``: every row written twice. The
+engine therefore keeps a **bulk-writer role** (``<app role>_bulk``: ``NOLOGIN``,
+``BYPASSRLS``) that the app role may switch to for one statement, and this module does
+that switch around one ``COPY`` inside the caller's tenant-bound transaction.
+
+What keeps tenants apart while it writes:
+
+* the role holds ``INSERT`` and nothing else, and only on tables that opt in with
+  ``info={"pulse_bulk_copy": True}``: it can read no row of any table, and cannot update
+  or delete;
+* the tenant of every copied row is the tenant the session was bound to by
+  :meth:`pulse_engine.db.Database.tenant_session`; callers pass rows without it;
+* in the database, a statement-level trigger on each opted-in table (installed with the
+  tenancy rules, :func:`pulse_engine.migrations.apply_bulk_copy_rules`) rejects the whole
+  statement when any row the bulk role inserted names a tenant other than the
+  transaction's ``pulse.tenant_id``.
+
+Where the role cannot be created (a managed database whose owner may not grant
+``BYPASSRLS``), :func:`bulk_copy_available` is false and callers stage instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+#: ``session.info`` key of the tenant a session is bound to (set by ``tenant_session``).
+SESSION_TENANT = "pulse.tenant_id"
+#: ``session.info`` key of the bulk-writer role, absent when there is none.
+SESSION_BULK_ROLE = "pulse.bulk_role"
+#: ``Table.info`` flag of a tenant table that bulk COPY may write.
+BULK_COPY_FLAG = "pulse_bulk_copy"
+#: Name of the transition table the tenant guard trigger reads.
+GUARD_ROWS = "pulse_bulk_rows"
+#: Name of the guard trigger and of its function.
+GUARD_NAME = "pulse_bulk_tenant_guard"
+
+
+def bulk_role_name(app_role: str) -> str:
+    """The bulk-writer role that belongs to ``app_role``."""
+    return f"{app_role}_bulk"
+
+
+def bulk_copy_available(session: AsyncSession) -> bool:
+    """Whether ``session`` is tenant-bound on a database that has the bulk-writer role."""
+    return bool(session.info.get(SESSION_BULK_ROLE)) and SESSION_TENANT in session.info
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def copy_tenant_rows(
+    session: AsyncSession,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> int:
+    """COPY ``rows`` (values in ``columns`` order, no ``tenant_id``) into ``table``.
+
+    Runs inside the session's transaction, as the bulk-writer role for this one
+    statement, with the session's tenant put first in every row. A failure (a unique
+    violation, say) rolls back to before the COPY, role included, and re-raises, so the
+    caller's transaction stays usable. Returns the number of rows copied.
+
+    :raises RuntimeError: when :func:`bulk_copy_available` is false for ``session``.
+    """
+    if not bulk_copy_available(session):
+        raise RuntimeError("bulk COPY needs a tenant session on a database with the bulk role")
+    role = str(session.info[SESSION_BULK_ROLE])
+    tenant = str(session.info[SESSION_TENANT])
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    records = [(tenant, *row) for row in rows]
+    await driver.execute(f"SAVEPOINT pulse_bulk_copy; SET LOCAL ROLE {_quote(role)}")
+    try:
+        status = await driver.copy_records_to_table(
+            table, records=records, columns=["tenant_id", *columns]
+        )
+    except Exception:
+        await driver.execute(
+            "ROLLBACK TO SAVEPOINT pulse_bulk_copy; RELEASE SAVEPOINT pulse_bulk_copy"
+        )
+        raise
+    await driver.execute("SET LOCAL ROLE NONE; RELEASE SAVEPOINT pulse_bulk_copy")
+    return int(str(status).rsplit(" ", 1)[-1])
