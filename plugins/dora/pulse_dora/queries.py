@@ -161,20 +161,15 @@ def incident_filter(scope: Scope, *, linked: bool, alias: str = "i") -> str:
 
 
 def failure_expression(scope: Scope, alias: str = "d") -> str:
-    """SQL truth of "this successful deployment caused a failure" under the tenant's config."""
-    linked = (
-        f"EXISTS (SELECT 1 FROM dora_incidents li WHERE li.tenant_id = {alias}.tenant_id "
-        f"AND li.deployment_id = {alias}.deployment_id)"
-    )
+    """SQL truth of "this successful deployment caused a failure" under the tenant's config.
+
+    Reads the flags the refresh materialises (:mod:`pulse_dora.refresh`): an incident is
+    linked to it, or (when the tenant counts them) the next deployment of its service and
+    environment failed.
+    """
     if not scope.config.failed_deployment_counts_as_failure:
-        return linked
-    followed = (
-        f"coalesce((SELECT n.result = 'failure' FROM dora_deployments n "
-        f"WHERE n.tenant_id = {alias}.tenant_id AND n.service = {alias}.service "
-        f"AND n.environment = {alias}.environment AND n.finished_at > {alias}.finished_at "
-        "ORDER BY n.finished_at, n.deployment_id LIMIT 1), false)"
-    )
-    return f"({linked} OR {followed})"
+        return f"{alias}.has_incident"
+    return f"({alias}.has_incident OR {alias}.followed_by_failure)"
 
 
 def _metric_sql(metric: str, scope: Scope) -> str:
@@ -292,38 +287,75 @@ async def aggregate(session: AsyncSession, metric: str, scope: Scope) -> dict[st
     return rows[0]
 
 
-_DEPLOY_DAYS = """
+#: The deployment metrics of one window from one scan of the window index: the count,
+#: the failures and rework deployments, the deployment days and (``{medians}``) the
+#: median deployment days per week and per month that the frequency level needs.
+_DEPLOYMENT_TOTALS = """
 WITH w AS (SELECT CAST(:start AS timestamptz) AT TIME ZONE :tz AS local_start,
                   CAST(:end AS timestamptz) AT TIME ZONE :tz AS local_end),
-deploy_days AS (
-    SELECT DISTINCT date_trunc('day', d.finished_at AT TIME ZONE :tz) AS day
+d AS MATERIALIZED (
+    SELECT date_trunc('day', d.finished_at AT TIME ZONE :tz) AS day,
+           {failure} AS failed, d.is_rework
     FROM dora_deployments d WHERE {filter}
 ),
-weeks AS (
-    SELECT g AS period, (SELECT count(*) FROM deploy_days x
-                         WHERE x.day >= g AND x.day < g + interval '7 days') AS days
-    FROM w, generate_series(date_trunc('week', w.local_start),
-                            w.local_end - interval '1 microsecond', interval '7 days') g
-),
-months AS (
-    SELECT g AS period, (SELECT count(*) FROM deploy_days x
-                         WHERE x.day >= g AND x.day < g + interval '1 month') AS days
-    FROM w, generate_series(date_trunc('month', w.local_start),
-                            w.local_end - interval '1 microsecond', interval '1 month') g
-)
-SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY days) FROM weeks) AS per_week,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY days) FROM months) AS per_month
+deploy_days AS MATERIALIZED (SELECT DISTINCT day FROM d)
+SELECT t.n, t.failures, t.rework, (SELECT count(*) FROM deploy_days) AS days, {medians}
+FROM (SELECT count(*) AS n, count(*) FILTER (WHERE failed) AS failures,
+             count(*) FILTER (WHERE is_rework) AS rework FROM d) t
+"""
+
+_MEDIAN_DAYS = """
+(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY (
+    SELECT count(*) FROM deploy_days x WHERE x.day >= g AND x.day < g + interval '{step}'))
+ FROM w, generate_series(date_trunc('{unit}', w.local_start),
+                         w.local_end - interval '1 microsecond', interval '{step}') g)
 """
 
 
-async def median_deployment_days(session: AsyncSession, scope: Scope) -> tuple[float, float]:
-    """The median number of deployment days per week and per month over the window.
+@dataclass(frozen=True)
+class DeploymentTotals:
+    """The deployment metrics of one window (see :func:`deployment_totals`)."""
 
-    One scan of the window's deployments (their distinct local days), then both medians.
+    deployments: int
+    failures: int
+    rework: int
+    deployment_days: int
+    median_days_per_week: float
+    median_days_per_month: float
+
+    def point(self, metric: str, scope: Scope) -> dict[str, Any]:
+        """The whole-window point of a deployment metric, as :func:`series` gives it."""
+        zone = ZoneInfo(scope.tz)
+        hits = self.failures if metric == "change_failure_rate" else self.rework
+        row = {"n": self.deployments, "days": self.deployment_days, "hits": hits}
+        bucket = Bucket(scope.start.astimezone(zone), scope.end.astimezone(zone), row)
+        return point(metric, bucket)
+
+
+async def deployment_totals(
+    session: AsyncSession, scope: Scope, *, medians: bool = False
+) -> DeploymentTotals:
+    """Deployments, failures, rework and deployment days of the window, in one scan.
+
+    :param medians: also compute the median deployment days per week and per month
+        (what the deployment frequency level is judged by); zero otherwise.
     """
-    sql = _DEPLOY_DAYS.format(filter=deployment_filter(scope))
+    if medians:
+        columns = (
+            _MEDIAN_DAYS.format(unit="week", step="7 days") + " AS per_week, "
+            + _MEDIAN_DAYS.format(unit="month", step="1 month") + " AS per_month"
+        )
+    else:
+        columns = "0 AS per_week, 0 AS per_month"
+    sql = _DEPLOYMENT_TOTALS.format(
+        failure=failure_expression(scope), filter=deployment_filter(scope), medians=columns
+    )
     row = (await session.execute(text(sql), _params(scope))).one()
-    return float(row.per_week or 0.0), float(row.per_month or 0.0)
+    return DeploymentTotals(
+        deployments=int(row.n), failures=int(row.failures), rework=int(row.rework),
+        deployment_days=int(row.days), median_days_per_week=float(row.per_week or 0.0),
+        median_days_per_month=float(row.per_month or 0.0),
+    )
 
 
 # --- drill-down ------------------------------------------------------------------------

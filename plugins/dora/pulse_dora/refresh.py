@@ -6,6 +6,9 @@ finished, the changes shipped and the incidents created at or after ``since`` (t
 earliest time a load touched); deployments finished earlier cannot change what later
 rows derive from, and the link window only looks back, so the result equals a full
 refresh. Without ``since`` everything is recomputed (after a configuration change).
+Two flags of older deployments can still change and are re-checked: ``has_incident``
+(for the deployments re-linked or unlinked incidents point to) and ``followed_by_failure``
+(for the latest deployment before ``since`` of each service and environment).
 
 Run it after an ETL load: publish ``{"since": ISO time or null}`` for the tenant on
 :data:`REFRESH_QUEUE`, or call :func:`refresh_tenant`.
@@ -146,9 +149,23 @@ def _change_statements(since: datetime | None) -> list[str]:
 
 
 
+async def _delete_incidents(
+    session: AsyncSession, since: datetime | None, params: dict[str, Any]
+) -> list[str]:
+    """Delete the incidents a refresh recomputes; return the deployments they linked
+    (an incremental refresh re-checks those; a full one re-checks every deployment)."""
+    statement = "DELETE FROM dora_incidents WHERE tenant_id = :tenant"
+    if since is None:
+        await session.execute(text(statement), params)
+        return []
+    result = await session.execute(
+        text(f"{statement} AND created_at >= :since RETURNING deployment_id"), params
+    )
+    return sorted({str(value) for value in result.scalars() if value is not None})
+
+
 def _incident_statements(since: datetime | None) -> list[str]:
     return [
-        "DELETE FROM dora_incidents WHERE tenant_id = :tenant " + _since("created_at", since),
         f"""
         INSERT INTO dora_incidents (tenant_id, incident_id, service, project_id, created_at,
             resolved_at, restore_seconds, deployment_id, deployment_environment, link_reason)
@@ -196,6 +213,66 @@ def _incident_statements(since: datetime | None) -> list[str]:
         ) link ON true
         WHERE i.tenant_id = :tenant {_since("i.created_at_source", since)}
         """,
+    ]
+
+
+_HAS_INCIDENT = """
+UPDATE dora_deployments d SET has_incident = NOT d.has_incident
+WHERE d.tenant_id = :tenant {candidates}
+  AND d.has_incident <> EXISTS (SELECT 1 FROM dora_incidents i
+                                WHERE i.tenant_id = d.tenant_id
+                                  AND i.deployment_id = d.deployment_id)
+"""
+
+#: the deployments whose link may have changed in an incremental refresh: re-inserted
+#: ones, ones linked by re-linked incidents, ones the deleted incident rows linked
+_LINK_CANDIDATES = """
+AND (d.finished_at >= :since
+     OR d.deployment_id = ANY(CAST(:unlinked AS uuid[]))
+     OR d.deployment_id = ANY(ARRAY(
+        SELECT i.deployment_id FROM dora_incidents i
+        WHERE i.tenant_id = :tenant AND i.created_at >= :since
+          AND i.deployment_id IS NOT NULL)))
+"""
+
+_FOLLOWED_BY_FAILURE = """
+UPDATE dora_deployments d SET followed_by_failure = NOT d.followed_by_failure
+FROM (
+    SELECT c.deployment_id, coalesce((
+        SELECT n.result = 'failure' FROM dora_deployments n
+        WHERE n.tenant_id = c.tenant_id AND n.service = c.service
+          AND n.environment = c.environment AND n.finished_at > c.finished_at
+        ORDER BY n.finished_at, n.deployment_id LIMIT 1), false) AS followed
+    FROM dora_deployments c WHERE c.tenant_id = :tenant {candidates}
+) next
+WHERE d.tenant_id = :tenant AND d.deployment_id = next.deployment_id
+  AND d.followed_by_failure <> next.followed
+"""
+
+#: the deployments whose next deployment may have changed in an incremental refresh:
+#: re-inserted ones, and the latest ones before ``since`` of each service and environment
+#: that got a new deployment
+_FOLLOW_CANDIDATES = """
+AND (c.finished_at >= :since OR c.deployment_id = ANY(ARRAY(
+    SELECT p.deployment_id
+    FROM (SELECT DISTINCT service, environment FROM dora_deployments
+          WHERE tenant_id = :tenant AND finished_at >= :since) k
+    JOIN dora_deployments p
+      ON p.tenant_id = :tenant AND p.service = k.service AND p.environment = k.environment
+    WHERE p.finished_at = (SELECT max(q.finished_at) FROM dora_deployments q
+                           WHERE q.tenant_id = :tenant AND q.service = k.service
+                             AND q.environment = k.environment AND q.finished_at < :since))))
+"""
+
+
+def _failure_flag_statements(since: datetime | None) -> list[str]:
+    """Set ``has_incident`` and ``followed_by_failure`` where they may have changed.
+
+    Only rows whose flag differs are written (an unchanged row keeps its tuple).
+    """
+    return [
+        _HAS_INCIDENT.format(candidates=_LINK_CANDIDATES if since is not None else ""),
+        _FOLLOWED_BY_FAILURE.format(candidates=_FOLLOW_CANDIDATES if since is not None else ""),
     ]
 
 
@@ -297,7 +374,9 @@ async def refresh_session(
     changes = await _run(session, _change_statements(since), params)
     # production is resolved against the deployments just written
     params["environments"] = await production_environments(session, tenant_id, config)
+    params["unlinked"] = await _delete_incidents(session, since, params)
     incidents = await _run(session, _incident_statements(since), params)
+    await _run(session, _failure_flag_statements(since), params)
     reworked = 0
     for statement in _rework_statements(since):
         reworked += await _run(session, [statement], params)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from quart import Blueprint, request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,8 @@ from pulse_engine.tenancy import current_tenant_id
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
 
+_T = TypeVar("_T")
+
 #: GitLab's metric names and the Pulse metric each maps to.
 GITLAB_METRICS = {
     "deployment_frequency": "deployment_frequency",
@@ -49,32 +51,57 @@ def metric_name(raw: str) -> str:
     return name
 
 
+#: The metrics the summary computes from one scan of the deployments of each window.
+DEPLOYMENT_METRICS = ("deployment_frequency", "change_failure_rate", "deployment_rework_rate")
+
+
 async def summary_document(
     engine: PulseEngine, tenant_id: str, scope: Scope, benchmark: str
 ) -> dict[str, Any]:
     """Every metric over the window with its level and its change vs the previous window.
 
-    The metrics are computed concurrently, each in its own tenant-bound transaction, so
-    PostgreSQL scans with every core instead of one query after the other.
+    Five reads run concurrently, each in its own tenant-bound transaction, so PostgreSQL
+    scans with every core: the deployment totals of each window (one scan gives three
+    metrics, and the current one the deployment-day medians), the lead time of each
+    window, and the incident metrics of both windows.
     """
     previous = scope.previous()
 
-    async def one_metric(metric: str) -> dict[str, Any]:
+    async def read(work: Callable[[AsyncSession], Awaitable[_T]]) -> _T:
         async with engine.db.tenant_session(tenant_id) as session:
-            current = await queries.aggregate(session, metric, scope)
-            before = await queries.aggregate(session, metric, previous)
-            performance = await _performance(session, metric, scope, current, benchmark)
+            return await work(session)
+
+    async def incident_points(session: AsyncSession) -> dict[str, list[dict[str, Any]]]:
+        return {
+            metric: [await queries.aggregate(session, metric, window)
+                     for window in (scope, previous)]
+            for metric in ("failed_deployment_recovery_time", "time_to_restore_service")
+        }
+
+    totals, totals_before, lead, lead_before, incidents = await asyncio.gather(
+        read(lambda session: queries.deployment_totals(session, scope, medians=True)),
+        read(lambda session: queries.deployment_totals(session, previous)),
+        read(lambda session: queries.aggregate(session, "lead_time_for_changes", scope)),
+        read(lambda session: queries.aggregate(session, "lead_time_for_changes", previous)),
+        read(incident_points),
+    )
+    windows: dict[str, list[dict[str, Any]]] = {
+        "lead_time_for_changes": [lead, lead_before],
+        **incidents,
+        **{metric: [totals.point(metric, scope), totals_before.point(metric, previous)]
+           for metric in DEPLOYMENT_METRICS},
+    }
+    metrics: dict[str, Any] = {}
+    for metric in queries.METRICS:
+        current, before = windows[metric]
         for window in (current, before):
             window.pop("start")
             window.pop("end")
         document: dict[str, Any] = {"unit": queries.UNITS[metric], **current}
         document["previous"] = before
         document["change"] = _change(current.get("value"), before.get("value"))
-        document["performance"] = performance
-        return document
-
-    documents = await asyncio.gather(*(one_metric(metric) for metric in queries.METRICS))
-    metrics = dict(zip(queries.METRICS, documents, strict=True))
+        document["performance"] = _performance(metric, scope, current, totals, benchmark)
+        metrics[metric] = document
     return {
         "window": _window(scope),
         "previous_window": _window(previous),
@@ -84,14 +111,15 @@ async def summary_document(
     }
 
 
-async def _performance(
-    session: AsyncSession, metric: str, scope: Scope, value: dict[str, Any], benchmark: str
+def _performance(
+    metric: str, scope: Scope, value: dict[str, Any], totals: queries.DeploymentTotals,
+    benchmark: str,
 ) -> dict[str, Any]:
     if metric == "deployment_frequency":
-        per_week, per_month = await queries.median_deployment_days(session, scope)
         window_days = (scope.end - scope.start).total_seconds() / 86400
         return levels.classify_frequency(
-            per_week, per_month, int(value.get("deployment_days") or 0), window_days, benchmark
+            totals.median_days_per_week, totals.median_days_per_month,
+            totals.deployment_days, window_days, benchmark,
         )
     if metric == "change_failure_rate":
         return levels.classify_failure_rate(value.get("value"), benchmark)

@@ -3,8 +3,9 @@
 They are recomputed by :mod:`pulse_dora.refresh` after ETL loads, from pulse-etl's tables
 and the tenant's DORA configuration, so that every metric is one range scan of one index:
 
-* ``dora_deployments``: every finished deployment with its project and whether it is a
-  rework (hotfix) deployment;
+* ``dora_deployments``: every finished deployment with its project, whether it is a
+  rework (hotfix) deployment, whether an incident is linked to it and whether the next
+  deployment of its service and environment failed;
 * ``dora_changes``: every change with the first successful deployment that shipped it, per
   environment, and its lead time;
 * ``dora_incidents``: every incident with its service's project, its restore time and the
@@ -55,11 +56,14 @@ dora_deployments = Table(
     _time("started_at"),
     _time("finished_at", nullable=False),
     Column("is_rework", Boolean, nullable=False, server_default=text("false")),
+    Column("has_incident", Boolean, nullable=False, server_default=text("false")),
+    Column("followed_by_failure", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("tenant_id", "deployment_id"),
     Index(
         "ix_dora_deployments_window",
         "tenant_id", "environment", "finished_at",
-        postgresql_include=["result", "project_id", "repository_id", "is_rework"],
+        postgresql_include=["result", "project_id", "repository_id", "is_rework",
+                            "has_incident", "followed_by_failure"],
     ),
     Index(
         "ix_dora_deployments_service",

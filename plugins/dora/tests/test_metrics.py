@@ -112,6 +112,21 @@ async def test_summary_of_every_metric(rows: Rows, dora_tenant: TenantFixture) -
     assert (rework["rework_deployments"], rework["deployments"]) == (1, 3)
 
 
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+async def test_summary_equals_the_whole_window_series(
+    rows: Rows, dora_tenant: TenantFixture, tz: str
+) -> None:
+    await core_scenario(rows)
+    window = {"start": "2024-01-02", "end": "2024-03-15", "tz": tz}  # spans a DST change
+    body = await ok(dora_tenant, "summary", **window)
+    for metric, summary in body["metrics"].items():
+        series = await ok(dora_tenant, metric, interval="all", **window)
+        point = series["points"][0]
+        assert {k: v for k, v in point.items() if k not in ("start", "end")} == {
+            k: v for k, v in summary.items()
+            if k not in ("unit", "previous", "change", "performance")}, metric
+
+
 async def test_performance_levels_and_previous_window(
     rows: Rows, dora_tenant: TenantFixture
 ) -> None:
@@ -368,3 +383,43 @@ async def test_incremental_refresh_equals_full(rows: Rows, dora_tenant: TenantFi
     assert incremental == full
     assert full["metrics"]["deployment_frequency"]["sample_size"] == 4
     assert full["metrics"]["change_failure_rate"]["failed_deployments"] == 3
+
+
+async def _failure_flags(rows: Rows) -> dict[str, tuple[bool, bool]]:
+    from sqlalchemy import text
+
+    async with rows.engine.db.tenant_session(rows.tenant_id) as session:
+        result = await session.execute(text(
+            "SELECT deployment_id::text, has_incident, followed_by_failure "
+            "FROM dora_deployments WHERE environment = 'production'"))
+        return {deployment: (linked, followed) for deployment, linked, followed in result.all()}
+
+
+async def test_incremental_refresh_rechecks_failure_flags_of_older_deployments(
+    rows: Rows, dora_tenant: TenantFixture
+) -> None:
+    response = await dora_tenant.admin_client.put(
+        f"/api/v1/admin/tenants/{dora_tenant.id}/plugins/dora",
+        json={"enabled": True, "config": {"failed_deployment_counts_as_failure": True}},
+    )
+    assert response.status_code == 200
+    scenario = await core_scenario(rows, incidents=False)
+    await rows.incident("api", "2024-01-12 00:00", "2024-01-12 01:00")
+    await rows.refresh()
+    assert (await _failure_flags(rows))[scenario.d4] == (True, False)
+    # a later load, from Jan 11: a failed deployment right after D4, then a successful
+    # one that the incident (Jan 12) now links to instead of D4
+    d6 = await rows.deployment(scenario.repository, "api", "2024-01-11 00:00",
+                               result="failure")
+    c5 = await rows.commit(scenario.repository, "2024-01-11 01:00")
+    d5 = await rows.deployment(scenario.repository, "api", "2024-01-11 06:00", shas=(c5,))
+    await rows.refresh(since=at("2024-01-11 00:00"))
+    incremental = await _failure_flags(rows)
+    assert (incremental[scenario.d4], incremental[d6], incremental[d5]) == (
+        (False, True), (False, False), (True, False))
+    assert incremental[scenario.d1] == (False, True)  # followed by the failed D2
+    body = await ok(dora_tenant, "change_failure_rate", interval="all", **JANUARY)
+    # D1 and D4 are followed by failures, D5 has the incident; D3 is clean
+    assert (body["points"][0]["failed_deployments"], body["points"][0]["deployments"]) == (3, 4)
+    await rows.refresh()
+    assert await _failure_flags(rows) == incremental
