@@ -186,6 +186,35 @@ async def test_a_copy_meeting_a_stored_key_falls_back_to_the_upsert(
     assert count == 50
 
 
+async def test_only_new_rows_are_copied_and_a_rerun_goes_straight_to_the_upsert(
+    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pulse_etl import loader as loader_module
+
+    copied: list[int] = []
+    real_copy = loader_module.copy_tenant_rows
+
+    async def counting_copy(session: object, table: str, columns: object, rows: list) -> int:
+        copied.append(len(rows))
+        return await real_copy(session, table, columns, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader_module, "copy_tenant_rows", counting_copy)
+    repository_id = stable_id("repositories", "test", "rerun")
+    rows = _commits(40, repository_id)
+    loader = Loader(copy_threshold=10)
+    for expected_copies, expected in ((1, {"created": 40, "updated": 0}),
+                                      (1, {"created": 0, "updated": 0})):
+        async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+            stats = await loader.load(session, etl_tenant.id, {"commits": rows})
+        assert stats == {"commits": expected}
+        assert len(copied) == expected_copies
+    more = _commits(80, repository_id)[40:]
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        stats = await loader.load(session, etl_tenant.id, {"commits": more})
+    assert stats == {"commits": {"created": 40, "updated": 0}}
+    assert copied == [40, 40]
+
+
 async def test_rows_must_not_name_a_tenant_and_need_their_key(
     etl: EtlService, etl_tenant: TenantFixture
 ) -> None:
