@@ -1,4 +1,4 @@
-"""Bulk ``COPY`` into tenant tables that row-level security protects.
+"""Bulk writes into tenant tables: ``COPY`` under row-level security, and fresh statistics.
 
 PostgreSQL refuses ``COPY FROM`` into a table whose row-level security applies to the
 writer, which is every tenant table for the app role. Without help, a bulk load has to
@@ -21,6 +21,12 @@ What keeps tenants apart while it writes:
 
 Where the role cannot be created (a managed database whose owner may not grant
 ``BYPASSRLS``), :func:`bulk_copy_available` is false and callers stage instead.
+
+After writing many rows, queries later in the same transaction are planned on statistics
+that do not know them yet (an index lookup turns into a scan, or the reverse), and the
+app role may not ``ANALYZE``. :func:`analyze_tables` asks the owner's ``pulse_analyze``
+function (``SECURITY DEFINER``, tenant tables only) to, inside the caller's transaction,
+where ``ANALYZE`` counts the transaction's own new rows.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ BULK_COPY_FLAG = "pulse_bulk_copy"
 GUARD_ROWS = "pulse_bulk_rows"
 #: Name of the guard trigger and of its function.
 GUARD_NAME = "pulse_bulk_tenant_guard"
+#: Name of the owner's function that analyzes a tenant table for the app role.
+ANALYZE_FUNCTION = "pulse_analyze"
 
 
 def bulk_role_name(app_role: str) -> str:
@@ -91,3 +99,19 @@ async def copy_tenant_rows(
         raise
     await driver.execute("SET LOCAL ROLE NONE; RELEASE SAVEPOINT pulse_bulk_copy")
     return int(str(status).rsplit(" ", 1)[-1])
+
+
+async def analyze_tables(session: AsyncSession, tables: Sequence[str]) -> list[str]:
+    """Refresh the planner statistics of tenant ``tables`` inside the session's transaction.
+
+    A table another transaction is analyzing right now is skipped (its statistics are
+    being refreshed anyway); returns the tables analyzed.
+    """
+    analyzed = []
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    for table in tables:
+        if await driver.fetchval(f"SELECT {ANALYZE_FUNCTION}($1::regclass)", _quote(table)):
+            analyzed.append(table)
+    return analyzed

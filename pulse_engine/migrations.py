@@ -26,7 +26,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pulse_engine.bulk import BULK_COPY_FLAG, GUARD_NAME, GUARD_ROWS
+from pulse_engine.bulk import ANALYZE_FUNCTION, BULK_COPY_FLAG, GUARD_NAME, GUARD_ROWS
 
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -147,6 +147,33 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
         )
     for table_name in private:
         connection.execute(text(f'REVOKE ALL ON "{table_name}" FROM {role}'))
+    connection.execute(text(_ANALYZE_FUNCTION))
+    connection.execute(text(f"REVOKE ALL ON FUNCTION {ANALYZE_FUNCTION}(regclass) FROM PUBLIC"))
+    connection.execute(text(f"GRANT EXECUTE ON FUNCTION {ANALYZE_FUNCTION}(regclass) TO {role}"))
+
+
+#: ``pulse_analyze(table)``: ANALYZE a tenant table of ``public`` as its owner, for the app
+#: role (:func:`pulse_engine.bulk.analyze_tables`); false when another transaction holds
+#: the table's analyze lock (waits at most 100 ms for it).
+_ANALYZE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {ANALYZE_FUNCTION}(target regclass) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public
+SET lock_timeout = '100ms' AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid
+        WHERE c.oid = target AND n.nspname = 'public' AND c.relkind = 'r'
+          AND a.attname = 'tenant_id' AND NOT a.attisdropped
+    ) THEN
+        RAISE EXCEPTION 'not a tenant table: %', target USING ERRCODE = '42501';
+    END IF;
+    EXECUTE format('ANALYZE %s', target);
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END $$
+"""
 
 
 _GUARD_FUNCTION = f"""

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, tenant_config
+from pulse_engine.bulk import analyze_tables
 from pulse_engine.queue import Consumer, Message
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Queue on which a refresh is requested (message tenant = the tenant, body ``{"since"}``).
 REFRESH_QUEUE = "dora.refresh"
+
+#: Rows one refresh statement writes from which the table's statistics are refreshed.
+ANALYZE_AFTER_ROWS = 10_000
 
 #: Cache tag of every cached DORA answer; dropped for a tenant after each refresh.
 DORA_CACHE_TAG = "dora.data"
@@ -356,6 +360,17 @@ async def _run(session: AsyncSession, statements: list[str], params: dict[str, A
     return count
 
 
+async def _analyze_if_grown(session: AsyncSession, table: str, written: int) -> None:
+    """Refresh ``table``'s statistics after a statement rewrote many of its rows.
+
+    The statements that follow join what was just written; planned on statistics that
+    predate it (a table thought empty), they pick plans that take minutes instead of
+    seconds.
+    """
+    if written >= ANALYZE_AFTER_ROWS:
+        await analyze_tables(session, [table])
+
+
 async def refresh_session(
     session: AsyncSession, tenant_id: str, config: DoraConfig, since: datetime | None = None
 ) -> RefreshStats:
@@ -371,11 +386,14 @@ async def refresh_session(
         {"tenant": tenant_id},
     )
     deployments = await _run(session, _deployment_statements(since), params)
+    await _analyze_if_grown(session, "dora_deployments", deployments)
     changes = await _run(session, _change_statements(since), params)
+    await _analyze_if_grown(session, "dora_changes", changes)
     # production is resolved against the deployments just written
     params["environments"] = await production_environments(session, tenant_id, config)
     params["unlinked"] = await _delete_incidents(session, since, params)
     incidents = await _run(session, _incident_statements(since), params)
+    await _analyze_if_grown(session, "dora_incidents", incidents)
     await _run(session, _failure_flag_statements(since), params)
     reworked = 0
     for statement in _rework_statements(since):

@@ -423,3 +423,23 @@ async def test_incremental_refresh_rechecks_failure_flags_of_older_deployments(
     assert (body["points"][0]["failed_deployments"], body["points"][0]["deployments"]) == (3, 4)
     await rows.refresh()
     assert await _failure_flags(rows) == incremental
+
+
+async def test_a_refresh_that_rewrites_many_rows_analyzes_what_it_wrote(
+    rows: Rows, dora_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pulse_dora import refresh
+
+    analyzed: list[str] = []
+    real = refresh.analyze_tables
+
+    async def recording(session: Any, tables: list[str]) -> list[str]:
+        analyzed.extend(await real(session, tables))
+        return list(tables)
+
+    monkeypatch.setattr(refresh, "ANALYZE_AFTER_ROWS", 1)
+    monkeypatch.setattr(refresh, "analyze_tables", recording)
+    await core_scenario(rows)
+    assert analyzed == ["dora_deployments", "dora_changes", "dora_incidents"]
+    body = await ok(dora_tenant, "summary", **JANUARY)
+    assert body["metrics"]["change_failure_rate"]["failed_deployments"] == 2
