@@ -154,11 +154,12 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
 
 #: ``pulse_analyze(table)``: ANALYZE a tenant table of ``public`` as its owner, for the app
 #: role (:func:`pulse_engine.bulk.analyze_tables`); false when another transaction holds
-#: the table's analyze lock (waits at most 100 ms for it).
+#: the table's analyze lock (waits at most 2 s for it: longer than ``deadlock_timeout``,
+#: after which an autovacuum holding the lock is cancelled in our favour).
 _ANALYZE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {ANALYZE_FUNCTION}(target regclass) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public
-SET lock_timeout = '100ms' AS $$
+SET lock_timeout = '2s' AS $$
 BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

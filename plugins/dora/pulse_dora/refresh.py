@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 #: Queue on which a refresh is requested (message tenant = the tenant, body ``{"since"}``).
 REFRESH_QUEUE = "dora.refresh"
 
+#: Memory each sort or hash of a refresh may use before spilling to disk (this transaction
+#: only): a full refresh joins millions of deployment, commit and change rows.
+REFRESH_WORK_MEM = "64MB"
+
 #: Rows one refresh statement writes from which the table's statistics are refreshed.
 ANALYZE_AFTER_ROWS = 10_000
 
@@ -203,14 +207,21 @@ def _incident_statements(since: datetime | None) -> list[str]:
                   AND c.environment = ANY(CAST(:environments AS text[]))
                 UNION ALL
                 -- 3. the latest successful production deployment of the service within
-                --    the tenant's link window before the incident started
-                SELECT d.deployment_id, d.environment, 'latest_deployment', 3, d.finished_at
-                FROM dora_deployments d
-                WHERE d.tenant_id = i.tenant_id AND d.service = scope.service
-                  AND d.result = 'success'
-                  AND d.environment = ANY(CAST(:environments AS text[]))
-                  AND d.finished_at <= i.created_at_source
-                  AND d.finished_at > i.created_at_source - CAST(:link_window AS interval)
+                --    the tenant's link window before the incident started (per production
+                --    environment a backward walk of the service index that stops at the
+                --    first match, whatever the statistics say)
+                SELECT latest.deployment_id, latest.environment, 'latest_deployment', 3,
+                       latest.finished_at
+                FROM unnest(CAST(:environments AS text[])) AS production(name)
+                CROSS JOIN LATERAL (
+                    SELECT d.deployment_id, d.environment, d.finished_at
+                    FROM dora_deployments d
+                    WHERE d.tenant_id = i.tenant_id AND d.service = scope.service
+                      AND d.environment = production.name AND d.result = 'success'
+                      AND d.finished_at <= i.created_at_source
+                      AND d.finished_at > i.created_at_source - CAST(:link_window AS interval)
+                    ORDER BY d.finished_at DESC, d.deployment_id LIMIT 1
+                ) latest
             ) linked
             ORDER BY linked.rank, linked.finished_at DESC, linked.deployment_id
             LIMIT 1
@@ -312,10 +323,11 @@ def _rework_statements(since: datetime | None) -> list[str]:
             SELECT DISTINCT hit.deployment_id
             FROM dora_incidents di
             JOIN incidents i ON i.tenant_id = di.tenant_id AND i.id = di.incident_id
+            CROSS JOIN unnest(CAST(:environments AS text[])) AS production(name)
             CROSS JOIN LATERAL (
                 SELECT d.deployment_id FROM dora_deployments d
                 WHERE d.tenant_id = di.tenant_id AND d.service = di.service
-                  AND d.environment = ANY(CAST(:environments AS text[]))
+                  AND d.environment = production.name
                   AND d.finished_at >= di.created_at
                   AND d.finished_at < coalesce(di.resolved_at, 'infinity')
                   {deployed_after}
@@ -384,6 +396,9 @@ async def refresh_session(
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext('pulse_dora.refresh:' || :tenant))"),
         {"tenant": tenant_id},
+    )
+    await session.execute(
+        text("SELECT set_config('work_mem', :work_mem, true)"), {"work_mem": REFRESH_WORK_MEM}
     )
     deployments = await _run(session, _deployment_statements(since), params)
     await _analyze_if_grown(session, "dora_deployments", deployments)
