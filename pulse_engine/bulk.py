@@ -31,7 +31,7 @@ where ``ANALYZE`` counts the transaction's own new rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,14 +68,16 @@ async def copy_tenant_rows(
     session: AsyncSession,
     table: str,
     columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
+    rows: Iterable[tuple[Any, ...]],
 ) -> int:
     """COPY ``rows`` (values in ``columns`` order, no ``tenant_id``) into ``table``.
 
     Runs inside the session's transaction, as the bulk-writer role for this one
-    statement, with the session's tenant put first in every row. A failure (a unique
-    violation, say) rolls back to before the COPY, role included, and re-raises, so the
-    caller's transaction stays usable. Returns the number of rows copied.
+    statement, with the session's tenant put first in every row. ``rows`` is consumed
+    while the COPY streams (a generator's work overlaps with the database's). A failure (a
+    unique violation, or an exception raised by ``rows``) rolls back to before the COPY,
+    role included, and re-raises, so the caller's transaction stays usable. Returns the
+    number of rows copied.
 
     :raises RuntimeError: when :func:`bulk_copy_available` is false for ``session``.
     """
@@ -86,7 +88,7 @@ async def copy_tenant_rows(
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
-    records = [(tenant, *row) for row in rows]
+    records = ((tenant, *row) for row in rows)
     await driver.execute(f"SAVEPOINT pulse_bulk_copy; SET LOCAL ROLE {_quote(role)}")
     try:
         status = await driver.copy_records_to_table(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
@@ -235,6 +235,10 @@ def _upsert_sql(spec: EntitySpec, columns: Sequence[str], source: str) -> str:
     )
 
 
+class _MixedColumns(Exception):
+    """Rows of one batch carry different column sets (they are grouped instead)."""
+
+
 class Loader:
     """Writes batches of unified-model rows for one tenant.
 
@@ -272,15 +276,14 @@ class Loader:
         does not know, and those keep their stored values); within a group the last row
         of a natural key wins.
         """
-        groups = group_rows(spec, rows)
         driver = await _driver(session)
+        if len(rows) >= self.copy_threshold:
+            copied = await self._copied(session, driver, tenant_id, spec, rows)
+            if copied is not None:
+                return copied, 0
         created = updated = 0
-        for columns, group in groups.items():
+        for columns, group in group_rows(spec, rows).items():
             if len(group) >= self.copy_threshold:
-                copied = await self._copied(session, driver, tenant_id, spec, columns, group)
-                if copied is not None:
-                    created += copied
-                    continue
                 counts = await self._staged(driver, tenant_id, spec, columns, group)
             else:
                 counts = await self._values(driver, tenant_id, spec, columns, group)
@@ -318,17 +321,37 @@ class Loader:
 
     async def _copied(
         self, session: AsyncSession, driver: Any, tenant_id: str, spec: EntitySpec,
-        columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[Row],
     ) -> int | None:
-        """COPY new ``rows`` straight into the table; None when they must be upserted."""
+        """COPY ``rows``, all new and of one column set, straight into the table.
+
+        Rows become tuples while the COPY streams, so that work overlaps with the
+        database's. Returns None, having written nothing, when the rows must take the
+        grouping paths instead: no bulk-writer role, a stored natural key at either end,
+        rows of several column sets, or a key stored meanwhile or twice in the batch.
+        """
         bound = session.info.get(SESSION_TENANT)
         if not bulk_copy_available(session) or bound != str(uuid.UUID(str(tenant_id))):
             return None
-        if await self._ends_stored(driver, tenant_id, spec, columns, rows):
+        names = rows[0].keys()
+        if rows[-1].keys() != names:
             return None
+        layout = _layout(spec, tuple(rows[0]))
+        values = layout.values
+        if await self._ends_stored(
+            driver, tenant_id, spec, layout.columns, (values(rows[0]), values(rows[-1]))
+        ):
+            return None
+
+        def records() -> Iterator[tuple[Any, ...]]:
+            for row in rows:
+                if row.keys() != names:
+                    raise _MixedColumns
+                yield values(row)
+
         try:
-            return await copy_tenant_rows(session, spec.table.name, columns, rows)
-        except asyncpg.UniqueViolationError:
+            return await copy_tenant_rows(session, spec.table.name, layout.columns, records())
+        except (asyncpg.UniqueViolationError, _MixedColumns):
             return None
 
     @staticmethod

@@ -80,6 +80,24 @@ async def test_a_failed_copy_leaves_the_transaction_usable(
     assert await _stored_commits(etl, etl_tenant.id) == {etl_tenant.id: 10}
 
 
+async def test_rows_that_raise_midway_leave_nothing_behind(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    class Broken(Exception):
+        pass
+
+    def rows() -> Any:
+        yield from _rows(500, "half")
+        raise Broken
+
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        with pytest.raises(Broken):
+            await copy_tenant_rows(session, "commits", COLUMNS, rows())
+        assert await session.scalar(text("SELECT count(*) FROM commits")) == 0
+        assert await copy_tenant_rows(session, "commits", COLUMNS, _rows(2, "after")) == 2
+    assert await _stored_commits(etl, etl_tenant.id) == {etl_tenant.id: 2}
+
+
 async def test_copy_needs_a_tenant_session(etl: EtlService) -> None:
     async with etl.engine.db.system_session() as session:
         assert not bulk_copy_available(session)

@@ -194,9 +194,10 @@ async def test_only_new_rows_are_copied_and_a_rerun_goes_straight_to_the_upsert(
     copied: list[int] = []
     real_copy = loader_module.copy_tenant_rows
 
-    async def counting_copy(session: object, table: str, columns: object, rows: list) -> int:
-        copied.append(len(rows))
-        return await real_copy(session, table, columns, rows)  # type: ignore[arg-type]
+    async def counting_copy(session: object, table: str, columns: object, rows: object) -> int:
+        count = await real_copy(session, table, columns, rows)  # type: ignore[arg-type]
+        copied.append(count)
+        return count
 
     monkeypatch.setattr(loader_module, "copy_tenant_rows", counting_copy)
     repository_id = stable_id("repositories", "test", "rerun")
@@ -213,6 +214,28 @@ async def test_only_new_rows_are_copied_and_a_rerun_goes_straight_to_the_upsert(
         stats = await loader.load(session, etl_tenant.id, {"commits": more})
     assert stats == {"commits": {"created": 40, "updated": 0}}
     assert copied == [40, 40]
+
+
+async def test_duplicates_and_mixed_columns_in_a_new_batch_are_grouped_instead(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    repository_id = stable_id("repositories", "test", "mixed")
+    rows = _commits(30, repository_id)
+    duplicate = {**rows[3], "message": "the last one wins"}
+    partial = {k: v for k, v in _commits(31, repository_id)[30].items() if k != "message"}
+    loader = Loader(copy_threshold=10)
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        stats = await loader.load(session, etl_tenant.id, {"commits": [*rows, duplicate]})
+        assert stats == {"commits": {"created": 30, "updated": 0}}
+        more = _commits(60, repository_id)[31:]
+        stats = await loader.load(session, etl_tenant.id,
+                                  {"commits": [*more[:10], partial, *more[10:]]})
+        assert stats == {"commits": {"created": 30, "updated": 0}}
+        messages = dict((await session.execute(
+            select(model.commits.c.sha, model.commits.c.message))).all())
+    assert len(messages) == 60
+    assert messages[rows[3]["sha"]] == "the last one wins"
+    assert messages[partial["sha"]] is None
 
 
 async def test_rows_must_not_name_a_tenant_and_need_their_key(
