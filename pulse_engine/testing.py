@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from quart.testing.app import TestApp
 from sqlalchemy import insert
 
 from pulse_engine.app import PulseEngine, create_app
@@ -75,6 +76,10 @@ def pulse_settings(pulse_database_url: str, tmp_path: Path) -> Settings:
     return make_settings(pulse_database_url, tmp_path)
 
 
+#: Seconds a test app may take to start or to stop.
+APP_LIFECYCLE_TIMEOUT = 60
+
+
 @asynccontextmanager
 async def running_app(
     settings: Settings,
@@ -82,9 +87,14 @@ async def running_app(
     plugins: dict[str, object] | None = None,
     load_entry_points: bool = True,
 ) -> AsyncIterator[Quart]:
-    """Build an app and run its startup and shutdown around the block."""
+    """Build an app and run its startup and shutdown around the block.
+
+    Startup (migrations) and shutdown (in-flight queue handlers get up to 10 s) may take
+    longer than Quart's default 6 s on a busy machine; allow a minute.
+    """
     app = create_app(settings, plugins=plugins, load_entry_points=load_entry_points)
-    async with app.test_app():
+    async with TestApp(app, startup_timeout=APP_LIFECYCLE_TIMEOUT,
+                       shutdown_timeout=APP_LIFECYCLE_TIMEOUT):
         yield app
 
 
