@@ -167,8 +167,13 @@ def test_row_builder_ids_and_identities() -> None:
     assert rows["commits"][2]["pull_request_number"] == 7
     assert [(p["sha"], p["parent_sha"]) for p in rows["commit_parents"]] == [
         (commits[1].sha, commits[0].sha), (commits[2].sha, commits[1].sha)]
-    # the next batch reuses the identities: same rows, same ids
-    assert builder.rows(commits[:1], None)["person_identities"] == rows["person_identities"]
+    # the next batch reuses the identities, whose rows the first batch carries already
+    later = builder.rows(commits[:1], None)
+    assert later["person_identities"] == [] and later["people"] == []
+    assert later["commits"][0]["author_identity_id"] == identity_id
+    # a new builder (a new run, after a failed one) writes them again
+    again = RowBuilder(repository_id).rows(commits[:1], None)
+    assert again["person_identities"] == rows["person_identities"]
 
 
 async def test_prefetch_hands_over_errors_and_closes_early() -> None:

@@ -429,8 +429,10 @@ class RowBuilder:
     """Builds the model rows of parsed commits of one repository.
 
     The ids of identities and people (uuid5 hashes) are computed once per distinct author
-    or committer and reused for every commit and batch of the run; commit ids are hashed
-    from a SHA-1 state primed with the constant part of their name.
+    or committer and reused for every commit and batch of the run, and their rows go into
+    the first batch that needs them only (batches are committed in order, and a run that
+    fails starts again with a new builder); commit ids are hashed from a SHA-1 state
+    primed with the constant part of their name.
 
     :param repository_id: the repository the commits belong to.
     """
@@ -442,6 +444,8 @@ class RowBuilder:
             ID_NAMESPACE.bytes + f"commits\x1f{repository_id}\x1f".encode()
         )
         self._identities: dict[tuple[str, str], tuple[str, Row, Row]] = {}
+        #: identities (and their people) already in an earlier batch of this run
+        self._written: set[str] = set()
 
     def commit_id(self, sha: str) -> str:
         """``stable_id("commits", repository_id, sha)``, from the primed hash state."""
@@ -471,18 +475,21 @@ class RowBuilder:
         people: dict[str, Row] = {}
         identities: dict[str, Row] = {}
         commit_rows: list[Row] = []
+        written = self._written
         parents: list[Row] = []
         offsets: dict[object, int] = {}
         identity = self.identity
         for commit in commits:
             author_id, author_row, author_person = identity(
                 commit.author_name, commit.author_email)
-            identities[author_id] = author_row
-            people[author_person["id"]] = author_person
             committer_id, committer_row, committer_person = identity(
                 commit.committer_name, commit.committer_email)
-            identities[committer_id] = committer_row
-            people[committer_person["id"]] = committer_person
+            if author_id not in written:
+                identities[author_id] = author_row
+                people[author_person["id"]] = author_person
+            if committer_id not in written:
+                identities[committer_id] = committer_row
+                people[committer_person["id"]] = committer_person
             authored_at, committed_at = commit.authored_at, commit.committed_at
             author_tz = authored_at.tzinfo
             if author_tz not in offsets:
@@ -514,6 +521,7 @@ class RowBuilder:
             for position, parent in enumerate(commit.parents):
                 parents.append({"repository_id": repository_id, "sha": sha,
                                 "position": position, "parent_sha": parent})
+        written.update(identities)
         rows: dict[str, list[Row]] = {
             "people": list(people.values()),
             "person_identities": list(identities.values()),
