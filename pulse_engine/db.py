@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -56,6 +57,19 @@ def to_async_url(libpq_url: str) -> URL:
 def to_libpq_url(url: URL) -> str:
     """Render a SQLAlchemy URL as a libpq URI (what ``psql`` and ``pulse db url`` use)."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _create_or_alter_role(connection: AsyncConnection, role: str, attributes: str) -> None:
+    """``CREATE`` ``role`` ``WITH attributes``, or ``ALTER`` it if it exists.
+
+    Serialised across processes by an advisory lock held until the transaction ends.
+    """
+    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.app_role'))"))
+    exists = await connection.scalar(
+        text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+    )
+    verb = "ALTER" if exists else "CREATE"
+    await connection.execute(text(f'{verb} ROLE "{role}" WITH {attributes}'))
 
 
 class Database:
@@ -137,19 +151,11 @@ class Database:
         role = self.settings.database_app_role
         assert self.owner_engine is not None
         async with self.owner_engine.connect() as connection:
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext('pulse.app_role'))")
-            )
-            exists = await connection.scalar(
-                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
-            )
             quoted_password = password.replace("'", "''")
-            verb = "ALTER" if exists else "CREATE"
-            await connection.execute(
-                text(
-                    f'{verb} ROLE "{role}" WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE '
-                    f"NOCREATEDB PASSWORD '{quoted_password}'"
-                )
+            await _create_or_alter_role(
+                connection, role,
+                "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB "
+                f"PASSWORD '{quoted_password}'",
             )
             database = self.owner_url.database if self.owner_url else None
             if database:
@@ -169,19 +175,9 @@ class Database:
         role = bulk_role_name(app_role)
         assert self.owner_engine is not None
         async with self.owner_engine.connect() as connection:
-            await connection.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext('pulse.app_role'))")
-            )
-            exists = await connection.scalar(
-                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
-            )
-            verb = "ALTER" if exists else "CREATE"
             try:
-                await connection.execute(
-                    text(
-                        f'{verb} ROLE "{role}" WITH NOLOGIN NOSUPERUSER BYPASSRLS '
-                        "NOCREATEROLE NOCREATEDB"
-                    )
+                await _create_or_alter_role(
+                    connection, role, "NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB"
                 )
                 await connection.execute(text(f'GRANT "{role}" TO "{app_role}"'))
             except DBAPIError as error:

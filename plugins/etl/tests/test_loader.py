@@ -144,41 +144,25 @@ async def test_first_load_insert_and_upsert_paths_write_identical_rows(
         assert await _table_rows(etl, staged_upsert.id, table) == reference
 
 
-async def test_first_load_insert_losing_a_race_falls_back_to_the_upsert(
-    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("probe", "stored", "changed"), [
+    ("_any_stored", slice(0, 20), 0),  # the staged first-load insert loses a race
+    ("_ends_stored", slice(20, 40), 25),  # the COPY meets keys its probe did not see
+])
+async def test_a_first_load_meeting_a_stored_key_falls_back_to_the_upsert(
+    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch,
+    probe: str, stored: slice, changed: int,
 ) -> None:
-    repository_id = stable_id("repositories", "test", "race")
+    repository_id = stable_id("repositories", "test", f"race{probe}")
     rows = _commits(50, repository_id)
     loader = Loader(copy_threshold=10)
     async with etl.engine.db.tenant_session(etl_tenant.id) as session:
-        await loader.load(session, etl_tenant.id, {"commits": rows[:20]})
+        await loader.load(session, etl_tenant.id, {"commits": rows[stored]})
 
     async def nothing_stored(*_args: object) -> bool:  # as if a concurrent writer won
         return False
 
-    monkeypatch.setattr(Loader, "_any_stored", staticmethod(nothing_stored))
-    rows[0]["message"] = "changed"
-    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
-        stats = await loader.load(session, etl_tenant.id, {"commits": rows})
-        count = await session.scalar(select(func.count()).select_from(model.commits))
-    assert stats == {"commits": {"created": 30, "updated": 1}}
-    assert count == 50
-
-
-async def test_a_copy_meeting_a_stored_key_falls_back_to_the_upsert(
-    etl: EtlService, etl_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repository_id = stable_id("repositories", "test", "copy-race")
-    rows = _commits(50, repository_id)
-    loader = Loader(copy_threshold=10)
-    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
-        await loader.load(session, etl_tenant.id, {"commits": rows[20:40]})
-
-    async def ends_not_stored(*_args: object) -> bool:  # the probe misses the middle rows
-        return False
-
-    monkeypatch.setattr(Loader, "_ends_stored", staticmethod(ends_not_stored))
-    rows[25]["message"] = "changed"
+    monkeypatch.setattr(Loader, probe, staticmethod(nothing_stored))
+    rows[changed]["message"] = "changed"
     async with etl.engine.db.tenant_session(etl_tenant.id) as session:
         stats = await loader.load(session, etl_tenant.id, {"commits": rows})
         count = await session.scalar(select(func.count()).select_from(model.commits))
