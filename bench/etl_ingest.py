@@ -11,11 +11,14 @@ pulse-etl plugin, then measures, as the median of ``rounds`` interleaved rounds:
    regular table of the same shape and indexes (target ratio >= 0.8); and, for
    reference, against the same COPY into a temporary table (no WAL). Both start from an
    empty table each round;
-2. the git connector on a generated repository (``git fast-import``) against
-   ``git log --numstat`` of the same history: parsing only, and a full ingest job into
-   PostgreSQL (target: within 3x); with the database write floor of that job: a plain
-   COPY of the same rows (people, identities, commits, parents) into fresh tables of the
-   same shape and indexes.
+2. the git connector against ``git log --numstat`` of the same history, on two generated
+   repositories (``git fast-import``, ``--commits`` each): one of minimal commits (one
+   line of one small file: git's cheapest diffs, the hardest case for the ratio), and one
+   of real code (SQLAlchemy's installed sources added file by file, then edited a run of
+   lines at a time with lines of other files, so git diffs real-sized files): parsing
+   only, and a full ingest job into PostgreSQL (target: within 3x); with the database
+   write floor of that job: a plain COPY of the same rows (people, identities, commits,
+   parents) into fresh tables of the same shape and indexes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from pulse_etl.connectors.git import SOURCE as GIT_SOURCE
 from pulse_etl.connectors.git import RowBuilder, stream_log
 from pulse_etl.loader import ENTITIES, Loader
@@ -132,6 +136,49 @@ def generate_repository(path: Path, commits: int) -> None:
                    input="\n".join(lines).encode(), check=True)
 
 
+def generate_source_repository(path: Path, commits: int, sources: Path) -> None:
+    """A history of ``commits`` commits of real code: the ``.py`` files under ``sources``
+    are added one per commit, then each further commit edits one or two of them, replacing
+    a run of lines with lines of another file (so every diff is of real-sized files)."""
+    files = sorted(sources.rglob("*.py"))
+    texts = [file.read_text("utf-8", "replace").splitlines(keepends=True) for file in files]
+    names = [str(file.relative_to(sources)) for file in files]
+    current: dict[int, list[str]] = {}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    lines = []
+    for i in range(commits):
+        changed = []
+        if i < len(files):
+            current[i] = texts[i]
+            changed.append(i)
+        else:
+            for k in range(1 + i % 2):
+                target = (i * 7 + k * 13) % len(files)
+                donor = texts[(i * 11 + k) % len(files)]
+                body = current[target]
+                at = (i * 31) % max(1, len(body))
+                size = 3 + i % 25
+                start = (i * 17) % max(1, len(donor))
+                current[target] = body[:at] + donor[start:start + size] + body[at + size // 2:]
+                changed.append(target)
+        lines.append("commit refs/heads/main")
+        lines.append(f"mark :{i + 1}")
+        who = f"Dev{i % 23} <dev{i % 23}@example.test> {1_600_000_000 + i * 900} +0100"
+        lines += [f"author {who}", f"committer {who}"]
+        message = f"Change {i}: update {names[changed[0]]}\n"
+        lines.append(f"data {len(message.encode())}")
+        lines.append(message)
+        if i:
+            lines.append(f"from :{i}")
+        for index in changed:
+            content = "".join(current[index]).encode()
+            lines.append(f"M 644 inline {names[index]}")
+            lines.append(f"data {len(content)}")
+            lines.append(content.decode())
+    subprocess.run(["git", "-C", str(path), "fast-import", "--quiet"],
+                   input="\n".join(lines).encode(), check=True)
+
+
 def git_log_seconds(repo: Path) -> float:
     """Seconds of ``git log --numstat main`` with its output discarded."""
     started = time.perf_counter()
@@ -164,13 +211,11 @@ async def copy_floor(engine: PulseEngine, tenant: str, batch: dict[str, list[dic
     return floor
 
 
-async def bench_git(engine: PulseEngine, root: Path, commits: int, rounds: int
+async def bench_git(engine: PulseEngine, repo: Path, commits: int, rounds: int
                     ) -> tuple[float, float, float, float]:
     """Median seconds, over ``rounds`` interleaved rounds, of ``git log --numstat``, of
     parsing it, of a full ingest job (a new tenant each round), and of a plain COPY of the
-    rows that job writes (its database floor)."""
-    repo = root / "bench-repo"
-    generate_repository(repo, commits)
+    rows that job writes (its database floor), for the repository at ``repo``."""
     service = service_for(engine)
     times: dict[str, list[float]] = {"raw": [], "parse": [], "ingest": [], "floor": []}
     for _ in range(rounds):
@@ -227,15 +272,20 @@ async def main(rows: int, commits: int, rounds: int) -> None:
                 print(f"plain COPY into a temporary table (no WAL): {temporary:.3f}s "
                       f"= {rows / temporary:,.0f} rows/s; loader / that: "
                       f"{temporary / loaded:.2f}")
-                raw, parse, ingest, floor = await bench_git(engine, root / "repos", commits,
-                                                            rounds)
-                print(f"git log --numstat: {commits} commits in {raw:.3f}s")
-                print(f"git connector parse: {parse:.3f}s ({parse / raw:.2f}x git log)")
-                print(f"git connector full ingest: {ingest:.3f}s ({ingest / raw:.2f}x git log; "
-                      f"target <= 3x)")
-                print(f"database floor (plain COPY of the same rows): {floor:.3f}s "
-                      f"({floor / raw:.2f}x git log); parse + floor: "
-                      f"{(parse + floor) / raw:.2f}x git log")
+                minimal, source = root / "repos" / "minimal", root / "repos" / "source"
+                generate_repository(minimal, commits)
+                generate_source_repository(source, commits, Path(sqlalchemy.__file__).parent)
+                for label, repo in (("minimal commits (one line of one small file)", minimal),
+                                    ("real code (SQLAlchemy's sources, edited)", source)):
+                    raw, parse, ingest, floor = await bench_git(engine, repo, commits, rounds)
+                    print(f"{label}:")
+                    print(f"  git log --numstat: {commits} commits in {raw:.3f}s")
+                    print(f"  git connector parse: {parse:.3f}s ({parse / raw:.2f}x git log)")
+                    print(f"  git connector full ingest: {ingest:.3f}s "
+                          f"({ingest / raw:.2f}x git log; target <= 3x)")
+                    print(f"  database floor (plain COPY of the same rows): {floor:.3f}s "
+                          f"({floor / raw:.2f}x git log); parse + floor: "
+                          f"{(parse + floor) / raw:.2f}x git log")
         finally:
             if server is not None:
                 server.cleanup()
