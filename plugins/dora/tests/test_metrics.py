@@ -443,3 +443,37 @@ async def test_a_refresh_that_rewrites_many_rows_analyzes_what_it_wrote(
     assert analyzed == ["dora_deployments", "dora_changes", "dora_incidents"]
     body = await ok(dora_tenant, "summary", **JANUARY)
     assert body["metrics"]["change_failure_rate"]["failed_deployments"] == 2
+
+
+async def test_migration_backfills_the_failure_flags_as_the_refresh_computes_them(
+    rows: Rows, dora_tenant: TenantFixture
+) -> None:
+    from alembic import command
+    from sqlalchemy.engine import Connection
+
+    from pulse_engine.migrations import alembic_config
+
+    response = await dora_tenant.admin_client.put(
+        f"/api/v1/admin/tenants/{dora_tenant.id}/plugins/dora",
+        json={"enabled": True, "config": {"failed_deployment_counts_as_failure": True}},
+    )
+    assert response.status_code == 200
+    scenario = await core_scenario(rows)
+    # a failed deployment finished at the same moment as D4: a tie the definitions must agree on
+    await rows.deployment(scenario.repository, "api", "2024-01-10 10:00", result="failure")
+    await rows.refresh()
+    computed = await _failure_flags(rows)
+    assert any(linked for linked, _ in computed.values())
+    assert any(followed for _, followed in computed.values())
+    engine = rows.engine
+
+    def again(connection: Connection) -> None:
+        config = alembic_config("dora", engine.migration_folders["dora"], engine.metadata)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "dora_0001")
+        command.upgrade(config, "heads")
+
+    assert engine.db.owner_engine is not None
+    async with engine.db.owner_engine.begin() as connection:
+        await connection.run_sync(again)
+    assert await _failure_flags(rows) == computed

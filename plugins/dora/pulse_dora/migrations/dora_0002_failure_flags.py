@@ -37,13 +37,13 @@ def upgrade() -> None:
         "SELECT 1 FROM dora_incidents i WHERE i.tenant_id = d.tenant_id "
         "AND i.deployment_id = d.deployment_id)"
     )
+    # the next deployment: the earliest one finished strictly later (as the refresh says)
     op.execute(
-        "UPDATE dora_deployments d SET followed_by_failure = true FROM ("
-        "SELECT tenant_id, deployment_id, lead(result) OVER (PARTITION BY tenant_id, service, "
-        "environment ORDER BY finished_at, deployment_id) AS next_result "
-        "FROM dora_deployments) n "
-        "WHERE n.tenant_id = d.tenant_id AND n.deployment_id = d.deployment_id "
-        "AND n.next_result = 'failure'"
+        "UPDATE dora_deployments d SET followed_by_failure = true WHERE coalesce(("
+        "SELECT n.result = 'failure' FROM dora_deployments n "
+        "WHERE n.tenant_id = d.tenant_id AND n.service = d.service "
+        "AND n.environment = d.environment AND n.finished_at > d.finished_at "
+        "ORDER BY n.finished_at, n.deployment_id LIMIT 1), false)"
     )
     op.drop_index("ix_dora_deployments_window", table_name="dora_deployments")
     op.create_index(
