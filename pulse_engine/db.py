@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -242,6 +242,20 @@ class Database:
             raise RuntimeError("database is not connected")
         async with self._owner_sessions() as session, session.begin():
             yield session
+
+    async def vacuum_analyze(self, tables: Sequence[str]) -> None:
+        """``VACUUM (ANALYZE)`` ``tables`` as the owner, outside any transaction.
+
+        After a statement rewrote many rows, index-only scans visit the heap for every
+        row until a vacuum marks the pages all-visible again; autovacuum gets there
+        eventually, this gets there now. Call it after the rewriting transaction commits.
+        """
+        if self.owner_engine is None:
+            raise RuntimeError("database is not connected")
+        names = ", ".join('"' + table.replace('"', '""') + '"' for table in tables)
+        async with self.owner_engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text(f"VACUUM (ANALYZE) {names}"))
 
     def libpq_url(self, *, app: bool = False) -> str:
         """The libpq URI of the owner (default) or app connection."""

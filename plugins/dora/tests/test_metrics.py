@@ -425,7 +425,7 @@ async def test_incremental_refresh_rechecks_failure_flags_of_older_deployments(
     assert await _failure_flags(rows) == incremental
 
 
-async def test_a_refresh_that_rewrites_many_rows_analyzes_what_it_wrote(
+async def test_a_refresh_that_rewrites_many_rows_analyzes_and_vacuums_what_it_wrote(
     rows: Rows, dora_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pulse_dora import refresh
@@ -437,10 +437,20 @@ async def test_a_refresh_that_rewrites_many_rows_analyzes_what_it_wrote(
         analyzed.extend(await real(session, tables))
         return list(tables)
 
+    async def last_vacuum() -> Any:
+        from sqlalchemy import text
+
+        async with rows.engine.db.system_session() as session:
+            return await session.scalar(text(
+                "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'dora_changes'"))
+
+    before = await last_vacuum()
     monkeypatch.setattr(refresh, "ANALYZE_AFTER_ROWS", 1)
     monkeypatch.setattr(refresh, "analyze_tables", recording)
     await core_scenario(rows)
     assert analyzed == ["dora_deployments", "dora_changes", "dora_incidents"]
+    vacuumed = await last_vacuum()  # after the commit, so index-only scans skip the heap
+    assert vacuumed is not None and vacuumed != before
     body = await ok(dora_tenant, "summary", **JANUARY)
     assert body["metrics"]["change_failure_rate"]["failed_deployments"] == 2
 
