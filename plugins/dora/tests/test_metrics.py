@@ -62,6 +62,15 @@ async def core_scenario(rows: Rows, *, incidents: bool = True) -> Scenario:
     return Scenario(project, team, repository, d1, d2, d3, d4, c3)
 
 
+async def count_failed_deployments_as_failures(tenant: TenantFixture) -> None:
+    """Turn on the tenant's ``failed_deployment_counts_as_failure`` setting."""
+    response = await tenant.admin_client.put(
+        f"/api/v1/admin/tenants/{tenant.id}/plugins/dora",
+        json={"enabled": True, "config": {"failed_deployment_counts_as_failure": True}},
+    )
+    assert response.status_code == 200, await response.get_json()
+
+
 async def get(tenant: TenantFixture, path: str, **query: Any) -> Any:
     """GET a DORA route as the tenant's viewer; returns the response."""
     return await tenant.viewer_client.get(f"{BASE}/{path}", query_string=query)
@@ -279,11 +288,7 @@ async def test_failed_deployment_counts_as_failure_setting(
     await core_scenario(rows, incidents=False)
     body = await ok(dora_tenant, "change_failure_rate", interval="all", **JANUARY)
     assert body["points"][0]["failed_deployments"] == 0
-    response = await dora_tenant.admin_client.put(
-        f"/api/v1/admin/tenants/{dora_tenant.id}/plugins/dora",
-        json={"enabled": True, "config": {"failed_deployment_counts_as_failure": True}},
-    )
-    assert response.status_code == 200, await response.get_json()
+    await count_failed_deployments_as_failures(dora_tenant)
     await rows.refresh()
     body = await ok(dora_tenant, "change_failure_rate", interval="all", **JANUARY)
     # D1 is followed by the failed D2; D3 by the successful D4
@@ -398,11 +403,7 @@ async def _failure_flags(rows: Rows) -> dict[str, tuple[bool, bool]]:
 async def test_incremental_refresh_rechecks_failure_flags_of_older_deployments(
     rows: Rows, dora_tenant: TenantFixture
 ) -> None:
-    response = await dora_tenant.admin_client.put(
-        f"/api/v1/admin/tenants/{dora_tenant.id}/plugins/dora",
-        json={"enabled": True, "config": {"failed_deployment_counts_as_failure": True}},
-    )
-    assert response.status_code == 200
+    await count_failed_deployments_as_failures(dora_tenant)
     scenario = await core_scenario(rows, incidents=False)
     await rows.incident("api", "2024-01-12 00:00", "2024-01-12 01:00")
     await rows.refresh()
@@ -463,11 +464,7 @@ async def test_migration_backfills_the_failure_flags_as_the_refresh_computes_the
 
     from pulse_engine.migrations import alembic_config
 
-    response = await dora_tenant.admin_client.put(
-        f"/api/v1/admin/tenants/{dora_tenant.id}/plugins/dora",
-        json={"enabled": True, "config": {"failed_deployment_counts_as_failure": True}},
-    )
-    assert response.status_code == 200
+    await count_failed_deployments_as_failures(dora_tenant)
     scenario = await core_scenario(rows)
     # a failed deployment finished at the same moment as D4: a tie the definitions must agree on
     await rows.deployment(scenario.repository, "api", "2024-01-10 10:00", result="failure")
