@@ -466,7 +466,7 @@ async def test_migration_backfills_the_failure_flags_as_the_refresh_computes_the
 
     await count_failed_deployments_as_failures(dora_tenant)
     scenario = await core_scenario(rows)
-    # a failed deployment finished at the same moment as D4: a tie the definitions must agree on
+    # a failed deployment finished at the same moment as D4: a tie in the next-deployment order
     await rows.deployment(scenario.repository, "api", "2024-01-10 10:00", result="failure")
     await rows.refresh()
     computed = await _failure_flags(rows)
