@@ -375,6 +375,26 @@ async def test_rework_by_pull_request_and_incident_reference(
     assert (point["rework_deployments"], point["deployments"]) == (2, 3)
 
 
+async def test_rework_by_reference_to_an_incident_still_open(
+    rows: Rows, dora_tenant: TenantFixture
+) -> None:
+    repository = await rows.repository("cart")
+    early = await rows.commit(repository, "2024-06-01 00:00", message="Prepare INC-77")
+    await rows.deployment(repository, "cart", "2024-06-01 02:00", shas=(early,))
+    await rows.incident("cart", "2024-06-02 00:00", None, external_id="INC-77")
+    named = await rows.commit(repository, "2024-06-09 01:00", message="Mitigate INC-77")
+    await rows.deployment(repository, "cart", "2024-06-09 02:00", shas=(named,))
+    await rows.refresh()
+    body = await ok(dora_tenant, "deployment_rework_rate", interval="all", start="2024-06-01",
+                    end="2024-06-10")
+    point = body["points"][0]
+    # a week later the unresolved incident is still open: naming it is rework; naming it
+    # before it started is not
+    assert (point["rework_deployments"], point["deployments"]) == (1, 2)
+    incremental = await rows.refresh(since=at("2024-06-09 00:00"))
+    assert incremental.rework == 1
+
+
 async def test_incremental_refresh_equals_full(rows: Rows, dora_tenant: TenantFixture) -> None:
     scenario = await core_scenario(rows)
     c5 = await rows.commit(scenario.repository, "2024-01-15 00:00")
