@@ -182,8 +182,9 @@ def data_loaded(
     :param tenant_id: the tenant whose data changed.
     :param stats: rows ``created`` and ``updated`` per entity (table name).
     :param since: the earliest event time (deployment finish, incident start, commit author
-        time...) among the rows loaded, so a reaction can recompute from there on; ``None``
-        when unknown (recompute everything).
+        time...) the load touched, including where a re-sent row used to be (a deployment
+        moved later), so a reaction can recompute from there on; ``None`` when unknown
+        (recompute everything).
     """
 
 

@@ -795,13 +795,14 @@ async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_
     ``data_loaded`` hook lets metric plugins queue their refreshes.
     """
     from pulse_etl.plugin import service_for
+    from pulse_etl.service import Loaded, earliest_event
 
     service = service_for(engine)
     rows = generate(seed, end=end, days=days)
     async with engine.db.tenant_session(tenant_id) as session:
         stats = await service.loader.load(session, tenant_id, rows)
         await derive.link_incidents(session, tenant_id)
-    await service.after_load(tenant_id, None, DEMO_SOURCE, stats, rows)
+    await service.after_load(tenant_id, None, DEMO_SOURCE, Loaded(stats, earliest_event(rows)))
     return stats
 
 

@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -195,6 +196,110 @@ async def groups_missing_commits(
         )
     ).all()
     return [(str(r), e, s) for r, e, s in rows]
+
+
+@dataclass(frozen=True)
+class StoredDeployments:
+    """Where the deployments a batch re-sends stood before it overwrote them.
+
+    :ivar ids: those that were successful (they may have shipped commits).
+    :ivar groups: their ``(repository_id, environment, stored finish time)``.
+    """
+
+    ids: list[str]
+    groups: list[tuple[str, str, datetime | None]]
+
+
+async def stored_deployments(
+    session: AsyncSession, tenant_id: str, deployments: Iterable[Mapping[str, Any]]
+) -> StoredDeployments:
+    """Read, before a batch overwrites them, the stored versions of ``deployments``.
+
+    A deployment that moves later, to another environment or repository, or stops being
+    successful leaves behind commits that a later deployment of its old group now ships:
+    its old group is recomputed from where it used to be, and what it shipped is dropped
+    first (:func:`forget_shipped`; its new group re-walks it).
+    """
+    keys = [
+        (str(row["source"]), str(row["external_id"]))
+        for row in deployments
+        if row.get("source") is not None and row.get("external_id") is not None
+    ]
+    if not keys:
+        return StoredDeployments([], [])
+    rows = (
+        await session.execute(
+            text(
+                "SELECT d.id, d.repository_id, d.environment, d.finished_at "
+                "FROM unnest(CAST(:sources AS text[]), CAST(:external_ids AS text[])) "
+                "  AS k(source, external_id) "
+                "JOIN deployments d ON d.tenant_id = :tenant AND d.source = k.source "
+                "  AND d.external_id = k.external_id "
+                "WHERE d.result = 'success' AND d.repository_id IS NOT NULL "
+                "AND d.environment IS NOT NULL AND d.finished_at IS NOT NULL"
+            ),
+            {"tenant": tenant_id, "sources": [source for source, _ in keys],
+             "external_ids": [external_id for _, external_id in keys]},
+        )
+    ).all()
+    return StoredDeployments(
+        ids=[str(row.id) for row in rows],
+        groups=[(str(row.repository_id), row.environment, row.finished_at) for row in rows],
+    )
+
+
+async def forget_shipped(session: AsyncSession, tenant_id: str, deployment_ids: list[str]) -> None:
+    """Drop the shipped-commit rows of these deployments (they are about to be re-walked)."""
+    if deployment_ids:
+        await session.execute(
+            text("DELETE FROM deployment_commits WHERE tenant_id = :tenant "
+                 "AND deployment_id = ANY(CAST(:ids AS uuid[]))"),
+            {"tenant": tenant_id, "ids": deployment_ids},
+        )
+
+
+async def groups_with_late_parents(
+    session: AsyncSession, tenant_id: str, commits: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, str, datetime | None]]:
+    """Groups in which a shipped commit has one of ``commits`` as a parent not shipped there.
+
+    A walk stops at a parent that is not stored yet (connectors that page newest first
+    send children before parents), so the deployment that shipped the child shipped too
+    little; its group is recomputed from that deployment on once the parent arrives.
+    """
+    by_repository: dict[str, list[str]] = {}
+    for row in commits:
+        by_repository.setdefault(str(row["repository_id"]), []).append(str(row["sha"]))
+    groups: list[tuple[str, str, datetime | None]] = []
+    for repository_id, shas in by_repository.items():
+        params = {"tenant": tenant_id, "repository": repository_id, "shas": shas}
+        environments = (
+            await session.execute(
+                text(
+                    "SELECT DISTINCT environment FROM deployments WHERE tenant_id = :tenant "
+                    "AND repository_id = :repository AND result = 'success' "
+                    "AND environment IS NOT NULL"
+                ),
+                params,
+            )
+        ).scalars().all()
+        for environment in environments:
+            since = await session.scalar(
+                text(
+                    "SELECT min(d.finished_at) FROM unnest(CAST(:shas AS text[])) AS n(sha) "
+                    "JOIN commit_parents p ON p.tenant_id = :tenant "
+                    "  AND p.repository_id = :repository AND p.parent_sha = n.sha "
+                    "JOIN deployment_commits c ON c.tenant_id = :tenant "
+                    "  AND c.repository_id = :repository AND c.environment = :environment "
+                    "  AND c.sha = p.sha "
+                    "JOIN deployments d ON d.tenant_id = :tenant AND d.id = c.deployment_id "
+                    f"WHERE NOT {_SHIPPED.format(sha='n.sha')}"
+                ),
+                {**params, "environment": environment},
+            )
+            if since is not None:
+                groups.append((repository_id, str(environment), since))
+    return groups
 
 
 async def link_incidents(

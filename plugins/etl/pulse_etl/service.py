@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,19 @@ def earliest_event(batch: Batch) -> datetime | None:
         if isinstance(value := row.get(column), datetime)
     ]
     return min(times, default=None)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What loading one batch did.
+
+    :ivar stats: rows created and updated per entity.
+    :ivar since: the earliest event time the load touched (``data_loaded``'s ``since``):
+        the batch's own event times, and where deployments it moved used to finish.
+    """
+
+    stats: Stats
+    since: datetime | None
 
 
 def new_job_id() -> str:
@@ -521,9 +535,10 @@ class EtlService:
         )
 
     async def after_load(self, tenant_id: str, job_id: str | None, connector: str,
-                         stats: Stats, batch: Batch) -> None:
+                         loaded: Loaded) -> None:
         """After a committed load that changed rows: refresh planner statistics of bulk-loaded
         tables, drop the tenant's ETL cache tags, and announce the load (event and hook)."""
+        stats = loaded.stats
         if not any(c.get("created") or c.get("updated") for c in stats.values()):
             return
         await self.analyze_bulk_loaded(stats)
@@ -532,7 +547,7 @@ class EtlService:
             tenant_id, DATA_LOADED_EVENT,
             {"job_id": job_id, "connector": connector, "stats": stats},
         )
-        await self.engine.announce_data_loaded(tenant_id, stats, earliest_event(batch))
+        await self.engine.announce_data_loaded(tenant_id, stats, loaded.since)
 
     async def analyze_bulk_loaded(self, stats: Stats) -> list[str]:
         """``ANALYZE`` the tables a load grew by at least :data:`ANALYZE_AFTER_ROWS` rows.
@@ -555,15 +570,26 @@ class EtlService:
                     await session.execute(text(f'ANALYZE "{table}"'))
         return tables
 
-    async def load(self, session: AsyncSession, tenant_id: str, batch: Batch) -> Stats:
+    async def load(self, session: AsyncSession, tenant_id: str, batch: Batch) -> Loaded:
         """Load a batch and recompute what it changed (shipped commits, incident links)."""
+        # where re-sent deployments stood before this batch moves them
+        previous = await derive.stored_deployments(
+            session, tenant_id, batch.get("deployments", ()))
         stats = await self.loader.load(session, tenant_id, batch)
-        await self.derive(session, tenant_id, batch, stats)
-        return stats
+        await self.derive(session, tenant_id, batch, stats, previous)
+        moved_from = [finished for _, _, finished in previous.groups if finished is not None]
+        batch_since = earliest_event(batch)
+        if batch_since is not None:
+            moved_from.append(batch_since)
+        return Loaded(stats, min(moved_from, default=None))
 
     async def derive(self, session: AsyncSession, tenant_id: str, batch: Batch,
-                     stats: Stats) -> None:
-        """Recompute derived facts after ``batch`` (in the same transaction)."""
+                     stats: Stats, previous: derive.StoredDeployments) -> None:
+        """Recompute derived facts after ``batch`` (in the same transaction).
+
+        :param previous: the batch's deployments as stored before it
+            (:func:`pulse_etl.derive.stored_deployments`).
+        """
 
         def changed(entity: str) -> bool:
             counts = stats.get(entity, {})
@@ -571,13 +597,17 @@ class EtlService:
 
         groups: list[tuple[str, str, datetime | None]] = []
         if changed("deployments"):
+            await derive.forget_shipped(session, tenant_id, previous.ids)
+            groups.extend(previous.groups)
             for row in batch.get("deployments", ()):
                 if row.get("repository_id") and row.get("environment"):
                     groups.append((row["repository_id"], row["environment"],
                                    row.get("finished_at")))
         if changed("commit_parents") or changed("commits"):
-            repositories = sorted({row["repository_id"] for row in batch.get("commits", ())})
+            commits = batch.get("commits", ())
+            repositories = sorted({row["repository_id"] for row in commits})
             groups.extend(await derive.groups_missing_commits(session, tenant_id, repositories))
+            groups.extend(await derive.groups_with_late_parents(session, tenant_id, commits))
         if groups:
             await derive.materialise_deployment_commits(session, tenant_id, groups)
         if changed("incidents") or changed("deployments"):
@@ -736,7 +766,8 @@ class JobRun:
         if progress is not None:
             self.progress = max(0.0, min(1.0, progress))
         async with self.engine.db.tenant_session(self.tenant_id) as session:
-            stats = await self.service.load(session, self.tenant_id, batch)
+            loaded = await self.service.load(session, self.tenant_id, batch)
+            stats = loaded.stats
             for stream, value in (cursors or {}).items():
                 await self.service.save_cursor(
                     session, self.tenant_id, self.scope, stream, self.connector_name, value
@@ -752,9 +783,7 @@ class JobRun:
             if cancel is None:
                 raise LeaseLost(self.job_id)
         self.stats = total
-        await self.service.after_load(
-            self.tenant_id, self.job_id, self.connector_name, stats, batch
-        )
+        await self.service.after_load(self.tenant_id, self.job_id, self.connector_name, loaded)
         await self._announce("running")
         if cancel:
             raise JobCancelled(self.job_id)
@@ -807,9 +836,9 @@ async def load_batch(service: EtlService, tenant_id: str, batch: Batch, connecto
                      ) -> Stats:
     """Load one batch outside a job (webhooks, imports), then invalidate and announce."""
     async with service.engine.db.tenant_session(tenant_id) as session:
-        stats = await service.load(session, tenant_id, batch)
-    await service.after_load(tenant_id, None, connector, stats, batch)
-    return stats
+        loaded = await service.load(session, tenant_id, batch)
+    await service.after_load(tenant_id, None, connector, loaded)
+    return loaded.stats
 
 
 async def count_rows(service: EtlService, tenant_id: str, table_name: str) -> int:

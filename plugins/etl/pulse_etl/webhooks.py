@@ -151,9 +151,10 @@ async def _record_and_load(service: EtlService, tenant_id: str, integration_id: 
         if fresh is None:
             return None
         if batch:
-            stats = await service.load(session, tenant_id, batch)
+            loaded = await service.load(session, tenant_id, batch)
+            stats = loaded.stats
     if stats and batch:
-        await service.after_load(tenant_id, None, connector, stats, batch)
+        await service.after_load(tenant_id, None, connector, loaded)
     return stats
 
 

@@ -1,6 +1,7 @@
 """Derived facts: shipped commits per METRICS.md (hand-built and random histories, merges,
-maintenance branches, failures, out-of-order arrival) and incident links (explicit
-references win, and a shared SHA names the production deploy)."""
+maintenance branches, failures, out-of-order arrival, parents after children, moved
+deployments) and incident links (explicit references win, and a shared SHA names the
+production deploy)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from pulse_etl import derive, model
 from pulse_etl.model import stable_id
-from pulse_etl.service import EtlService
+from pulse_etl.service import EtlService, Loaded
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,10 +152,10 @@ async def shipped_rows(etl: EtlService, tenant_id: str) -> set[tuple[str, str]]:
 
 
 async def load(etl: EtlService, tenant_id: str, batch: dict[str, list[dict[str, object]]]
-               ) -> None:
+               ) -> Loaded:
     """Load ``batch`` as a connector's commit does (derived facts included)."""
     async with etl.engine.db.tenant_session(tenant_id) as session:
-        await etl.load(session, tenant_id, batch)
+        return await etl.load(session, tenant_id, batch)
 
 
 def named(rows: set[tuple[str, str]], deployments: list[dict[str, object]]
@@ -223,6 +224,47 @@ async def test_deployments_recorded_before_their_commits(
     assert named(await shipped_rows(etl, etl_tenant.id), SCENARIO) == EXPECTED
 
 
+async def test_moved_deployments_give_their_commits_back(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    await load(etl, etl_tenant.id, {**commit_batch(DAG), "deployments": SCENARIO})
+    current = {str(d["external_id"]): d for d in SCENARIO}
+    # d1 is re-sent finishing after d4: d2 and d4 now ship what it did
+    current["d1"] = deploy("d1", "C", 4.5)
+    loaded = await load(etl, etl_tenant.id, {"deployments": [current["d1"]]})
+    # metric plugins are told to recompute from where d1 used to finish
+    assert loaded.since == T0 + timedelta(hours=1)
+    rows = await shipped_rows(etl, etl_tenant.id)
+    assert named(rows, SCENARIO)["d4"] == {"C", "D", "M", "E"}
+    assert rows == reference(DAG, list(current.values()))
+    # d4 turns out to have gone to staging: d1 and d5 ship its commits in production
+    current["d4"] = deploy("d4", "E", 4, environment="staging")
+    await load(etl, etl_tenant.id, {"deployments": [current["d4"]]})
+    rows = await shipped_rows(etl, etl_tenant.id)
+    assert named(rows, SCENARIO)["d5"] == {"D", "M", "E", "F1", "F2", "N"}
+    assert rows == reference(DAG, list(current.values()))
+
+
+async def test_parents_arriving_after_their_children(
+    etl: EtlService, etl_tenant: TenantFixture
+) -> None:
+    # every deployment but the redeploy d6 ships something from the first commits, so
+    # only the late parents themselves can tell that more was shipped
+    deployments = [d for d in SCENARIO if d["external_id"] != "d1"]
+    await load(etl, etl_tenant.id, {"deployments": deployments})
+    order = ["A", "B", "C", "D", "R1", "R2", "M", "E", "F1", "F2", "N"]
+    # newest first, as a paging API sends them
+    newest = {sha: DAG[sha] for sha in order[5:]}
+    await load(etl, etl_tenant.id, commit_batch(DAG, order[5:]))
+    rows = await shipped_rows(etl, etl_tenant.id)
+    assert named(rows, deployments)["d2"] == {"R2"}
+    assert rows == reference(newest, deployments)
+    await load(etl, etl_tenant.id, commit_batch(DAG, order[:5]))
+    rows = await shipped_rows(etl, etl_tenant.id)
+    assert named(rows, deployments)["d2"] == {"A", "B", "R1", "R2"}
+    assert rows == reference(DAG, deployments)
+
+
 def random_history(rng: random.Random, size: int) -> Graph:
     """A merge-heavy history: commits on a few branches, a third of them merges."""
     graph: Graph = {"c0": []}
@@ -265,6 +307,34 @@ async def test_random_histories_match_the_definition(
             session, etl_tenant.id,
             [(REPOSITORY, "production", None), (REPOSITORY, "staging", None)])
     assert await shipped_rows(etl, etl_tenant.id) == reference(graph, deployments)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+async def test_random_histories_newest_first_with_moved_deployments(
+    etl: EtlService, etl_tenant: TenantFixture, seed: int
+) -> None:
+    rng = random.Random(seed)
+    graph = random_history(rng, 120)
+    shas = list(graph)
+
+    def random_deployment(key: str) -> dict[str, object]:
+        return deploy(key, rng.choice(shas), rng.choice(range(30)),
+                      result=rng.choice(["success"] * 4 + ["failure"]),
+                      environment=rng.choice(["production", "staging"]))
+
+    deployments = {f"r{number}": random_deployment(f"r{number}") for number in range(50)}
+    # commits arrive newest first, deployments before, between and after them
+    chunks = [shas[i : i + 30] for i in range(0, len(shas), 30)][::-1]
+    keys = list(deployments)
+    for index, chunk in enumerate(chunks):
+        arriving = [deployments[key] for key in keys[index::len(chunks)]]
+        await load(etl, etl_tenant.id, {**commit_batch(graph, chunk), "deployments": arriving})
+    assert await shipped_rows(etl, etl_tenant.id) == reference(graph, list(deployments.values()))
+    # a third are re-sent moved: another finish time, environment, SHA or result
+    for key in rng.sample(keys, len(keys) // 3):
+        deployments[key] = random_deployment(key)
+        await load(etl, etl_tenant.id, {"deployments": [deployments[key]]})
+    assert await shipped_rows(etl, etl_tenant.id) == reference(graph, list(deployments.values()))
 
 
 async def test_one_walk_per_batch_of_deployments(
