@@ -1,6 +1,7 @@
 """The jira connector against recorded Jira Cloud REST v3 responses, replayed by a local HTTP
-server: counts, startAt/total pagination, changelog pages, sprints, story points, incidents,
-rate limits, retries, the incremental cursor and bad configuration."""
+server: counts, the enhanced search's token pagination and approximate count, changelog
+pages, sprints, story points, incidents, rate limits, retries, the incremental cursor and
+bad configuration."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from typing import Any
 import pytest
 from pulse_etl import model
 from pulse_etl.connectors.jira import JiraConnector
-from pulse_etl.service import EtlService
+from pulse_etl.service import EtlService, JobRun
 from sqlalchemy import func, select
 
-from pulse_engine.testing import TenantFixture
+from pulse_engine.testing import TenantFixture, create_tenant
 
 from .replay import NOW, FakeTime, ReplayServer, install_fake_time, load_recording
 
+SEARCH = "/rest/api/3/search/jql"
+TOKENS = [exchange["request"]["query"]["nextPageToken"]
+          for exchange in reversed(load_recording("jira", "search"))
+          if "nextPageToken" in exchange["request"].get("query", {})]
 EXPECTED = {"projects": 2, "work_items": 5, "work_item_status_changes": 5, "sprints": 2,
             "incidents": 1, "person_identities": 2}
 
@@ -74,8 +79,8 @@ async def test_full_sync_from_an_integration(etl: EtlService, etl_tenant: Tenant
     assert await counts(etl, etl_tenant.id) == EXPECTED
     basic = "Basic " + base64.b64encode(b"ada@example.test:atl-token").decode()
     assert {seen.headers.get("authorization") for seen in jira.requests} == {basic}
-    searches = [seen.query for seen in jira.requests if seen.path == "/rest/api/3/search"]
-    assert [q["startAt"] for q in searches] == ["0", "2", "4"]  # advances by what came back
+    searches = [seen.query for seen in jira.requests if seen.path == SEARCH]
+    assert [q.get("nextPageToken") for q in searches] == [None, TOKENS[0], TOKENS[1]]
     assert searches[0]["jql"] == 'project in ("OPS", "WEB") ORDER BY updated ASC, key ASC'
     assert searches[0]["expand"] == "changelog"
     assert "customfield_10016" in searches[0]["fields"].split(",")
@@ -114,7 +119,7 @@ async def test_incremental_second_run(etl: EtlService, etl_tenant: TenantFixture
     second = await run(etl, etl_tenant.id, {"config": config(jira)})
     assert second["status"] == "succeeded", second
     assert second["stats"] == {}
-    [search] = [seen.query for seen in jira.requests]
+    [search] = [seen.query for seen in jira.requests if seen.path == SEARCH]
     assert bound("2024-06-08T09:00:00+00:00") in search["jql"]  # WEB-4, the newest update
 
 
@@ -122,13 +127,13 @@ async def test_rate_limit_and_server_errors_then_success(
         etl: EtlService, etl_tenant: TenantFixture, jira: ReplayServer,
         fake_time: FakeTime) -> None:
     jira.prepend(
-        {"request": {"path": "/rest/api/3/search", "query": {"startAt": "2"}}, "times": 1,
+        {"request": {"path": SEARCH, "query": {"nextPageToken": TOKENS[0]}}, "times": 1,
          "response": {"status": 429, "headers": {"retry-after": "5",
                                                  "x-ratelimit-limit": "350",
                                                  "x-ratelimit-remaining": "0",
                                                  "x-ratelimit-reset": "2025-06-15T15:07:40Z"},
                       "text": ""}},
-        {"request": {"path": "/rest/api/3/search", "query": {"startAt": "4"}}, "times": 1,
+        {"request": {"path": SEARCH, "query": {"nextPageToken": TOKENS[1]}}, "times": 1,
          "response": {"status": 503, "body": {"errorMessages": ["Service Unavailable"]}}},
     )
     job = await run(etl, etl_tenant.id, {"config": config(jira)})
@@ -141,15 +146,16 @@ async def test_failed_run_resumes_from_the_last_committed_page(
         etl: EtlService, etl_tenant: TenantFixture, jira: ReplayServer,
         fake_time: FakeTime) -> None:
     etl.settings.http_max_retries = 0
-    jira.prepend({"request": {"path": "/rest/api/3/search", "query": {"startAt": "4"}},
+    jira.prepend({"request": {"path": SEARCH, "query": {"nextPageToken": TOKENS[1]}},
                   "times": 1, "response": {"status": 500, "body": {
                       "errorMessages": ["Internal server error"], "errors": {}}}})
     failed = await run(etl, etl_tenant.id, {"config": config(jira)})
     assert failed["status"] == "failed" and "Jira answered 500" in failed["error"]
     assert (await counts(etl, etl_tenant.id))["work_items"] == 4
     resumed_bound = bound("2024-06-07T09:00:00+00:00")  # WEB-3: newest of page 2
-    page_three = load_recording("jira", "search")[3]["response"]
-    jira.prepend({"request": {"path": "/rest/api/3/search",
+    [page_three] = [exchange["response"] for exchange in load_recording("jira", "search")
+                    if exchange["request"].get("query") == {"nextPageToken": TOKENS[1]}]
+    jira.prepend({"request": {"path": SEARCH,
                               "query": {"jql": "~" + resumed_bound}}, "response": page_three})
     jira.requests.clear()
     response = await etl_tenant.analyst_client.post(f"/app/etl/jobs/{failed['id']}/retry")
@@ -160,7 +166,7 @@ async def test_failed_run_resumes_from_the_last_committed_page(
             break
         await asyncio.sleep(0.05)
     assert job["status"] == "succeeded", job
-    assert resumed_bound in jira.requests[0].query["jql"]
+    assert resumed_bound in [seen for seen in jira.requests if seen.path == SEARCH][0].query["jql"]
     assert await counts(etl, etl_tenant.id) == EXPECTED
 
 
@@ -186,3 +192,40 @@ async def test_bad_config_is_a_422_naming_the_field(etl_tenant: TenantFixture,
     body = await response.get_json()
     assert response.status_code == 422, body
     assert field in [error["field"] for error in body["errors"]], body
+
+
+async def test_progress_follows_the_approximate_count_and_survives_without_it(
+        etl: EtlService, etl_tenant: TenantFixture, jira: ReplayServer,
+        fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[float] = []
+    commit = JobRun.commit
+
+    async def recording(self: JobRun, batch: Any, **kwargs: Any) -> Any:
+        stats = await commit(self, batch, **kwargs)
+        reported.append(self.progress)
+        return stats
+
+    monkeypatch.setattr(JobRun, "commit", recording)
+    job = await run(etl, etl_tenant.id, {"config": config(jira)})
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    assert reported == [pytest.approx(0.4), pytest.approx(0.8), pytest.approx(0.99)]
+    # a Jira that does not estimate: the sync still succeeds, progress jumps at the end
+    jira.prepend({"request": {"method": "POST", "path": "/rest/api/3/search/approximate-count"},
+                  "response": {"status": 404, "body": {"errorMessages": ["Not Found"]}}})
+    reported.clear()
+    job = await run(etl, await create_tenant(etl.engine), {"config": config(jira)})
+    assert job["status"] == "succeeded" and job["progress"] == 1.0
+    assert reported == [0.0, 0.0, 0.0]
+
+
+async def test_a_repeated_page_token_fails_the_job_instead_of_looping(
+        etl: EtlService, etl_tenant: TenantFixture, jira: ReplayServer,
+        fake_time: FakeTime) -> None:
+    [page_two] = [exchange["response"] for exchange in load_recording("jira", "search")
+                  if exchange["request"].get("query") == {"nextPageToken": TOKENS[0]}]
+    looping = {**page_two, "body": {**page_two["body"], "nextPageToken": TOKENS[0]}}
+    jira.prepend({"request": {"path": SEARCH, "query": {"nextPageToken": TOKENS[0]}},
+                  "response": looping})
+    job = await run(etl, etl_tenant.id, {"config": config(jira)})
+    assert job["status"] == "failed" and "repeated a page token" in job["error"], job
+    assert len([seen for seen in jira.requests if seen.path == SEARCH]) == 2

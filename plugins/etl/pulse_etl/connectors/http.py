@@ -121,6 +121,15 @@ class OffsetPage:
     body: dict[str, Any]
 
 
+@dataclass
+class TokenPage:
+    """One page of a token-paginated list (``nextPageToken``, as Jira's enhanced search)."""
+
+    items: list[Any]
+    number: int
+    body: dict[str, Any]
+
+
 class ApiClient:
     """A JSON API client with retries, rate-limit waits and pagination.
 
@@ -212,6 +221,37 @@ class ApiClient:
             yield body
             match = NEXT_LINK.search(response.headers.get("link", ""))
             next_url, query = (match.group(1), None) if match else (None, None)
+
+    async def token_pages(self, url: str, params: Mapping[str, Any], *, items_key: str,
+                          page_size: int, token_key: str = "nextPageToken"
+                          ) -> AsyncIterator[TokenPage]:
+        """Yield pages of a list continued by an opaque token until none or ``isLast``.
+
+        The first request carries no token; each next one sends the token the previous
+        page returned, in the query parameter of the same name. A token seen twice is a
+        source error (it would loop forever).
+        """
+        seen: set[str] = set()
+        token: str | None = None
+        number = 0
+        while True:
+            query = {**params, "maxResults": page_size}
+            if token is not None:
+                query[token_key] = token
+            body = await self.get_json(url, query)
+            items = body.get(items_key) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise SourceError(f"{self.source} answered without a {items_key!r} list "
+                                  f"for {url}")
+            yield TokenPage(items=items, number=number, body=body)
+            number += 1
+            following = body.get(token_key)
+            if body.get("isLast") is True or not isinstance(following, str) or not following:
+                return
+            if following in seen:
+                raise SourceError(f"{self.source} repeated a page token for {url}")
+            seen.add(following)
+            token = following
 
     async def offset_pages(self, url: str, params: Mapping[str, Any], *, items_key: str,
                            page_size: int, start: int = 0) -> AsyncIterator[OffsetPage]:

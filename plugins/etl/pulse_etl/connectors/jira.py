@@ -1,8 +1,9 @@
 """The ``jira`` connector: issues as work items (type, status history, story points, sprint),
 sprints, projects, and issues of incident types as incidents, over Jira's REST API v3.
 
-Issues come from ``GET /rest/api/3/search`` with ``expand=changelog``, paginated by
-``startAt``/``maxResults``/``total`` and ordered by ``updated``; the JQL is
+Issues come from Jira Cloud's enhanced search, ``GET /rest/api/3/search/jql`` with
+``expand=changelog`` (the offset-paged ``/rest/api/3/search`` it replaced answers 410 Gone
+since 2025), paginated by ``nextPageToken`` and ordered by ``updated``; the JQL is
 ``project in (...) AND (jql) AND updated >= "-<N>m"``. The bound is relative (minutes
 before now) because absolute JQL dates are read in the Jira user's time zone. Each page is
 committed with the newest ``updated`` it held as the cursor, so a killed worker resumes from
@@ -15,6 +16,7 @@ HTTP (retries, rate limits, pages) is :mod:`pulse_etl.connectors.http`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -24,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pulse_etl.connector import ConfigError, SyncRun
+from pulse_etl.connector import ConfigError, SourceError, SyncRun
 from pulse_etl.connectors.common import (
     Fragment,
     Row,
@@ -37,7 +39,11 @@ from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep
 from pulse_etl.model import stable_id
 from pulse_etl.settings import EtlSettings
 
+log = logging.getLogger(__name__)
+
 SOURCE = "jira"
+SEARCH_PATH = "/rest/api/3/search/jql"
+COUNT_PATH = "/rest/api/3/search/approximate-count"
 CURSOR_STREAM = "issues"
 OVERLAP = timedelta(minutes=5)
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
@@ -58,7 +64,7 @@ class JiraConfig(BaseModel):
     email: str | None = Field(default=None, max_length=320,
                               description="Account email (Jira Cloud basic auth).")
     api_token: str | None = Field(default=None, max_length=1000,
-                                  description="API token (with email) or personal access token.")
+                                  description="API token (with email), or a bearer token (OAuth).")
     projects: list[str] = Field(default_factory=list, max_length=200)
     jql: str | None = Field(default=None, max_length=2000, description="Extra JQL filter.")
     since: datetime | None = Field(default=None, description="Start of the first sync.")
@@ -141,12 +147,13 @@ class JiraConnector:
         fields = [*BASE_FIELDS, config.story_points_field, config.sprint_field]
         if config.service_field not in fields:
             fields.append(config.service_field)
-        params = {"jql": self.jql(config, since), "fields": ",".join(fields),
-                  "expand": "changelog"}
+        jql = self.jql(config, since)
+        params = {"jql": jql, "fields": ",".join(fields), "expand": "changelog"}
         try:
-            async for page in client.offset_pages("/rest/api/3/search", params,
-                                                  items_key="issues",
-                                                  page_size=config.page_size):
+            expected = await self._approximate_count(client, jql)
+            done = 0
+            async for page in client.token_pages(SEARCH_PATH, params, items_key="issues",
+                                                 page_size=config.page_size):
                 fragments = []
                 for issue in page.items:
                     histories = await self._histories(client, issue, config.page_size)
@@ -155,9 +162,9 @@ class JiraConnector:
                            if t is not None]
                 cursors = {CURSOR_STREAM: {"since": max(updated).isoformat()}} if updated \
                     else None
-                done = page.start + len(page.items)
+                done += len(page.items)
                 await run.commit(merge(*fragments), cursors=cursors,
-                                 progress=done / page.total if page.total else None)
+                                 progress=min(done / expected, 0.99) if expected else None)
         finally:
             await client.aclose()
 
@@ -172,6 +179,22 @@ class JiraConnector:
             minutes = math.ceil((self.clock() - (since - OVERLAP).timestamp()) / 60)
             clauses.append(f'updated >= "-{max(minutes, 1)}m"')
         return " AND ".join(clauses) + " ORDER BY updated ASC, key ASC"
+
+    @staticmethod
+    async def _approximate_count(client: ApiClient, jql: str) -> int | None:
+        """Jira's estimate of the issues the search will return (for progress), or None.
+
+        The enhanced search reports no total; the estimate is a separate request whose
+        failure only costs the progress figure, never the sync.
+        """
+        try:
+            response = await client.request(
+                "POST", COUNT_PATH, json={"jql": ORDER_BY.split(jql)[0].strip()})
+            count = response.json().get("count")
+        except (SourceError, ValueError, AttributeError):
+            log.info("jira gave no approximate count; progress is reported at the end")
+            return None
+        return count if isinstance(count, int) and count > 0 else None
 
     @staticmethod
     async def _histories(client: ApiClient, issue: Mapping[str, Any], page_size: int
