@@ -38,8 +38,8 @@ from pulse_etl.connectors.github import GithubConfig
 from pulse_etl.service import EtlService, validation_problem
 
 HANDLED_EVENTS = frozenset({
-    "push", "pull_request", "pull_request_review", "deployment", "deployment_status",
-    "release", "issues",
+    "push", "pull_request", "pull_request_review", "pull_request_review_comment",
+    "deployment", "deployment_status", "release", "issues",
 })
 
 
@@ -68,6 +68,12 @@ def github_batch(event: str, payload: Mapping[str, Any], options: gm.GithubOptio
         pr = payload["pull_request"]
         return gm.merge(batch, gm.pull_request(pr, repository_id),
                         gm.review(payload["review"], pr))
+    if event == "pull_request_review_comment":
+        pr = payload["pull_request"]
+        pull_request = gm.merge(batch, gm.pull_request(pr, repository_id))
+        if payload.get("action") == "deleted":  # the row stays; the model keeps no deletions
+            return pull_request
+        return gm.merge(pull_request, gm.review_comment(payload["comment"], pr))
     if event in ("deployment", "deployment_status") and not gm.is_deployment(
             payload["deployment"], options):
         return batch

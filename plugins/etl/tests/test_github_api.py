@@ -20,7 +20,8 @@ from .replay import NOW, FakeTime, ReplayServer, install_fake_time, load_recordi
 
 FULL = "octocat/Hello-World"
 EXPECTED = {"repositories": 1, "commits": 3, "commit_parents": 4, "pull_requests": 5,
-            "reviews": 3, "work_items": 3, "incidents": 1, "deployments": 4}
+            "reviews": 3, "review_comments": 2, "work_items": 3, "incidents": 1,
+            "deployments": 4}
 
 
 @pytest.fixture
@@ -88,7 +89,15 @@ async def test_full_sync_through_the_api(etl: EtlService, etl_tenant: TenantFixt
         merge = (await session.execute(select(model.commits).where(model.commits.c.is_merge))
                  ).one()
         people = set((await session.execute(select(model.people.c.email))).scalars())
+        comments = (await session.execute(
+            select(model.review_comments, model.reviews.c.state.label("review_state"))
+            .join(model.reviews, model.reviews.c.id == model.review_comments.c.review_id)
+            .order_by(model.review_comments.c.created_at_source))).all()
     assert (prs[1347].state, prs[1347].additions, prs[1347].changed_files) == ("merged", 103, 5)
+    assert [(c.path, c.review_state) for c in comments] == [
+        ("file1.txt", "commented"), ("file2.txt", "approved")]
+    assert {c.pull_request_id for c in comments} == {prs[1347].id}
+    assert comments[0].created_at_source.isoformat() == "2024-06-01T09:58:00+00:00"
     assert prs[1348].state == "closed" and prs[1348].merge_commit_sha is None
     assert prs[1351].state == "open"
     assert deployments["3"].result == "success"

@@ -1,4 +1,5 @@
-"""The GitHub webhook receiver with GitHub's real payloads."""
+"""The GitHub webhook receiver with GitHub's real payloads (and a review comment event built
+from the real review event with a comment object in GitHub's documented shape)."""
 
 from __future__ import annotations
 
@@ -120,3 +121,43 @@ async def test_duplicates_malformed_unknown_and_large(etl_app, etl, etl_tenant, 
     response = await client.post(unknown, data=body, headers=signed(body, "pull_request", "u"))
     assert response.status_code == 404
     assert await _count(etl, etl_tenant.id, model.webhook_deliveries) == 2
+
+
+async def test_review_comment_event(etl_app, etl: EtlService, etl_tenant, hook) -> None:
+    review_event = json.loads(payload("pull_request_review--submitted.payload"))
+    review = review_event["review"]
+    comment = {
+        "url": f"{review_event['pull_request']['url']}/comments/2001", "id": 2001,
+        "pull_request_review_id": review["id"], "node_id": "PRRC_kwDOAbc",
+        "diff_hunk": "@@ -1 +1 @@\n-Hello\n+Hello World", "path": "README.md",
+        "position": 1, "original_position": 1, "commit_id": review["commit_id"],
+        "original_commit_id": review["commit_id"], "user": review["user"],
+        "body": "Maybe a trailing newline?", "created_at": "2019-05-15T15:21:00Z",
+        "updated_at": "2019-05-15T15:21:00Z", "html_url": f"{review['html_url']}#r2001",
+        "pull_request_url": review_event["pull_request"]["url"],
+        "author_association": "OWNER", "line": 1, "side": "RIGHT",
+    }
+    event = {"action": "created", "comment": comment,
+             "pull_request": review_event["pull_request"],
+             "repository": review_event["repository"], "sender": review_event["sender"]}
+    client = etl_app.test_client()
+    body = json.dumps(event).encode()
+    response = await client.post(
+        hook, data=body, headers=signed(body, "pull_request_review_comment", "c-1"))
+    assert (response.status_code, (await response.get_json())["status"]) == (202, "processed")
+    # the review arrives after its comment: both rows point at the same pull request
+    body = payload("pull_request_review--submitted.payload")
+    response = await client.post(hook, data=body,
+                                 headers=signed(body, "pull_request_review", "r-1"))
+    assert response.status_code == 202
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        stored = (await session.execute(select(model.review_comments))).one()
+        pr = (await session.execute(select(model.pull_requests))).one()
+        linked = (await session.execute(select(model.reviews))).one()
+    assert (stored.path, stored.body) == ("README.md", "Maybe a trailing newline?")
+    assert stored.pull_request_id == pr.id and stored.review_id == linked.id
+    deleted = json.dumps({**event, "action": "deleted"}).encode()
+    response = await client.post(
+        hook, data=deleted, headers=signed(deleted, "pull_request_review_comment", "c-2"))
+    assert response.status_code == 202
+    assert await _count(etl, etl_tenant.id, model.review_comments) == 1

@@ -1,10 +1,11 @@
-"""The ``github`` connector: commits, pull requests, reviews, issues, deployments and
-releases over GitHub's REST API, and the payloads of its webhooks (same object shapes).
+"""The ``github`` connector: commits, pull requests, reviews and review comments, issues,
+deployments and releases over GitHub's REST API, and the payloads of its webhooks (same
+object shapes).
 
 HTTP (``Link`` pagination, rate-limit waits, retries) is :mod:`pulse_etl.connectors.http`.
 Per repository the streams are read in order (commits of the default branch, pull
-requests with their details and reviews, issues, deployments with their statuses,
-releases), each with its own cursor ``<stream>:<repository id>``:
+requests with their details, reviews and review comments, issues, deployments with their
+statuses, releases), each with its own cursor ``<stream>:<repository id>``:
 
 * commits and issues are read with ``since`` (issues oldest update first, so the cursor
   advances with every committed page and a killed worker resumes mid-stream);
@@ -174,6 +175,9 @@ class RepositorySync:
                 async for reviews in self.client.link_pages(
                         f"{self.base}/pulls/{number}/reviews", {"per_page": PER_PAGE}):
                     fragments.extend(gm.review(item, pr) for item in reviews)
+                async for comments in self.client.link_pages(
+                        f"{self.base}/pulls/{number}/comments", {"per_page": PER_PAGE}):
+                    fragments.extend(gm.review_comment(item, pr) for item in comments)
             await self.job.commit(gm.merge(*fragments))
             if len(fresh) < len(page):
                 break

@@ -118,6 +118,21 @@ def review(item: Mapping[str, Any], pr: Mapping[str, Any]) -> Fragment:
     return merge(people, {"reviews": [row]})
 
 
+def review_comment(item: Mapping[str, Any], pr: Mapping[str, Any]) -> Fragment:
+    """A pull request review comment object (a comment on a line of the diff)."""
+    author_id, people = user(item.get("user"))
+    review_id = item.get("pull_request_review_id")
+    row: Row = {
+        "id": stable_id("review_comments", SOURCE, str(item["id"])), "source": SOURCE,
+        "external_id": str(item["id"]), "pull_request_id": pull_request_id(pr),
+        "review_id": stable_id("reviews", SOURCE, str(review_id)) if review_id else None,
+        "author_identity_id": author_id,
+        "created_at_source": parse_time(item.get("created_at")),
+        "path": item.get("path"), "body": item.get("body"),
+    }
+    return merge(people, {"review_comments": [row]})
+
+
 def deployment(item: Mapping[str, Any], repository_id: str, service: str,
                status: Mapping[str, Any] | None = None) -> Fragment:
     """A deployment object, with its latest status when known."""
