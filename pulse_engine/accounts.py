@@ -12,8 +12,9 @@ Who may do what:
   credentials (users or API keys) themselves, so a leaked key cannot mint new ones.
 
 Emails are globally unique and stored lower-cased. Every change is audited in the same
-transaction. Deactivating a user, changing a role or deactivating a tenant revokes the
-affected refresh tokens, so the change applies no later than the next access-token expiry.
+transaction. Deactivating a user, changing a role or deactivating a tenant ends the
+affected login sessions at once, on every process: their refresh tokens and the access
+tokens issued with them (:func:`pulse_engine.sessions.revoke_sessions`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pulse_engine.auth import new_api_key
 from pulse_engine.pagination import Page, fetch_page
 from pulse_engine.passwords import hash_password, validate_password_strength
 from pulse_engine.problems import Problem
+from pulse_engine.sessions import RevokedSessions, announce_revoked_sessions, revoke_sessions
 from pulse_engine.tokens import ROLE_RANK, Principal
 
 TENANT_ROLES = ("viewer", "analyst", "admin")
@@ -190,10 +192,11 @@ async def set_tenant_active(
     active: bool,
     client_address: str | None,
 ) -> dict[str, Any]:
-    """Activate or deactivate a tenant; deactivation ends its users' refresh tokens."""
+    """Activate or deactivate a tenant; deactivation ends its users' sessions at once."""
     if not is_superadmin(actor):
         raise Problem(403, "forbidden", "Only a superadmin can activate or deactivate tenants.")
     tenants = engine.core_tables["tenants"]
+    revoked = RevokedSessions([], 0.0)
     async with engine.db.system_session() as session:
         await _tenant_row(engine, session, tenant_id)
         await session.execute(
@@ -201,11 +204,7 @@ async def set_tenant_active(
         )
         if not active:
             refresh = engine.core_tables["refresh_tokens"]
-            await session.execute(
-                update(refresh)
-                .where(refresh.c.tenant_id == tenant_id, refresh.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
+            revoked = await revoke_sessions(engine, session, refresh.c.tenant_id == tenant_id)
         await audit.record(
             engine,
             session,
@@ -216,7 +215,9 @@ async def set_tenant_active(
             details={},
             client_address=client_address,
         )
-        return _tenant(await _tenant_row(engine, session, tenant_id))
+        updated = _tenant(await _tenant_row(engine, session, tenant_id))
+    await announce_revoked_sessions(engine, revoked)
+    return updated
 
 
 # --- users -----------------------------------------------------------------------------
@@ -385,11 +386,7 @@ async def update_user(
             .values(**changes, updated_at=datetime.now(UTC))
         )
         refresh = engine.core_tables["refresh_tokens"]
-        await session.execute(
-            update(refresh)
-            .where(refresh.c.user_id == user_id, refresh.c.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
-        )
+        revoked = await revoke_sessions(engine, session, refresh.c.user_id == user_id)
         target = f"user:{user_id}"
         if "role" in changes:
             await audit.record(
@@ -413,7 +410,9 @@ async def update_user(
                 details={},
                 client_address=client_address,
             )
-        return _user(await _visible_user(engine, session, actor, user_id))
+        updated = _user(await _visible_user(engine, session, actor, user_id))
+    await announce_revoked_sessions(engine, revoked)
+    return updated
 
 
 # --- API keys (service accounts) -------------------------------------------------------

@@ -93,6 +93,11 @@ def hash_api_key(full_key: str) -> str:
     return hashlib.sha256(full_key.encode()).hexdigest()
 
 
+def session_revocation_key(family_id: str) -> str:
+    """The revocation-list entry that revokes every access token of a login session."""
+    return f"fam:{family_id}"
+
+
 class Authenticator:
     """Turns a credential into a :class:`Principal`; caches verified API keys briefly."""
 
@@ -111,7 +116,7 @@ class Authenticator:
             principal = self.engine.tokens.verify_access(credential)
         except TokenError as error:
             raise unauthorized(f"The access token is not valid ({error.reason}).") from None
-        if self.is_revoked(principal.jti):
+        if self.principal_revoked(principal):
             raise unauthorized("The access token has been revoked.")
         return principal
 
@@ -126,12 +131,19 @@ class Authenticator:
             principal = self.engine.tokens.verify_access(credential)
         except TokenError:
             return None
-        if self.is_revoked(principal.jti):
+        if self.principal_revoked(principal):
             return None
         return principal
 
+    def principal_revoked(self, principal: Principal) -> bool:
+        """Whether the access token, or the login session it was issued in, is revoked."""
+        if self.is_revoked(principal.jti):
+            return True
+        return principal.family_id is not None and self.is_revoked(
+            session_revocation_key(principal.family_id))
+
     def is_revoked(self, jti: str) -> bool:
-        """True when an access token's id is on the revocation list."""
+        """True when an access token's id (or a session's key) is on the revocation list."""
         expires = self.revoked_jtis.get(jti)
         return expires is not None and expires > time.time()
 

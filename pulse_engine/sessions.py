@@ -7,8 +7,12 @@
 * Each login starts a refresh-token *family*. Refreshing marks the presented token used
   and issues a new pair in the same family; presenting a used token again means it was
   stolen (or replayed), so the whole family is revoked and the event audited.
-* Logout revokes the access token on every process (``auth.token_revoked``) and, when the
-  refresh token is given, its family.
+* Logout revokes the access token on every process (``auth.token_revoked``) and its login
+  session (the refresh-token family it was issued in, and the given refresh token's).
+* Revoking a family (logout, reuse, a role change, a deactivated user or tenant:
+  :func:`revoke_sessions`) also revokes every access token issued in it, on every process
+  at once: access tokens carry their family (``fam``), and the family's key goes on the
+  same revocation list until the newest of them would have expired.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import audit
 from pulse_engine.app import REVOKED_EVENT, PulseEngine
-from pulse_engine.auth import unauthorized
+from pulse_engine.auth import session_revocation_key, unauthorized
 from pulse_engine.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from pulse_engine.problems import Problem
 from pulse_engine.tokens import Principal, TokenError
@@ -102,7 +106,7 @@ async def _issue(
 ) -> tuple[TokenPair, Principal]:
     """Issue an access token and a refresh token of ``family_id``, storing the latter."""
     access_token, principal = engine.tokens.issue_access(
-        user_id=user_id, tenant_id=tenant_id, role=role
+        user_id=user_id, tenant_id=tenant_id, role=role, family_id=family_id
     )
     refresh_token, jti = engine.tokens.issue_refresh(
         user_id=user_id, tenant_id=tenant_id, family_id=family_id
@@ -201,13 +205,56 @@ async def login(
     return pair
 
 
-async def _revoke_family(engine: PulseEngine, session: AsyncSession, family_id: str) -> None:
+@dataclass(frozen=True)
+class RevokedSessions:
+    """Login sessions revoked in a transaction, to announce once it committed."""
+
+    keys: list[str]
+    expires_at: float
+
+
+async def revoke_sessions(
+    engine: PulseEngine, session: AsyncSession, where: ColumnElement[bool]
+) -> RevokedSessions:
+    """Revoke the refresh-token families matching ``where`` and their access tokens.
+
+    In the caller's transaction: the refresh tokens are marked revoked and each family's
+    key is stored on the revocation list until every access token it issued has expired.
+    Call :func:`announce_revoked_sessions` after the commit so every process knows.
+    """
     table = engine.core_tables["refresh_tokens"]
-    await session.execute(
-        update(table)
-        .where(table.c.family_id == family_id, table.c.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
-    )
+    revoked = engine.core_tables["revoked_access_tokens"]
+    now = datetime.now(UTC)
+    families = sorted(set((await session.execute(
+        update(table).where(where, table.c.revoked_at.is_(None))
+        .values(revoked_at=now).returning(table.c.family_id)
+    )).scalars()))
+    until = now + timedelta(seconds=engine.tokens.config.access_ttl)
+    keys = [session_revocation_key(family) for family in families]
+    if keys:
+        await session.execute(
+            pg_insert(revoked)
+            .values([{"jti": key, "expires_at": until} for key in keys])
+            .on_conflict_do_update(index_elements=[revoked.c.jti],
+                                   set_={"expires_at": until})
+        )
+    return RevokedSessions(keys, until.timestamp())
+
+
+async def announce_revoked_sessions(engine: PulseEngine, revoked: RevokedSessions) -> None:
+    """Tell this process and every other one about committed session revocations."""
+    for key in revoked.keys:
+        engine.authenticator.note_revoked(key, revoked.expires_at)
+        await engine.events.publish(
+            None, REVOKED_EVENT, {"jti": key, "expires_at": revoked.expires_at}
+        )
+
+
+async def _revoke_family(
+    engine: PulseEngine, session: AsyncSession, family_id: str
+) -> RevokedSessions:
+    return await revoke_sessions(
+        engine, session, engine.core_tables["refresh_tokens"].c.family_id == family_id)
 
 
 async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: str) -> TokenPair:
@@ -218,6 +265,7 @@ async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: st
         raise refresh_refused() from None
     table = engine.core_tables["refresh_tokens"]
     pair: TokenPair | None = None
+    revoked = RevokedSessions([], 0.0)
     async with engine.db.system_session() as session:
         stored = (
             await session.execute(
@@ -227,7 +275,7 @@ async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: st
         if stored is None or stored.family_id != claims["fam"] or stored.user_id != claims["sub"]:
             raise refresh_refused()
         if stored.revoked_at is None and stored.used_at is not None:
-            await _revoke_family(engine, session, stored.family_id)
+            revoked = await _revoke_family(engine, session, stored.family_id)
             await audit.record(
                 engine,
                 session,
@@ -241,7 +289,7 @@ async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: st
         elif stored.revoked_at is None:
             account = await _account(engine, session, id=stored.user_id)
             if _refusal_reason(account, password_ok=True) is not None:
-                await _revoke_family(engine, session, stored.family_id)
+                revoked = await _revoke_family(engine, session, stored.family_id)
             else:
                 await session.execute(
                     update(table).where(table.c.jti == stored.jti).values(used_at=datetime.now(UTC))
@@ -254,6 +302,7 @@ async def refresh(engine: PulseEngine, *, refresh_token: str, client_address: st
                     role=account.role,
                     family_id=stored.family_id,
                 )
+    await announce_revoked_sessions(engine, revoked)
     if pair is None:
         raise refresh_refused()
     return pair
@@ -280,14 +329,19 @@ async def logout(
         family_id = claims["fam"]
     revoked = engine.core_tables["revoked_access_tokens"]
     expires_at = datetime.fromtimestamp(principal.expires_at, UTC)
+    sessions = RevokedSessions([], 0.0)
     async with engine.db.system_session() as session:
         await session.execute(
             pg_insert(revoked)
             .values(jti=principal.jti, expires_at=expires_at)
             .on_conflict_do_nothing(index_elements=[revoked.c.jti])
         )
-        if family_id is not None:
-            await _revoke_family(engine, session, family_id)
+        # the session the token was issued in ends too, with or without its refresh token
+        families = {family for family in (family_id, principal.family_id) if family}
+        if families:
+            sessions = await revoke_sessions(
+                engine, session,
+                engine.core_tables["refresh_tokens"].c.family_id.in_(sorted(families)))
         await audit.record(
             engine,
             session,
@@ -295,13 +349,14 @@ async def logout(
             actor=principal,
             action="auth.token_revoked",
             target=f"user:{principal.user_id}",
-            details={"jti": principal.jti, "refresh_family_revoked": family_id is not None},
+            details={"jti": principal.jti, "refresh_family_revoked": bool(families)},
             client_address=client_address,
         )
     engine.authenticator.note_revoked(principal.jti, principal.expires_at)
     await engine.events.publish(
         None, REVOKED_EVENT, {"jti": principal.jti, "expires_at": principal.expires_at}
     )
+    await announce_revoked_sessions(engine, sessions)
 
 
 async def whoami(engine: PulseEngine, principal: Principal) -> dict[str, Any]:

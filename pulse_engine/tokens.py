@@ -105,6 +105,8 @@ class Principal:
     expires_at: float
     scopes: frozenset[str] = frozenset()
     kind: str = "user"
+    #: the login session (refresh-token family) the token was issued in, if any
+    family_id: str | None = None
 
 
 def role_satisfies(role: str, required: str) -> bool:
@@ -308,8 +310,13 @@ class TokenService:
         tenant_id: str | None,
         role: str,
         scopes: Iterable[str] = (),
+        family_id: str | None = None,
     ) -> tuple[str, Principal]:
-        """Issue an access token and return it with the :class:`Principal` it encodes."""
+        """Issue an access token and return it with the :class:`Principal` it encodes.
+
+        :param family_id: the refresh-token family (login session) it is issued with, so
+            revoking the session revokes it too.
+        """
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         if tenant_id is None and role != "superadmin":
@@ -321,6 +328,10 @@ class TokenService:
         claims["role"] = role
         if scope_set:
             claims["scp"] = sorted(scope_set)
+        if family_id is not None:
+            if not _is_short_string(family_id):
+                raise ValueError("family_id must be a non-empty string of at most 256 characters")
+            claims["fam"] = family_id
         principal = Principal(
             user_id=user_id,
             tenant_id=tenant_id,
@@ -328,6 +339,7 @@ class TokenService:
             jti=claims["jti"],
             expires_at=float(claims["exp"]),
             scopes=scope_set,
+            family_id=family_id,
         )
         return self._encode(claims), principal
 
@@ -414,6 +426,9 @@ class TokenService:
             or not all(_is_short_string(s) for s in scopes)
         ):
             raise TokenError("invalid_claim", "token scopes are malformed")
+        family_id = claims.get("fam")
+        if family_id is not None and not _is_short_string(family_id):
+            raise TokenError("invalid_claim", "token session is malformed")
         principal = Principal(
             user_id=claims["sub"],
             tenant_id=tenant_id,
@@ -421,6 +436,7 @@ class TokenService:
             jti=claims["jti"],
             expires_at=float(claims["exp"]),
             scopes=frozenset(scopes),
+            family_id=family_id,
         )
         if self._cache_size:
             with self._lock:

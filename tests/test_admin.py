@@ -401,3 +401,73 @@ async def test_capability_change_reaches_another_server_process_at_once(
         assert status == 404, "process two still serves the disabled plugin"
         assert await plugin_enabled(a_on_two, "cap_probe") is False
         assert (await b_on_two.get("/api/v1/cap-probe/ping")).status_code == 200
+
+
+async def test_role_change_and_deactivation_end_live_access_tokens_on_every_process(
+    pulse_database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    first = make_settings(pulse_database_url, tmp_path / "one", redis_url=redis_url)
+    second = make_settings(pulse_database_url, tmp_path / "two", redis_url=redis_url)
+    async with running_app(first, plugins=PROBES) as app_one, running_app(
+        second, plugins=PROBES
+    ) as app_two:
+        tenant = await make_tenant(app_one)
+
+        async def login(app: Quart) -> dict[str, Any]:
+            response = await app.test_client().post("/api/v1/auth/login", json={
+                "email": tenant.analyst.email, "password": tenant.analyst.password})
+            assert response.status_code == 200
+            return dict(await response.get_json())
+
+        async def status_on_two(token: str) -> int:
+            deadline = time.monotonic() + 2.0
+            status = 200
+            while time.monotonic() < deadline:
+                status = (await ApiClient(app_two, token).get("/api/v1/auth/me")).status_code
+                if status == 401:
+                    break
+                await asyncio.sleep(0.05)
+            return status
+
+        analyst = await login(app_one)
+        assert (await ApiClient(app_two, analyst["access_token"]).get("/api/v1/auth/me")
+                ).status_code == 200
+        demoted = await tenant.admin_client.request(
+            "PATCH", f"{ADMIN}/users/{tenant.analyst.id}", json={"role": "viewer"})
+        assert demoted.status_code == 200
+        # the analyst token issued before the change is refused on both processes at once
+        stale = await ApiClient(app_one, analyst["access_token"]).get("/api/v1/auth/me")
+        assert stale.status_code == 401 and "revoked" in (await stale.get_json())["detail"]
+        assert await status_on_two(analyst["access_token"]) == 401
+        viewer = await login(app_one)
+        me = await ApiClient(app_two, viewer["access_token"]).get("/api/v1/auth/me")
+        assert (await me.get_json())["role"] == "viewer"
+
+        off = await tenant.admin_client.request(
+            "PATCH", f"{ADMIN}/users/{tenant.analyst.id}", json={"active": False})
+        assert off.status_code == 200
+        assert await status_on_two(viewer["access_token"]) == 401
+        # others' sessions are untouched
+        assert (await tenant.viewer_client.get("/api/v1/auth/me")).status_code == 200
+
+
+async def test_tenant_deactivation_ends_its_users_sessions(
+    pulse_app: Quart, tenant: TenantFixture
+) -> None:
+    engine = pulse_app.extensions["pulse"]
+    other = await make_tenant(pulse_app)
+    client = pulse_app.test_client()
+    tokens = {}
+    for name, fixture in (("mine", tenant), ("other", other)):
+        response = await client.post("/api/v1/auth/login", json={
+            "email": fixture.viewer.email, "password": fixture.viewer.password})
+        tokens[name] = (await response.get_json())["access_token"]
+    superadmin = ApiClient(pulse_app, token_for(engine, await create_user(engine, None,
+                                                                           "superadmin")))
+    off = await superadmin.request(
+        "PATCH", f"{ADMIN}/tenants/{tenant.id}", json={"active": False})
+    assert off.status_code == 200, await off.get_json()
+    assert (await ApiClient(pulse_app, tokens["mine"]).get("/api/v1/auth/me")
+            ).status_code == 401
+    assert (await ApiClient(pulse_app, tokens["other"]).get("/api/v1/auth/me")
+            ).status_code == 200

@@ -161,6 +161,10 @@ async def test_login_refresh_rotation_and_reuse_revokes_the_family(
         "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
     )
     assert newest.status_code == 401, "reuse must revoke the whole family"
+    # and the access tokens issued in it: whoever replayed the token may hold one
+    for pair in (first, second):
+        stale = await ApiClient(pulse_app, pair["access_token"]).get("/api/v1/auth/me")
+        assert stale.status_code == 401
 
     audit = await tenant.admin_client.get("/api/v1/admin/audit")
     actions = [entry["action"] for entry in (await audit.get_json())["items"]]
@@ -202,6 +206,36 @@ async def test_logout_revokes_access_token_and_refresh_family(
     other = ApiClient(pulse_app, token_for(pulse_app.extensions["pulse"], tenant.viewer))
     assert (await other.post("/api/v1/auth/logout")).status_code == 204
     assert (await other.get("/api/v1/plugins")).status_code == 401
+
+
+async def test_logout_ends_the_session_and_its_older_access_tokens(
+    pulse_app: Quart, tenant: TenantFixture
+) -> None:
+    client = pulse_app.test_client()
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant.viewer.email, "password": tenant.viewer.password},
+    )
+    first = await login.get_json()
+    rotated = await client.post("/api/v1/auth/refresh",
+                                json={"refresh_token": first["refresh_token"]})
+    second = await rotated.get_json()
+    elsewhere = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant.viewer.email, "password": tenant.viewer.password},
+    )
+    other_session = await elsewhere.get_json()
+    # logging out with the newest access token alone (no refresh token)
+    response = await ApiClient(pulse_app, second["access_token"]).post("/api/v1/auth/logout")
+    assert response.status_code == 204
+    for token in (first["access_token"], second["access_token"]):
+        assert (await ApiClient(pulse_app, token).get("/api/v1/auth/me")).status_code == 401
+    refreshed = await client.post("/api/v1/auth/refresh",
+                                  json={"refresh_token": second["refresh_token"]})
+    assert refreshed.status_code == 401
+    # the same user's other login session goes on
+    assert (await ApiClient(pulse_app, other_session["access_token"]).get("/api/v1/auth/me")
+            ).status_code == 200
 
 
 async def test_revocation_survives_a_restart(

@@ -134,7 +134,11 @@ def test_access_claims_shape() -> None:
     assert claims["tid"] is None and claims["typ"] == "access"
     assert claims["nbf"] == claims["iat"] and claims["exp"] == claims["iat"] + 1800
     assert service.verify_access(token).tenant_id is None
-    assert principal.scopes == frozenset()
+    assert principal.scopes == frozenset() and principal.family_id is None
+    token, principal = service.issue_access(user_id="u1", tenant_id="t1", role="viewer",
+                                            family_id="f1")
+    assert jwt.decode(token, SECRET, algorithms=["HS256"], audience="pulse-api")["fam"] == "f1"
+    assert service.verify_access(token).family_id == principal.family_id == "f1"
 
 
 def test_refresh_round_trip() -> None:
@@ -247,6 +251,8 @@ def test_refresh_token_used_as_access_rejected() -> None:
         ({"scp": "admin"}, "invalid_claim"),
         ({"scp": [1]}, "invalid_claim"),
         ({"sub": ""}, "invalid_claim"),
+        ({"fam": ["a"]}, "invalid_claim"),
+        ({"fam": ""}, "invalid_claim"),
     ],
 )
 def test_invalid_claim_values_rejected(overrides: dict[str, Any], reason: str) -> None:
