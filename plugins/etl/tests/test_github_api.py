@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from pulse_etl import model
-from pulse_etl.connectors.github import GithubConnector
+from pulse_etl.connectors.github import GithubConfig, GithubConnector, github_client
+from pulse_etl.connectors.http import HttpPolicy
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select
 
@@ -267,8 +268,32 @@ async def test_killed_worker_resumes_from_the_issue_cursor(
     assert github.paths(f"/repos/{FULL}/pulls/") == []  # the finished stream is not re-read
 
 
+async def test_an_organisation_lists_its_repositories(
+        etl: EtlService, etl_tenant: TenantFixture, fake_time: FakeTime) -> None:
+    exchanges = [*load_recording("github", "octocat-org"), *load_recording("github", "hello-world")]
+    async with ReplayServer(exchanges) as server:
+        # named both ways: synced once; the fork and the archived repository are left out
+        job = await run(etl, etl_tenant.id, config(server, organizations=["octocat"]))
+        assert job["status"] == "succeeded", job
+        assert await counts(etl, etl_tenant.id) == EXPECTED
+        assert server.paths("/organizations/583231/repos") == ["/organizations/583231/repos"]
+        assert server.paths(f"/repos/{FULL}/commits") == [f"/repos/{FULL}/commits"]
+        left_out = ("/repos/octocat/Spoon-Knife-fork", "/repos/octocat/linguist")
+        assert not [path for path in server.paths("/repos/") if path.startswith(left_out)]
+        policy = HttpPolicy(max_retries=0, max_wait=0, sleep=fake_time.sleep, clock=fake_time.clock)
+        client = github_client(GithubConfig(api_url=server.url), None, policy)
+        try:
+            every = await GithubConnector._organization_repositories(client, GithubConfig(
+                organizations=["octocat"], include_archived=True, include_forks=True))
+        finally:
+            await client.aclose()
+    assert every == [FULL, "octocat/Spoon-Knife-fork", "octocat/linguist"]
+
+
 @pytest.mark.parametrize(("bad", "field"), [
     ({"repositories": ["not a repository"]}, "config.repositories"),
+    ({"organizations": ["not an org!"]}, "config.organizations"),
+    ({"organizations": "octocat"}, "config.organizations"),
     ({"repositories": "octocat/Hello-World"}, "config.repositories"),
     ({"repositories": [FULL], "api_url": "ftp://example.com"}, "config.api_url"),
     ({"repositories": [FULL], "incident_labels": "incident"}, "config.incident_labels"),

@@ -3,7 +3,8 @@ deployments and releases over GitHub's REST API, and the payloads of its webhook
 object shapes).
 
 HTTP (``Link`` pagination, rate-limit waits, retries) is :mod:`pulse_etl.connectors.http`.
-Per repository the streams are read in order (commits of the default branch, pull
+The repositories are the configured ones and those the configured organisations list at
+the start of each run (without archived repositories and forks unless asked). Per repository the streams are read in order (commits of the default branch, pull
 requests with their details, reviews and review comments, issues, deployments with their
 statuses, releases), each with its own cursor ``<stream>:<repository id>``:
 
@@ -35,6 +36,7 @@ from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep
 from pulse_etl.settings import EtlSettings
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+ORGANIZATION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 OVERLAP = timedelta(minutes=5)
 DEPLOYMENT_SLACK = timedelta(days=1)
 PER_PAGE = 100
@@ -44,6 +46,14 @@ class GithubConfig(gm.GithubOptions):
     """Configuration of the github connector (``token`` and ``webhook_secret`` are secret)."""
 
     repositories: list[str] = Field(default_factory=list, max_length=500)
+    organizations: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Organisations whose repositories are synced too (listed at each run).",
+    )
+    include_archived: bool = Field(
+        default=False, description="Also sync an organisation's archived repositories.")
+    include_forks: bool = Field(
+        default=False, description="Also sync an organisation's forks of other repositories.")
     token: str | None = Field(default=None, max_length=500)
     webhook_secret: str | None = Field(default=None, max_length=500)
     api_url: str = Field(default="https://api.github.com", max_length=500)
@@ -55,6 +65,14 @@ class GithubConfig(gm.GithubOptions):
         for name in value:
             if not REPOSITORY.match(name):
                 raise ValueError(f"{name!r} is not owner/name")
+        return value
+
+    @field_validator("organizations")
+    @classmethod
+    def _organizations(cls, value: list[str]) -> list[str]:
+        for login in value:
+            if not ORGANIZATION.match(login):
+                raise ValueError(f"{login!r} is not an organisation login")
         return value
 
     @field_validator("api_url")
@@ -92,21 +110,40 @@ class GithubConnector:
         self.clock = clock
 
     def check(self, config: GithubConfig, settings: EtlSettings) -> None:
-        """Nothing beyond the model's validation."""
+        """Nothing beyond the model's validation (an empty config fails the job, not the
+        request: an integration may be saved before its repositories are chosen)."""
 
     async def run(self, run: SyncRun) -> None:
         """Sync every configured repository, stream by stream (see the module docstring)."""
         config: GithubConfig = run.config
-        if not config.repositories:
-            raise SourceError("no repositories configured")
+        if not config.repositories and not config.organizations:
+            raise SourceError("no repositories or organizations configured")
         policy = HttpPolicy.from_settings(run.settings, sleep=self.sleep, clock=self.clock)
         client = github_client(config, run.secrets.get("token"), policy)
         try:
-            for index, full_name in enumerate(config.repositories):
+            names = list(dict.fromkeys(
+                [*config.repositories, *await self._organization_repositories(client, config)]))
+            for index, full_name in enumerate(names):
                 sync = RepositorySync(run, client, config, full_name)
-                await sync.sync(index, len(config.repositories))
+                await sync.sync(index, len(names))
         finally:
             await client.aclose()
+
+    @staticmethod
+    async def _organization_repositories(client: ApiClient, config: GithubConfig) -> list[str]:
+        """The repositories of the configured organisations, as listed now (archived ones
+        and forks only when asked for)."""
+        names: list[str] = []
+        for login in config.organizations:
+            async for page in client.link_pages(f"/orgs/{login}/repos",
+                                                {"type": "all", "per_page": PER_PAGE}):
+                names.extend(
+                    str(repo["full_name"]) for repo in page
+                    if isinstance(repo, Mapping) and repo.get("full_name")
+                    and (config.include_archived or not repo.get("archived"))
+                    and (config.include_forks or not repo.get("fork"))
+                )
+        return names
 
 
 class RepositorySync:

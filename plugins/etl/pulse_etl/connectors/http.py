@@ -8,8 +8,10 @@
   are waited out: ``retry-after`` (seconds or an HTTP date), else ``x-ratelimit-reset``
   (epoch seconds as GitHub sends it, or an ISO time as Jira Cloud does), else a minute; a
   wait longer than ``max_wait`` fails the job with :class:`RateLimited` instead;
-* :meth:`ApiClient.link_pages` follows ``Link: <...>; rel="next"`` (GitHub) and
-  :meth:`ApiClient.offset_pages` follows ``startAt``/``maxResults``/``total`` (Jira).
+* :meth:`ApiClient.link_pages` follows ``Link: <...>; rel="next"`` (GitHub),
+  :meth:`ApiClient.token_pages` follows ``nextPageToken`` (Jira's enhanced search) and
+  :meth:`ApiClient.offset_pages` follows ``startAt``/``maxResults``/``total`` (Jira's
+  changelogs).
 
 Waiting goes through the policy's ``sleep`` and ``clock``, so tests replace both and never
 really wait.
