@@ -4,9 +4,10 @@ object shapes).
 
 HTTP (``Link`` pagination, rate-limit waits, retries) is :mod:`pulse_etl.connectors.http`.
 The repositories are the configured ones and those the configured organisations list at
-the start of each run (without archived repositories and forks unless asked). Per repository the streams are read in order (commits of the default branch, pull
-requests with their details, reviews and review comments, issues, deployments with their
-statuses, releases), each with its own cursor ``<stream>:<repository id>``:
+the start of each run (without archived repositories and forks unless asked). Per
+repository the streams are read in order (commits of the default branch, pull requests
+with their details, reviews and review comments, issues, deployments with their statuses,
+releases), each with its own cursor ``<stream>:<repository id>``:
 
 * commits and issues are read with ``since`` (issues oldest update first, so the cursor
   advances with every committed page and a killed worker resumes mid-stream);
