@@ -58,3 +58,46 @@ async def test_a_load_refreshes_the_figures(
     )
     assert await engine.queue.wait_idle(30)
     assert await summary_count(dora_tenant) == 2
+
+
+async def test_a_revert_makes_the_deployment_of_the_reverted_change_a_failure(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture
+) -> None:
+    service = service_for(engine)
+    repository = stable_id("repositories", "test", "api")
+    bad, fix = "b" * 40, "d" * 40
+
+    def commit(sha: str, at: datetime, message: str) -> dict[str, object]:
+        return {"id": stable_id("commits", repository, sha), "repository_id": repository,
+                "sha": sha, "source": "test", "message": message, "authored_at": at,
+                "committed_at": at}
+
+    def deployment(key: str, sha: str, finished: datetime) -> dict[str, object]:
+        return {**production_deployment(key, finished), "repository_id": repository, "sha": sha}
+
+    shipped_bad = FINISHED - timedelta(hours=3)
+    batch = {
+        "repositories": [{"id": repository, "source": "test", "external_id": "api",
+                          "name": "api", "service": "api"}],
+        "commits": [commit(bad, shipped_bad - timedelta(hours=1), "Cache totals"),
+                    commit(fix, FINISHED - timedelta(hours=1),
+                           f'Revert "Cache totals"\n\nThis reverts commit {bad}.')],
+        "commit_parents": [{"repository_id": repository, "sha": fix, "position": 0,
+                            "parent_sha": bad}],
+        "deployments": [deployment("first", bad, shipped_bad), deployment("second", fix, FINISHED)],
+    }
+    await load_batch(service, dora_tenant.id, batch, "test")
+    assert await engine.queue.wait_idle(30)
+    response = await dora_tenant.viewer_client.get(
+        "/api/v1/metrics/dora/change_failure_rate/drilldown"
+        "?start=2026-02-01T00:00:00Z&end=2026-03-01T00:00:00Z")
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    caused = {item["external_id"]: item["caused_failure"] for item in body["items"]}
+    assert caused.get("first") is True and not caused.get("second"), body
+    incident = next(item for item in body["items"] if item["external_id"] == "first")
+    assert len(incident["incidents"]) == 1, incident
+    summary = await dora_tenant.viewer_client.get(
+        "/api/v1/metrics/dora/summary?start=2026-02-01T00:00:00Z&end=2026-03-01T00:00:00Z")
+    rate = (await summary.get_json())["metrics"]["change_failure_rate"]
+    assert (rate["failed_deployments"], rate["deployments"]) == (1, 2)

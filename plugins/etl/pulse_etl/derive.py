@@ -21,8 +21,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pulse_etl.model import is_revert, reverted_sha, stable_id
+
 #: Default window within which an incident is attributed to the preceding deployment.
 LINK_WINDOW = timedelta(days=7)
+
+#: What a revert's message says before the reverted commit's SHA.
+REVERT_MARKER = "This reverts commit "
 
 #: Environments treated as production by default.
 PRODUCTION_ENVIRONMENTS: tuple[str, ...] = ("production", "prod")
@@ -300,6 +305,71 @@ async def groups_with_late_parents(
             if since is not None:
                 groups.append((repository_id, str(environment), since))
     return groups
+
+
+#: The source of incidents derived from reverts; their external id is ``<repo id>:<sha>``.
+REVERT_SOURCE = "revert"
+
+# The reverted SHA is computed before the join: under row-level security a function of a
+# column (not LEAKPROOF) cannot bound an index scan, so ``b.sha = substring(...)`` would
+# read every commit of the repository. The partial index holds only reverts.
+_REVERTS = f"""
+WITH reverts AS MATERIALIZED (
+    SELECT r.sha AS revert_sha, split_part(r.message, E'\\n', 1) AS title,
+           r.committed_at AS resolved_at,
+           CAST({reverted_sha("r.message")} AS varchar(64)) AS reverted
+    FROM commits r
+    WHERE r.tenant_id = :tenant AND r.repository_id = :repository
+      AND {is_revert("r.message")} AND ({{which}})
+)
+SELECT v.revert_sha, v.title, v.resolved_at, b.sha AS reverted_sha,
+       b.committed_at AS started_at
+FROM reverts v
+JOIN commits b ON b.tenant_id = :tenant AND b.repository_id = :repository
+ AND b.sha = v.reverted
+"""
+
+
+async def revert_incidents(
+    session: AsyncSession, tenant_id: str, commits: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Incident rows for the reverts ``commits`` complete: a revert among them whose
+    reverted commit is stored, or a stored revert naming one of them.
+
+    A revert (``This reverts commit <sha>``, as ``git revert`` and GitHub's revert button
+    write) means the reverted change failed in production: the incident starts when the
+    reverted commit was committed, ends when the revert was, and names the reverted commit
+    as its explicit deployment reference (so it links to the first production deployment
+    that shipped it).
+    """
+    by_repository: dict[str, tuple[list[str], list[str]]] = {}
+    for row in commits:
+        shas, reverting = by_repository.setdefault(str(row["repository_id"]), ([], []))
+        shas.append(str(row["sha"]))
+        if REVERT_MARKER in str(row.get("message") or ""):
+            reverting.append(str(row["sha"]))
+    found: list[Any] = []
+    for repository_id, (shas, reverting) in by_repository.items():
+        params = {"tenant": tenant_id, "repository": repository_id}
+        if reverting:
+            found += [(repository_id, row) for row in (await session.execute(text(
+                _REVERTS.replace("{which}", "r.sha = ANY(CAST(:reverting AS text[]))")),
+                {**params, "reverting": reverting})).all()]
+        # stored reverts naming one of the batch's commits: the partial index's reverts
+        found += [(repository_id, row) for row in (await session.execute(text(
+            _REVERTS.replace(
+                "{which}", f"{reverted_sha('r.message')} = ANY(CAST(:shas AS text[]))")),
+            {**params, "shas": shas})).all()]
+    incidents: dict[str, dict[str, Any]] = {}
+    for repository_id, row in found:
+        external_id = f"{repository_id}:{row.revert_sha}"
+        incidents[external_id] = {
+            "id": stable_id("incidents", REVERT_SOURCE, external_id),
+            "source": REVERT_SOURCE, "external_id": external_id, "title": row.title,
+            "repository_id": repository_id, "created_at_source": row.started_at,
+            "resolved_at": row.resolved_at, "deployment_ref": row.reverted_sha,
+        }
+    return list(incidents.values())
 
 
 async def link_incidents(

@@ -169,6 +169,16 @@ team_memberships = Table(
     Index("ix_team_memberships_person", "tenant_id", "person_id"),
 )
 
+def is_revert(message: str = "message") -> str:
+    """SQL: whether a commit message is a revert's (the partial index's predicate)."""
+    return f"{message} LIKE '%This reverts commit %'"
+
+
+def reverted_sha(message: str = "message") -> str:
+    """SQL: the SHA a revert's commit message names (the partial index's expression)."""
+    return f"substring({message} from 'This reverts commit ([0-9a-f]{{40}})')"
+
+
 commits = Table(
     "commits",
     metadata,
@@ -196,6 +206,10 @@ commits = Table(
     UniqueConstraint("tenant_id", "repository_id", "sha", name="uq_commits_natural_key"),
     Index("ix_commits_repository_authored", "tenant_id", "repository_id", "authored_at"),
     Index("ix_commits_author", "tenant_id", "author_identity_id", "authored_at"),
+    # the commit a revert names (``git revert`` writes "This reverts commit <sha>."), so a
+    # reverted commit arriving after its revert finds it (see pulse_etl.derive)
+    Index("ix_commits_reverted", "tenant_id", "repository_id", text(reverted_sha()),
+          postgresql_where=text(is_revert())),
 )
 
 commit_parents = Table(

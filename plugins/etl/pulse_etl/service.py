@@ -70,6 +70,12 @@ EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def changed_rows(stats: Stats, entity: str) -> bool:
+    """Whether a load created or updated rows of ``entity``."""
+    counts = stats.get(entity, {})
+    return bool(counts.get("created") or counts.get("updated"))
+
+
 def earliest_event(batch: Batch) -> datetime | None:
     """The earliest event time among a batch's rows (what ``data_loaded`` calls ``since``)."""
     times = [
@@ -576,42 +582,44 @@ class EtlService:
         previous = await derive.stored_deployments(
             session, tenant_id, batch.get("deployments", ()))
         stats = await self.loader.load(session, tenant_id, batch)
-        await self.derive(session, tenant_id, batch, stats, previous)
-        moved_from = [finished for _, _, finished in previous.groups if finished is not None]
-        batch_since = earliest_event(batch)
-        if batch_since is not None:
-            moved_from.append(batch_since)
-        return Loaded(stats, min(moved_from, default=None))
+        derived = await self.derive(session, tenant_id, batch, stats, previous)
+        touched = [finished for _, _, finished in previous.groups if finished is not None]
+        touched += [t for t in (earliest_event(batch), earliest_event(derived)) if t is not None]
+        return Loaded(stats, min(touched, default=None))
 
     async def derive(self, session: AsyncSession, tenant_id: str, batch: Batch,
-                     stats: Stats, previous: derive.StoredDeployments) -> None:
-        """Recompute derived facts after ``batch`` (in the same transaction).
+                     stats: Stats, previous: derive.StoredDeployments) -> Batch:
+        """Recompute derived facts after ``batch`` (in the same transaction); returns the
+        rows derived and loaded (incidents of reverts), whose counts join ``stats``.
 
         :param previous: the batch's deployments as stored before it
             (:func:`pulse_etl.derive.stored_deployments`).
         """
-
-        def changed(entity: str) -> bool:
-            counts = stats.get(entity, {})
-            return bool(counts.get("created") or counts.get("updated"))
+        derived: Batch = {}
+        if changed_rows(stats, "commits"):
+            reverts = await derive.revert_incidents(session, tenant_id, batch.get("commits", ()))
+            if reverts:
+                derived = {"incidents": reverts}
+                merge_stats(stats, await self.loader.load(session, tenant_id, derived))
 
         groups: list[tuple[str, str, datetime | None]] = []
-        if changed("deployments"):
+        if changed_rows(stats, "deployments"):
             await derive.forget_shipped(session, tenant_id, previous.ids)
             groups.extend(previous.groups)
             for row in batch.get("deployments", ()):
                 if row.get("repository_id") and row.get("environment"):
                     groups.append((row["repository_id"], row["environment"],
                                    row.get("finished_at")))
-        if changed("commit_parents") or changed("commits"):
+        if changed_rows(stats, "commit_parents") or changed_rows(stats, "commits"):
             commits = batch.get("commits", ())
             repositories = sorted({row["repository_id"] for row in commits})
             groups.extend(await derive.groups_missing_commits(session, tenant_id, repositories))
             groups.extend(await derive.groups_with_late_parents(session, tenant_id, commits))
         if groups:
             await derive.materialise_deployment_commits(session, tenant_id, groups)
-        if changed("incidents") or changed("deployments"):
+        if changed_rows(stats, "incidents") or changed_rows(stats, "deployments"):
             await derive.link_incidents(session, tenant_id)
+        return derived
 
     async def cursor(self, tenant_id: str, scope: str, stream: str) -> dict[str, Any] | None:
         """A saved cursor."""

@@ -355,3 +355,97 @@ async def test_one_walk_per_batch_of_deployments(
     await load(etl, etl_tenant.id, {**commit_batch(graph), "deployments": deployments})
     assert walks == 9  # 1 + 2 + 4 + 8 + 16 + 32 + 64 + 64 + 9
     assert await shipped_rows(etl, etl_tenant.id) == reference(graph, deployments)
+
+
+# --- reverts become incidents ------------------------------------------------------------
+
+def revert_history() -> dict[str, list[dict[str, object]]]:
+    """A, then B (the bad change), C, and R reverting B an hour after B, as ``git revert``
+    writes it; X names a SHA this repository does not have."""
+    def row(sha: str, hours: float, message: str, parents: list[str]) -> dict[str, object]:
+        moment = T0 + timedelta(hours=hours)
+        return {"id": stable_id("commits", REPOSITORY, sha), "repository_id": REPOSITORY,
+                "sha": sha, "source": "test", "message": message, "authored_at": moment,
+                "committed_at": moment, "_parents": parents}
+
+    bad = "b" * 40
+    commits = [
+        row("a" * 40, 0, "Initial", []),
+        row(bad, 1, "Cache totals", ["a" * 40]),
+        row("c" * 40, 1.5, "Docs", [bad]),
+        row("d" * 40, 2, f'Revert "Cache totals"\n\nThis reverts commit {bad}.', ["c" * 40]),
+        row("e" * 40, 3, f'Revert "Old"\n\nThis reverts commit {"f" * 40}.', ["d" * 40]),
+    ]
+    return {
+        "repositories": [{"id": REPOSITORY, "source": "test", "external_id": "dag",
+                          "name": "dag", "service": "dag"}],
+        "commits": [{k: v for k, v in c.items() if k != "_parents"} for c in commits],
+        "commit_parents": [{"repository_id": REPOSITORY, "sha": c["sha"], "position": i,
+                            "parent_sha": p} for c in commits
+                           for i, p in enumerate(c["_parents"])],  # type: ignore[arg-type]
+    }
+
+
+async def revert_rows(etl: EtlService, tenant_id: str) -> list[Any]:
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        return list((await session.execute(
+            select(model.incidents).where(model.incidents.c.source == "revert"))).all())
+
+
+@pytest.mark.parametrize("order", ["oldest first", "newest first"])
+async def test_a_revert_is_an_incident_of_the_reverted_change(
+    etl: EtlService, etl_tenant: TenantFixture, order: str
+) -> None:
+    history = revert_history()
+    commits = history["commits"]
+    chunks = [commits[:2], commits[2:]] if order == "oldest first" else [commits[3:],
+                                                                          commits[:3]]
+    parents = history["commit_parents"]
+    loaded = []
+    for chunk in chunks:
+        shas = {c["sha"] for c in chunk}
+        loaded.append(await load(etl, etl_tenant.id, {
+            "repositories": history["repositories"], "commits": chunk,
+            "commit_parents": [p for p in parents if p["sha"] in shas]}))
+    [incident] = await revert_rows(etl, etl_tenant.id)
+    assert incident.deployment_ref == "b" * 40 and incident.title == 'Revert "Cache totals"'
+    assert (incident.created_at_source, incident.resolved_at) == (
+        T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    assert incident.repository_id == REPOSITORY
+    # the load that completed the pair counted the incident and reaches back to its start
+    assert loaded[1].stats["incidents"]["created"] == 1
+    assert loaded[1].since is not None and loaded[1].since <= T0 + timedelta(hours=1)
+    # loading everything again derives nothing new
+    again = await load(etl, etl_tenant.id, history)
+    assert again.stats.get("incidents", {}).get("created", 0) == 0
+    assert len(await revert_rows(etl, etl_tenant.id)) == 1
+
+
+async def test_the_reverted_commit_index_migrates_down_and_up(etl: EtlService) -> None:
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.engine import Connection
+
+    from pulse_engine.migrations import alembic_config
+
+    engine = etl.engine
+    present: list[bool] = []
+
+    def cycle(connection: Connection) -> None:
+        config = alembic_config("etl", engine.migration_folders["etl"], engine.metadata)
+        config.attributes["connection"] = connection
+
+        def exists() -> bool:
+            return connection.execute(text(
+                "SELECT to_regclass('ix_commits_reverted') IS NOT NULL")).scalar_one()
+
+        present.append(exists())
+        command.downgrade(config, "etl_0001")
+        present.append(exists())
+        command.upgrade(config, "heads")
+        present.append(exists())
+
+    assert engine.db.owner_engine is not None
+    async with engine.db.owner_engine.begin() as connection:
+        await connection.run_sync(cycle)
+    assert present == [True, False, True]
