@@ -165,6 +165,14 @@ async def create_user(
     return TestUser(user_id, tenant_id, email, password, role)
 
 
+async def log_in(app: Quart, user: TestUser) -> dict[str, Any]:
+    """Log ``user`` in through ``POST /api/v1/auth/login``; returns the token pair."""
+    response = await app.test_client().post(
+        "/api/v1/auth/login", json={"email": user.email, "password": user.password})
+    assert response.status_code == 200, await response.get_data()
+    return dict(await response.get_json())
+
+
 def token_for(engine: PulseEngine, user: TestUser) -> str:
     """An access token for a user, minted directly (no login round trip)."""
     token, _principal = engine.tokens.issue_access(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from pulse_engine.testing import (
     ApiClient,
     TenantFixture,
     create_user,
+    log_in,
     make_settings,
     make_tenant,
     running_app,
@@ -370,14 +373,22 @@ async def plugin_enabled(client: ApiClient, name: str) -> bool:
     return bool(next(p for p in body["plugins"] if p["name"] == name)["enabled"])
 
 
-async def test_capability_change_reaches_another_server_process_at_once(
-    pulse_database_url: str, tmp_path: Path, redis_url: str
-) -> None:
-    first = make_settings(pulse_database_url, tmp_path / "one", redis_url=redis_url)
-    second = make_settings(pulse_database_url, tmp_path / "two", redis_url=redis_url)
+@asynccontextmanager
+async def two_processes(database_url: str, folder: Path, redis_url: str
+                        ) -> AsyncIterator[tuple[Quart, Quart]]:
+    """Two servers on one database whose events travel over Redis, as two processes."""
+    first = make_settings(database_url, folder / "one", redis_url=redis_url)
+    second = make_settings(database_url, folder / "two", redis_url=redis_url)
     async with running_app(first, plugins=PROBES) as app_one, running_app(
         second, plugins=PROBES
     ) as app_two:
+        yield app_one, app_two
+
+
+async def test_capability_change_reaches_another_server_process_at_once(
+    pulse_database_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    async with two_processes(pulse_database_url, tmp_path, redis_url) as (app_one, app_two):
         a = await make_tenant(app_one)
         b_id = (await make_tenant(app_one)).id
         engine_two = app_two.extensions["pulse"]
@@ -406,18 +417,8 @@ async def test_capability_change_reaches_another_server_process_at_once(
 async def test_role_change_and_deactivation_end_live_access_tokens_on_every_process(
     pulse_database_url: str, tmp_path: Path, redis_url: str
 ) -> None:
-    first = make_settings(pulse_database_url, tmp_path / "one", redis_url=redis_url)
-    second = make_settings(pulse_database_url, tmp_path / "two", redis_url=redis_url)
-    async with running_app(first, plugins=PROBES) as app_one, running_app(
-        second, plugins=PROBES
-    ) as app_two:
+    async with two_processes(pulse_database_url, tmp_path, redis_url) as (app_one, app_two):
         tenant = await make_tenant(app_one)
-
-        async def login(app: Quart) -> dict[str, Any]:
-            response = await app.test_client().post("/api/v1/auth/login", json={
-                "email": tenant.analyst.email, "password": tenant.analyst.password})
-            assert response.status_code == 200
-            return dict(await response.get_json())
 
         async def status_on_two(token: str) -> int:
             deadline = time.monotonic() + 2.0
@@ -429,7 +430,7 @@ async def test_role_change_and_deactivation_end_live_access_tokens_on_every_proc
                 await asyncio.sleep(0.05)
             return status
 
-        analyst = await login(app_one)
+        analyst = await log_in(app_one, tenant.analyst)
         assert (await ApiClient(app_two, analyst["access_token"]).get("/api/v1/auth/me")
                 ).status_code == 200
         demoted = await tenant.admin_client.request(
@@ -439,7 +440,7 @@ async def test_role_change_and_deactivation_end_live_access_tokens_on_every_proc
         stale = await ApiClient(app_one, analyst["access_token"]).get("/api/v1/auth/me")
         assert stale.status_code == 401 and "revoked" in (await stale.get_json())["detail"]
         assert await status_on_two(analyst["access_token"]) == 401
-        viewer = await login(app_one)
+        viewer = await log_in(app_one, tenant.analyst)
         me = await ApiClient(app_two, viewer["access_token"]).get("/api/v1/auth/me")
         assert (await me.get_json())["role"] == "viewer"
 
@@ -456,12 +457,8 @@ async def test_tenant_deactivation_ends_its_users_sessions(
 ) -> None:
     engine = pulse_app.extensions["pulse"]
     other = await make_tenant(pulse_app)
-    client = pulse_app.test_client()
-    tokens = {}
-    for name, fixture in (("mine", tenant), ("other", other)):
-        response = await client.post("/api/v1/auth/login", json={
-            "email": fixture.viewer.email, "password": fixture.viewer.password})
-        tokens[name] = (await response.get_json())["access_token"]
+    tokens = {name: (await log_in(pulse_app, fixture.viewer))["access_token"]
+              for name, fixture in (("mine", tenant), ("other", other))}
     superadmin = ApiClient(pulse_app, token_for(engine, await create_user(engine, None,
                                                                            "superadmin")))
     off = await superadmin.request(

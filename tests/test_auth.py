@@ -22,6 +22,7 @@ from pulse_engine.testing import (
     TenantFixture,
     create_tenant,
     create_user,
+    log_in,
     make_settings,
     make_tenant,
     running_app,
@@ -185,11 +186,7 @@ async def test_logout_revokes_access_token_and_refresh_family(
     pulse_app: Quart, tenant: TenantFixture
 ) -> None:
     client = pulse_app.test_client()
-    login = await client.post(
-        "/api/v1/auth/login",
-        json={"email": tenant.viewer.email, "password": tenant.viewer.password},
-    )
-    pair = await login.get_json()
+    pair = await log_in(pulse_app, tenant.viewer)
     session = ApiClient(pulse_app, pair["access_token"])
     response = await session.post(
         "/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}
@@ -212,19 +209,11 @@ async def test_logout_ends_the_session_and_its_older_access_tokens(
     pulse_app: Quart, tenant: TenantFixture
 ) -> None:
     client = pulse_app.test_client()
-    login = await client.post(
-        "/api/v1/auth/login",
-        json={"email": tenant.viewer.email, "password": tenant.viewer.password},
-    )
-    first = await login.get_json()
+    first = await log_in(pulse_app, tenant.viewer)
     rotated = await client.post("/api/v1/auth/refresh",
                                 json={"refresh_token": first["refresh_token"]})
     second = await rotated.get_json()
-    elsewhere = await client.post(
-        "/api/v1/auth/login",
-        json={"email": tenant.viewer.email, "password": tenant.viewer.password},
-    )
-    other_session = await elsewhere.get_json()
+    other_session = await log_in(pulse_app, tenant.viewer)
     # logging out with the newest access token alone (no refresh token)
     response = await ApiClient(pulse_app, second["access_token"]).post("/api/v1/auth/logout")
     assert response.status_code == 204
