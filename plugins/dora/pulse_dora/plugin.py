@@ -20,7 +20,13 @@ from pulse_dora import queries, tables
 from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
 from pulse_dora.health import health_checks
 from pulse_dora.params import resolve_scope
-from pulse_dora.refresh import DORA_CACHE_TAG, REFRESH_QUEUE, refresh_consumer
+from pulse_dora.refresh import (
+    DORA_CACHE_TAG,
+    REFRESH_QUEUE,
+    refresh_consumer,
+    request_refresh,
+    requeue_pending,
+)
 from pulse_dora.routes import build_blueprint
 from pulse_engine import hookimpl
 from pulse_engine.cache import CachePolicy
@@ -160,12 +166,25 @@ async def _follow_configuration(engine: PulseEngine) -> None:
             )
 
 
+async def _requeue(engine: PulseEngine) -> None:
+    """Re-queue the refreshes recorded and not done (see :func:`requeue_pending`)."""
+    try:
+        count = await requeue_pending(engine)
+    except Exception:  # the requests stay recorded: the next start queues them again
+        log.warning("pending DORA refreshes could not be queued", exc_info=True)
+        return
+    if count:
+        log.info("queued %d DORA refreshes left pending", count)
+
+
 @hookimpl
 async def startup(engine: PulseEngine) -> None:
-    """Follow configuration changes to keep each tenant's facts consistent with them."""
+    """Follow configuration changes to keep each tenant's facts consistent with them, and
+    queue the refreshes a stopped process left pending."""
     _listeners[engine] = asyncio.create_task(
         _follow_configuration(engine), name="pulse-dora-config"
     )
+    await _requeue(engine)
 
 
 @hookimpl
@@ -180,7 +199,8 @@ async def shutdown(engine: PulseEngine) -> None:
 
 #: Entities whose changes can move a DORA figure.
 DORA_INPUTS = frozenset(
-    {"deployments", "deployment_commits", "commits", "incidents", "pull_requests", "reviews"}
+    {"deployments", "deployment_commits", "commits", "incidents", "pull_requests", "reviews",
+     "review_comments"}
 )
 
 
@@ -197,8 +217,4 @@ async def data_loaded(
         for entity, counts in stats.items()
     ):
         return
-    await engine.queue.publish(
-        REFRESH_QUEUE,
-        {"since": since.isoformat() if since is not None else None},
-        tenant_id=tenant_id,
-    )
+    await request_refresh(engine, tenant_id, since)

@@ -10,14 +10,19 @@ Two flags of older deployments can still change and are re-checked: ``has_incide
 (for the deployments re-linked or unlinked incidents point to) and ``followed_by_failure``
 (for the latest deployment before ``since`` of each service and environment).
 
-Run it after an ETL load: publish ``{"since": ISO time or null}`` for the tenant on
-:data:`REFRESH_QUEUE`, or call :func:`refresh_tenant`.
+Run it after an ETL load with :func:`request_refresh` (what the ``data_loaded`` hook does):
+the request is recorded in ``dora_refresh_requests`` and ``{"since": ISO time or null}``
+is published for the tenant on :data:`REFRESH_QUEUE`; the refresh that covers a request
+deletes it, and a starting process re-queues those left (:func:`requeue_pending`), so a
+message lost with a killed server or a dropped connection loses no refresh. Or call
+:func:`refresh_tenant` directly.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -393,6 +398,54 @@ async def _analyze_if_grown(session: AsyncSession, table: str, written: int) -> 
         await analyze_tables(session, [table])
 
 
+_REQUEST = """
+INSERT INTO dora_refresh_requests (tenant_id, requested_at, since, full_refresh)
+VALUES (:tenant, clock_timestamp(), CAST(:since AS timestamptz),
+        CAST(:since AS timestamptz) IS NULL)
+ON CONFLICT (tenant_id) DO UPDATE SET requested_at = EXCLUDED.requested_at,
+    full_refresh = dora_refresh_requests.full_refresh OR EXCLUDED.full_refresh,
+    since = least(dora_refresh_requests.since, EXCLUDED.since)
+"""
+
+# a request is covered by a refresh that began after it was made (the load it follows had
+# committed) and reached back at least as far
+_COVERED = """
+DELETE FROM dora_refresh_requests
+WHERE tenant_id = :tenant AND requested_at <= :began
+  AND (CAST(:since AS timestamptz) IS NULL OR (NOT full_refresh AND since >= :since))
+"""
+
+
+async def request_refresh(engine: PulseEngine, tenant_id: str, since: datetime | None) -> None:
+    """Record a refresh of the tenant's facts from ``since`` (None: all), then queue it."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        await session.execute(text(_REQUEST), {"tenant": tenant_id, "since": since})
+    await engine.queue.publish(
+        REFRESH_QUEUE, {"since": since.isoformat() if since is not None else None},
+        tenant_id=tenant_id,
+    )
+
+
+async def requeue_pending(engine: PulseEngine) -> int:
+    """Queue again every recorded refresh not done yet (at process start); returns how many.
+
+    Each message id names the request, so processes starting together run it once.
+    """
+    async with engine.db.system_session() as session:
+        pending = (await session.execute(text(
+            "SELECT tenant_id, since, full_refresh, requested_at FROM dora_refresh_requests"
+        ))).all()
+    for row in pending:
+        since = None if row.full_refresh else row.since
+        await engine.queue.publish(
+            REFRESH_QUEUE, {"since": since.isoformat() if since is not None else None},
+            tenant_id=str(row.tenant_id),
+            message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, (
+                f"pulse-dora:pending:{row.tenant_id}:{row.requested_at.isoformat()}"))),
+        )
+    return len(pending)
+
+
 async def refresh_session(
     session: AsyncSession, tenant_id: str, config: DoraConfig, since: datetime | None = None
 ) -> RefreshStats:
@@ -407,6 +460,7 @@ async def refresh_session(
         text("SELECT pg_advisory_xact_lock(hashtext('pulse_dora.refresh:' || :tenant))"),
         {"tenant": tenant_id},
     )
+    began_at = await session.scalar(text("SELECT clock_timestamp()"))
     await session.execute(
         text("SELECT set_config('work_mem', :work_mem, true)"), {"work_mem": REFRESH_WORK_MEM}
     )
@@ -424,6 +478,8 @@ async def refresh_session(
     for statement in _rework_statements(since):
         reworked += await _run(session, [statement], params)
     await session.execute(text(_STATE), params)
+    await session.execute(text(_COVERED), {"tenant": tenant_id, "since": since,
+                                           "began": began_at})
     return RefreshStats(deployments, changes, incidents, reworked, time.perf_counter() - began)
 
 

@@ -131,4 +131,17 @@ dora_refresh_state = Table(
     PrimaryKeyConstraint("tenant_id"),
 )
 
-TABLES = (dora_deployments, dora_changes, dora_incidents, dora_refresh_state)
+dora_refresh_requests = Table(
+    "dora_refresh_requests",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _time("requested_at", nullable=False),
+    Column("since", DateTime(timezone=True),
+           comment="the earliest event time to recompute from (unless full_refresh)"),
+    Column("full_refresh", Boolean, nullable=False, server_default=text("false")),
+    PrimaryKeyConstraint("tenant_id"),
+    comment="refreshes asked for and not done yet: re-queued when a process starts",
+)
+
+TABLES = (dora_deployments, dora_changes, dora_incidents, dora_refresh_state,
+          dora_refresh_requests)

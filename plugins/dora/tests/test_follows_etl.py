@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+from dora_rows import Rows
+from pulse_dora.refresh import DORA_CACHE_TAG, refresh_tenant, request_refresh
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
 from pulse_etl.service import load_batch
 from quart import Quart
+from sqlalchemy import text
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture
+from pulse_engine.testing import TenantFixture, make_settings, running_app
 
 FINISHED = datetime(2026, 2, 10, 15, tzinfo=UTC)
 
@@ -101,3 +106,51 @@ async def test_a_revert_makes_the_deployment_of_the_reverted_change_a_failure(
         "/api/v1/metrics/dora/summary?start=2026-02-01T00:00:00Z&end=2026-03-01T00:00:00Z")
     rate = (await summary.get_json())["metrics"]["change_failure_rate"]
     assert (rate["failed_deployments"], rate["deployments"]) == (1, 2)
+
+
+async def pending_requests(engine: PulseEngine, tenant_id: str) -> list[Any]:
+    """The tenant's recorded refresh requests not done yet."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        return list((await session.execute(text(
+            "SELECT since, full_refresh FROM dora_refresh_requests"))).all())
+
+
+async def test_a_refresh_request_is_recorded_until_a_refresh_covers_it(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture
+) -> None:
+    await request_refresh(engine, dora_tenant.id, FINISHED)
+    await request_refresh(engine, dora_tenant.id, FINISHED - timedelta(days=2))
+    # one request per tenant, reaching back to the earliest
+    assert await engine.queue.wait_idle(30)
+    assert await pending_requests(engine, dora_tenant.id) == []
+    # a refresh from later than the request does not cover it
+    async with engine.db.tenant_session(dora_tenant.id) as session:
+        await session.execute(text(
+            "INSERT INTO dora_refresh_requests (tenant_id, requested_at, since) "
+            "VALUES (:tenant, clock_timestamp(), :since)"),
+            {"tenant": dora_tenant.id, "since": FINISHED - timedelta(days=1)})
+    await refresh_tenant(engine, dora_tenant.id, FINISHED)
+    assert len(await pending_requests(engine, dora_tenant.id)) == 1
+    await refresh_tenant(engine, dora_tenant.id, FINISHED - timedelta(days=1))
+    assert await pending_requests(engine, dora_tenant.id) == []
+
+
+async def test_a_refresh_lost_with_a_killed_server_runs_when_a_process_starts(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture,
+    pulse_database_url: str, tmp_path: Path,
+) -> None:
+    rows = Rows(engine, dora_tenant.id)
+    repository = await rows.repository("api")
+    await rows.deployment(repository, "api", "2026-02-10 15:00")
+    # what a load left behind when the server died with the refresh message in memory
+    async with engine.db.tenant_session(dora_tenant.id) as session:
+        await session.execute(text(
+            "INSERT INTO dora_refresh_requests (tenant_id, requested_at, since) "
+            "VALUES (:tenant, clock_timestamp(), :since)"),
+            {"tenant": dora_tenant.id, "since": FINISHED - timedelta(days=1)})
+    assert await summary_count(dora_tenant) == 0
+    async with running_app(make_settings(pulse_database_url, tmp_path)) as restarted:
+        assert await restarted.extensions["pulse"].queue.wait_idle(30)
+    assert await pending_requests(engine, dora_tenant.id) == []
+    await engine.cache.invalidate_tags(dora_tenant.id, [DORA_CACHE_TAG])  # the other process's
+    assert await summary_count(dora_tenant) == 1
