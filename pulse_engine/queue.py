@@ -83,6 +83,11 @@ class Consumer:
 class QueueBackend(ABC):
     """A durable work queue with retries and a dead-letter queue."""
 
+    #: Whether queued messages outlive the process (a broker keeps them). When False, a
+    #: plugin that records its pending work re-queues all of it at ``startup``, as
+    #: ``pulse-dora`` does with its refresh requests.
+    survives_restart: bool = True
+
     @abstractmethod
     async def connect(self) -> None:
         """Connect to the broker; raise :class:`QueueUnavailable` when it cannot be reached."""
@@ -184,6 +189,8 @@ class MemoryQueueBackend(QueueBackend):
     Messages live in memory only: they survive a consumer that has not started yet, not
     the process.
     """
+
+    survives_restart = False
 
     def __init__(self) -> None:
         """Create a backend with no queues."""

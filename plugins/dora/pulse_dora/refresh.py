@@ -426,15 +426,24 @@ async def request_refresh(engine: PulseEngine, tenant_id: str, since: datetime |
     )
 
 
-async def requeue_pending(engine: PulseEngine) -> int:
-    """Queue again every recorded refresh not done yet (at process start); returns how many.
+#: With a broker that keeps messages, a request is re-queued at start only when it has
+#: waited this long (its message was probably lost): a refresh can take minutes.
+REQUEUE_AFTER = timedelta(hours=1)
 
-    Each message id names the request, so processes starting together run it once.
+
+async def requeue_pending(engine: PulseEngine) -> int:
+    """Queue again the recorded refreshes not done yet (at process start); returns how many.
+
+    All of them when the queue lives in memory (a stopped process took their messages),
+    else those older than :data:`REQUEUE_AFTER`. Each message id names the request, so
+    processes starting together run it once.
     """
+    older = "" if not engine.queue.survives_restart else (
+        "WHERE requested_at < clock_timestamp() - CAST(:age AS interval)")
     async with engine.db.system_session() as session:
         pending = (await session.execute(text(
-            "SELECT tenant_id, since, full_refresh, requested_at FROM dora_refresh_requests"
-        ))).all()
+            "SELECT tenant_id, since, full_refresh, requested_at FROM dora_refresh_requests "
+            + older), {"age": REQUEUE_AFTER})).all()
     for row in pending:
         since = None if row.full_refresh else row.since
         await engine.queue.publish(
