@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -431,13 +431,26 @@ class EtlService:
         return document
 
     async def retry_job(self, tenant_id: str, job_id: Any) -> dict[str, Any]:
-        """Queue a failed or cancelled job again; it resumes from its saved cursor."""
+        """Queue a job again; it resumes from its saved cursor.
+
+        Retryable: a failed or cancelled job, and one nobody is working on (its queue
+        message went with a stopped process): ``running`` with a heartbeat older than the
+        lease, or ``queued`` for longer than the lease.
+        """
         table = model.etl_jobs
         async with self.engine.db.tenant_session(tenant_id) as session:
             row = await self._job_row(session, job_id, for_update=True)
-            if row.status not in ("failed", "cancelled"):
-                raise Problem(409, "job-not-retryable",
-                              f"Only failed or cancelled jobs can be retried (it is {row.status}).")
+            lapsed = await session.scalar(
+                text("SELECT coalesce(CAST(:moment AS timestamptz), CAST(:updated AS timestamptz))"
+                     " < now() - CAST(:lease AS interval)"),
+                {"moment": row.heartbeat_at, "updated": row.updated_at,
+                 "lease": timedelta(seconds=self.settings.lease_seconds)})
+            abandoned = row.status in ("queued", "running") and bool(lapsed)
+            if row.status not in ("failed", "cancelled") and not abandoned:
+                raise Problem(
+                    409, "job-not-retryable",
+                    f"Only failed or cancelled jobs, or jobs no worker has held for "
+                    f"{self.settings.lease_seconds:g} s, can be retried (it is {row.status}).")
             row = (
                 await session.execute(
                     update(table).where(table.c.id == row.id).values(

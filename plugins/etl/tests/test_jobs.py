@@ -4,12 +4,13 @@ roles; integrations with write-only secrets."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pulse_etl import model
 from pulse_etl.service import EtlService
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from pulse_engine.testing import TenantFixture, make_tenant
 
@@ -95,6 +96,31 @@ async def test_cancel_queued_job(etl: EtlService, etl_tenant: TenantFixture,
     assert (await response.get_json())["status"] == "cancelled"
     assert await etl.run_job(etl_tenant.id, job["id"]) == "cancelled"
     assert await _commits(etl, etl_tenant.id) == 0
+
+
+async def test_a_job_abandoned_by_a_stopped_process_can_be_retried(
+        etl: EtlService, etl_tenant: TenantFixture, git_root: Path) -> None:
+    repo = build_repository(git_root / "abandoned", commits=3)
+    client = etl_tenant.analyst_client
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo)}}, None, enqueue=False)
+    # queued a moment ago: its message may still be on the way
+    response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
+    assert response.status_code == 409
+    # its worker died mid-run (an in-memory queue took the message with it)
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        await session.execute(update(model.etl_jobs).where(model.etl_jobs.c.id == job["id"])
+                              .values(status="running", lease_owner="gone",
+                                      heartbeat_at=func.now() - timedelta(minutes=10)))
+    response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
+    assert response.status_code == 202, await response.get_json()
+    for _ in range(600):
+        body = await (await client.get(f"/app/etl/jobs/{job['id']}")).get_json()
+        if body["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.05)
+    assert body["status"] == "succeeded", body
+    assert await _commits(etl, etl_tenant.id) == 3
 
 
 async def test_list_paginates_newest_first_and_is_tenant_scoped(
