@@ -12,7 +12,7 @@ from pulse_etl import model
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select, update
 
-from pulse_engine.testing import TenantFixture, make_tenant
+from pulse_engine.testing import ApiClient, TenantFixture, make_tenant
 
 from .conftest import build_repository, git
 
@@ -20,6 +20,16 @@ from .conftest import build_repository, git
 async def _commits(etl: EtlService, tenant_id: str) -> int:
     async with etl.engine.db.tenant_session(tenant_id) as session:
         return int(await session.scalar(select(func.count()).select_from(model.commits)) or 0)
+
+
+async def finished(client: ApiClient, job_id: str, status: str) -> None:
+    """Wait (up to 30 s) until the job, as the API shows it, has ``status``."""
+    for _ in range(600):
+        body = await (await client.get(f"/app/etl/jobs/{job_id}")).get_json()
+        if body["status"] == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(body)
 
 
 async def test_killed_worker_resumes_from_cursor(etl: EtlService, etl_tenant: TenantFixture,
@@ -78,12 +88,7 @@ async def test_cancel_running_job_then_retry(etl: EtlService, etl_tenant: Tenant
     assert again.status_code == 409
     response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
     assert response.status_code == 202
-    for _ in range(600):
-        body = await (await client.get(f"/app/etl/jobs/{job['id']}")).get_json()
-        if body["status"] == "succeeded":
-            break
-        await asyncio.sleep(0.05)
-    assert body["status"] == "succeeded", body
+    await finished(client, job["id"], "succeeded")
     assert await _commits(etl, etl_tenant.id) == expected
 
 
@@ -114,12 +119,7 @@ async def test_a_job_abandoned_by_a_stopped_process_can_be_retried(
                                       heartbeat_at=func.now() - timedelta(minutes=10)))
     response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
     assert response.status_code == 202, await response.get_json()
-    for _ in range(600):
-        body = await (await client.get(f"/app/etl/jobs/{job['id']}")).get_json()
-        if body["status"] == "succeeded":
-            break
-        await asyncio.sleep(0.05)
-    assert body["status"] == "succeeded", body
+    await finished(client, job["id"], "succeeded")
     assert await _commits(etl, etl_tenant.id) == 3
 
 
