@@ -101,7 +101,8 @@ class GithubConnector:
     """
 
     name = "github"
-    description = "Commits, pull requests, reviews, issues, deployments and releases from GitHub."
+    description = ("Commits, pull requests, reviews, review comments, issues, deployments and "
+                   "releases from GitHub repositories and organisations.")
     config_model = GithubConfig
     secret_fields = frozenset({"token", "webhook_secret"})
 
