@@ -1,7 +1,7 @@
-"""The jira connector against recorded Jira Cloud REST v3 responses, replayed by a local HTTP
-server: counts, the enhanced search's token pagination and approximate count, changelog
-pages, sprints, story points, incidents, rate limits, retries, the incremental cursor and
-bad configuration."""
+"""The jira connector against recorded Jira Cloud REST v3 (and Data Center REST v2)
+responses, replayed by a local HTTP server: counts, the enhanced search's token pagination
+and approximate count, Data Center's offset pagination, changelog pages, sprints, story
+points, incidents, rate limits, retries, the incremental cursor and bad configuration."""
 
 from __future__ import annotations
 
@@ -184,6 +184,8 @@ async def test_failed_run_resumes_from_the_last_committed_page(
     ({"base_url": "https://x.atlassian.net", "projects": ["OPS"], "page_size": "many"},
      "config.page_size"),
     ({"base_url": "https://x.atlassian.net", "projects": ["OPS"], "board": 7}, "config.board"),
+    ({"base_url": "https://jira.example.com", "projects": ["OPS"], "deployment": "server"},
+     "config.deployment"),
 ])
 async def test_bad_config_is_a_422_naming_the_field(etl_tenant: TenantFixture,
                                                     bad: dict[str, Any], field: str) -> None:
@@ -229,3 +231,37 @@ async def test_a_repeated_page_token_fails_the_job_instead_of_looping(
     job = await run(etl, etl_tenant.id, {"config": config(jira)})
     assert job["status"] == "failed" and "repeated a page token" in job["error"], job
     assert len([seen for seen in jira.requests if seen.path == SEARCH]) == 2
+
+
+async def test_data_center_search_by_offset_with_a_personal_access_token(
+        etl: EtlService, etl_tenant: TenantFixture, fake_time: FakeTime) -> None:
+    async with ReplayServer(load_recording("jira", "search-data-center")) as server:
+        reported: list[float] = []
+        body = {"base_url": server.url, "api_token": "dc-pat", "projects": ["OPS", "WEB"],
+                "deployment": "data_center"}
+        job = await etl.create_job(etl_tenant.id, {"connector": "jira", "config": body}, None,
+                                   enqueue=False)
+
+        async def progress(document: dict[str, Any]) -> None:
+            reported.append(document["progress"])
+
+        await asyncio.wait_for(etl.run_job(etl_tenant.id, job["id"], on_progress=progress), 60)
+        finished = await etl.get_job(etl_tenant.id, job["id"])
+        assert finished["status"] == "succeeded", finished
+        assert await counts(etl, etl_tenant.id) == EXPECTED
+        searches = [seen.query for seen in server.requests if seen.path == "/rest/api/2/search"]
+        assert [q["startAt"] for q in searches] == ["0", "2", "4"]
+        assert {seen.headers.get("authorization") for seen in server.requests} == {
+            "Bearer dc-pat"}
+        assert server.paths("/rest/api/3/") == []
+        assert pytest.approx(0.4) in reported and pytest.approx(0.8) in reported
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        incident = (await session.execute(select(model.incidents))).one()
+        items = {row.key: row for row in (await session.execute(select(model.work_items))).all()}
+        changes = (await session.execute(
+            select(model.work_item_status_changes.c.to_status)
+            .where(model.work_item_status_changes.c.work_item_id == items["WEB-2"].id)
+            .order_by(model.work_item_status_changes.c.changed_at))).scalars().all()
+    # the SHA in the plain-text description, and the history read with the issue itself
+    assert incident.deployment_ref == "7638417db6d59f3c431d3e1f261cc637155684cd"
+    assert changes == ["In Progress", "Done"]

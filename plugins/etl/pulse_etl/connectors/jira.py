@@ -1,5 +1,6 @@
 """The ``jira`` connector: issues as work items (type, status history, story points, sprint),
-sprints, projects, and issues of incident types as incidents, over Jira's REST API v3.
+sprints, projects, and issues of incident types as incidents, over Jira Cloud's REST API v3
+or, with ``deployment="data_center"``, Jira Data Center / Server's REST API v2.
 
 Issues come from Jira Cloud's enhanced search, ``GET /rest/api/3/search/jql`` with
 ``expand=changelog`` (the offset-paged ``/rest/api/3/search`` it replaced answers 410 Gone
@@ -8,7 +9,10 @@ since 2025), paginated by ``nextPageToken`` and ordered by ``updated``; the JQL 
 before now) because absolute JQL dates are read in the Jira user's time zone. Each page is
 committed with the newest ``updated`` it held as the cursor, so a killed worker resumes from
 the last committed page. An issue whose embedded changelog was truncated has its history
-read from ``/rest/api/3/issue/{id}/changelog``. Sprints come from the sprint custom field
+read from ``/rest/api/3/issue/{id}/changelog``. On Data Center the search is
+``GET /rest/api/2/search`` paginated by ``startAt``/``maxResults``/``total`` (progress from
+the total), and a truncated changelog is read with the issue itself
+(``/rest/api/2/issue/{id}?expand=changelog``). Sprints come from the sprint custom field
 (Jira Cloud objects, or the ``...Sprint@...[id=..,name=..]`` strings older servers send).
 HTTP (retries, rate limits, pages) is :mod:`pulse_etl.connectors.http`.
 """
@@ -20,9 +24,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 SOURCE = "jira"
 SEARCH_PATH = "/rest/api/3/search/jql"
 COUNT_PATH = "/rest/api/3/search/approximate-count"
+DC_SEARCH_PATH = "/rest/api/2/search"
+DC_ISSUE_PATH = "/rest/api/2/issue"
 CURSOR_STREAM = "issues"
 OVERLAP = timedelta(minutes=5)
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
@@ -64,7 +70,8 @@ class JiraConfig(BaseModel):
     email: str | None = Field(default=None, max_length=320,
                               description="Account email (Jira Cloud basic auth).")
     api_token: str | None = Field(default=None, max_length=1000,
-                                  description="API token (with email), or a bearer token (OAuth).")
+                                  description="API token (with email), or a bearer token "
+                                  "(Data Center personal access token, OAuth).")
     projects: list[str] = Field(default_factory=list, max_length=200)
     jql: str | None = Field(default=None, max_length=2000, description="Extra JQL filter.")
     since: datetime | None = Field(default=None, description="Start of the first sync.")
@@ -78,6 +85,11 @@ class JiraConfig(BaseModel):
     incident_issue_types: list[str] = Field(default_factory=lambda: ["Incident"],
                                             max_length=50)
     page_size: int = Field(default=100, ge=1, le=100)
+    deployment: Literal["cloud", "data_center"] = Field(
+        default="cloud",
+        description="Jira Cloud (REST API v3, enhanced search) or Jira Data Center / Server "
+        "(REST API v2, offset-paged search; use a personal access token without email).",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -150,23 +162,36 @@ class JiraConnector:
         jql = self.jql(config, since)
         params = {"jql": jql, "fields": ",".join(fields), "expand": "changelog"}
         try:
-            expected = await self._approximate_count(client, jql)
-            done = 0
-            async for page in client.token_pages(SEARCH_PATH, params, items_key="issues",
-                                                 page_size=config.page_size):
+            async for issues, progress in self._search(client, config, params):
                 fragments = []
-                for issue in page.items:
-                    histories = await self._histories(client, issue, config.page_size)
+                for issue in issues:
+                    histories = await self._histories(client, config, issue)
                     fragments.append(issue_rows(issue, histories, config))
-                updated = [t for t in (parse_time(_fields(i).get("updated")) for i in page.items)
+                updated = [t for t in (parse_time(_fields(i).get("updated")) for i in issues)
                            if t is not None]
                 cursors = {CURSOR_STREAM: {"since": max(updated).isoformat()}} if updated \
                     else None
-                done += len(page.items)
-                await run.commit(merge(*fragments), cursors=cursors,
-                                 progress=min(done / expected, 0.99) if expected else None)
+                await run.commit(merge(*fragments), cursors=cursors, progress=progress)
         finally:
             await client.aclose()
+
+    async def _search(self, client: ApiClient, config: JiraConfig, params: dict[str, Any]
+                      ) -> AsyncIterator[tuple[list[Any], float | None]]:
+        """Pages of issues with the progress after each: Cloud's enhanced search (token
+        pages, progress from the approximate count) or Data Center's offset-paged search."""
+        if config.deployment == "data_center":
+            async for offset_page in client.offset_pages(
+                    DC_SEARCH_PATH, params, items_key="issues", page_size=config.page_size):
+                done = offset_page.start + len(offset_page.items)
+                total = offset_page.total
+                yield offset_page.items, done / total if total else None
+            return
+        expected = await self._approximate_count(client, str(params["jql"]))
+        done = 0
+        async for page in client.token_pages(SEARCH_PATH, params, items_key="issues",
+                                             page_size=config.page_size):
+            done += len(page.items)
+            yield page.items, min(done / expected, 0.99) if expected else None
 
     def jql(self, config: JiraConfig, since: datetime | None) -> str:
         """The search's JQL: projects, the extra filter, the relative ``updated`` bound."""
@@ -197,17 +222,23 @@ class JiraConnector:
         return count if isinstance(count, int) and count > 0 else None
 
     @staticmethod
-    async def _histories(client: ApiClient, issue: Mapping[str, Any], page_size: int
+    async def _histories(client: ApiClient, config: JiraConfig, issue: Mapping[str, Any]
                          ) -> list[Mapping[str, Any]]:
-        """The issue's whole changelog: embedded, or read page by page when truncated."""
+        """The issue's whole changelog: embedded, or read again when truncated (Cloud's
+        changelog pages; on Data Center the issue itself with its whole changelog)."""
         changelog = issue.get("changelog") or {}
         histories = list(changelog.get("histories") or [])
         total = changelog.get("total")
         if not isinstance(total, int) or total <= len(histories):
             return histories
+        if config.deployment == "data_center":
+            whole = await client.get_json(f"{DC_ISSUE_PATH}/{issue['id']}",
+                                          {"expand": "changelog", "fields": "updated"})
+            logged = whole.get("changelog") if isinstance(whole, Mapping) else None
+            return list((logged or {}).get("histories") or [])
         histories = []
         async for page in client.offset_pages(f"/rest/api/3/issue/{issue['id']}/changelog", {},
-                                              items_key="values", page_size=page_size):
+                                              items_key="values", page_size=config.page_size):
             histories.extend(page.items)
         return histories
 
