@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dora_rows import Rows
-from pulse_dora.refresh import DORA_CACHE_TAG, refresh_tenant, request_refresh
+from pulse_dora.refresh import DORA_CACHE_TAG, refresh_tenant, request_refresh, requeue_pending
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
 from pulse_etl.service import load_batch
@@ -15,7 +16,7 @@ from quart import Quart
 from sqlalchemy import text
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_settings, running_app
+from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
 
 FINISHED = datetime(2026, 2, 10, 15, tzinfo=UTC)
 
@@ -154,3 +155,31 @@ async def test_a_refresh_lost_with_a_killed_server_runs_when_a_process_starts(
     assert await pending_requests(engine, dora_tenant.id) == []
     await engine.cache.invalidate_tags(dora_tenant.id, [DORA_CACHE_TAG])  # the other process's
     assert await summary_count(dora_tenant) == 1
+
+
+async def test_with_a_broker_only_stale_requests_are_queued_again_at_start(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = await make_tenant(dora_app)
+    for tenant_id, age in ((dora_tenant.id, timedelta(hours=2)), (other.id, timedelta(0))):
+        async with engine.db.tenant_session(tenant_id) as session:
+            await session.execute(text(
+                "INSERT INTO dora_refresh_requests (tenant_id, requested_at, full_refresh) "
+                "VALUES (:tenant, clock_timestamp() - CAST(:age AS interval), true)"),
+                {"tenant": tenant_id, "age": age})
+    published: list[str | None] = []
+
+    async def recording(queue: str, body: dict[str, Any], **kwargs: Any) -> str:
+        published.append(kwargs.get("tenant_id"))
+        return "id"
+
+    # a broker keeps the fresh request's message: only the hour-old one looks lost
+    monkeypatch.setattr(engine.queue, "survives_restart", True)
+    monkeypatch.setattr(engine.queue, "publish", recording)
+    await requeue_pending(engine)
+    assert dora_tenant.id in published and other.id not in published
+    monkeypatch.setattr(engine.queue, "survives_restart", False)
+    published.clear()
+    await requeue_pending(engine)
+    assert {dora_tenant.id, other.id} <= set(published)
