@@ -23,20 +23,23 @@ import asyncio
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import audit
-from pulse_engine.app import API_KEY_REVOKED_EVENT, PulseEngine
 from pulse_engine.auth import new_api_key
+from pulse_engine.events import API_KEY_REVOKED_EVENT
 from pulse_engine.pagination import Page, fetch_page
 from pulse_engine.passwords import hash_password, validate_password_strength
 from pulse_engine.problems import Problem
 from pulse_engine.sessions import RevokedSessions, announce_revoked_sessions, revoke_sessions
 from pulse_engine.tokens import ROLE_RANK, Principal
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
 
 TENANT_ROLES = ("viewer", "analyst", "admin")
 """Roles of users that belong to a tenant; also the roles an API key may carry."""

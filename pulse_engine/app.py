@@ -26,13 +26,19 @@ from sqlalchemy import MetaData
 from pulse_engine import __version__
 from pulse_engine.auth import Authenticator
 from pulse_engine.cache import Cache, CachePolicy, create_cache_backend
-from pulse_engine.capabilities import CHANGED_EVENT, Capabilities
+from pulse_engine.capabilities import Capabilities
 from pulse_engine.db import Database
 from pulse_engine.embedded import load_or_create_secret
-from pulse_engine.events import EventBus, create_event_bus
+from pulse_engine.events import (
+    API_KEY_REVOKED_EVENT,
+    CAPABILITY_CHANGED_EVENT,
+    TOKEN_REVOKED_EVENT,
+    EventBus,
+    create_event_bus,
+)
 from pulse_engine.health import HealthRegistry
 from pulse_engine.logs import configure_logging
-from pulse_engine.metrics import MetricDefinition, MetricRegistry
+from pulse_engine.metrics import MetricRegistry
 from pulse_engine.middleware import install_request_pipeline
 from pulse_engine.migrations import upgrade
 from pulse_engine.plugins import PluginManager
@@ -41,6 +47,7 @@ from pulse_engine.queue import Consumer, QueueBackend, create_queue_backend
 from pulse_engine.ratelimit import RateLimiter, create_rate_limiter
 from pulse_engine.response_cache import ResponseCache
 from pulse_engine.settings import Settings
+from pulse_engine.stash import Stash
 from pulse_engine.tables import define_core_tables
 from pulse_engine.tokens import TokenService, token_config_from_settings
 from pulse_engine.utils import as_list
@@ -48,8 +55,6 @@ from pulse_engine.utils import as_list
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-REVOKED_EVENT = "auth.token_revoked"
-API_KEY_REVOKED_EVENT = "auth.api_key_revoked"
 
 
 class PulseEngine:
@@ -79,8 +84,7 @@ class PulseEngine:
         self.consumers: list[Consumer] = []
         self.migration_folders: dict[str, Path] = {}
         self.tenant_config_schemas: dict[str, type[BaseModel]] = {}
-        self.connectors: list[tuple[str, Any]] = []
-        self.validation_rules: list[tuple[str, Any]] = []
+        self.stash = Stash()
         self._setup_done = False
         self._started = False
         self._system_listener: asyncio.Task[None] | None = None
@@ -120,20 +124,20 @@ class PulseEngine:
         await self._collect(
             "register_routes", lambda name, bp: self._mount(app, name, bp), engine=self
         )
+        await self._collect("register_metrics", self.metrics.add, engine=self)
         await self._collect("register_cache_policies", self._add_policy, engine=self)
         await self._collect("register_queue_consumers", self._add_consumer, engine=self)
         await self._collect("register_health_checks", self._add_health_checks, engine=self)
-        await self._collect("register_metrics", self._add_metric, engine=self)
         await self._collect("register_tenant_config_schema", self._add_config_schema)
-        await self._collect(
-            "register_connectors", lambda name, c: self.connectors.append((name, c)), engine=self
-        )
-        await self._collect(
-            "register_validation_rules",
-            lambda name, rule: self.validation_rules.append((name, rule)),
-            engine=self,
-        )
         self.response_cache.build(app)
+
+    async def call_hook(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook through pluggy (see :class:`pulse_engine.Engine`)."""
+        return await self.plugins.call_each(hook_name, **kwargs)
+
+    def call_hook_sync(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook of synchronous implementations (see :class:`pulse_engine.Engine`)."""
+        return self.plugins.call_each_sync(hook_name, **kwargs)
 
     async def _collect(self, hook: str, accept: Callable[[str, Any], None], **kwargs: Any) -> None:
         """Call a hook and hand each contributed item to ``accept``, failing bad plugins."""
@@ -180,11 +184,6 @@ class PulseEngine:
         if not isinstance(checks, dict) or not all(callable(c) for c in checks.values()):
             raise TypeError("health checks must be a mapping of name to async callable")
         self.health.add(plugin, checks)
-
-    def _add_metric(self, plugin: str, definition: Any) -> None:
-        if not isinstance(definition, MetricDefinition):
-            raise TypeError(f"not a MetricDefinition: {definition!r}")
-        self.metrics.add(plugin, definition)
 
     def _add_config_schema(self, plugin: str, schema: Any) -> None:
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
@@ -298,9 +297,9 @@ class PulseEngine:
     async def _listen_system_events(self) -> None:
         async with self.events.subscribe(None) as subscription:
             async for event in subscription:
-                if event.type == CHANGED_EVENT:
+                if event.type == CAPABILITY_CHANGED_EVENT:
                     self.capabilities.forget(event.data["tenant_id"])
-                elif event.type == REVOKED_EVENT:
+                elif event.type == TOKEN_REVOKED_EVENT:
                     self.authenticator.note_revoked(event.data["jti"], event.data["expires_at"])
                 elif event.type == API_KEY_REVOKED_EVENT:
                     self.authenticator.forget_api_key(event.data["prefix"])
@@ -338,12 +337,13 @@ def create_app(
     """
     settings = settings or Settings()
     configure_logging(settings.log_level, json_format=settings.log_json)
-    manager = PluginManager()
+    manager = PluginManager(trace=settings.trace_plugins)
     manager.load_default_plugins()
     if load_entry_points:
         manager.load_entry_point_plugins(settings.plugins)
     for name, plugin in (plugins or {}).items():
         manager.register_object(plugin, name)
+    manager.add_plugin_hookspecs()
 
     app = Quart("pulse", static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

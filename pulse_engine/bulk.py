@@ -55,6 +55,12 @@ def bulk_role_name(app_role: str) -> str:
     return f"{app_role}_bulk"
 
 
+def session_tenant(session: AsyncSession) -> str | None:
+    """The tenant a session of ``engine.db.tenant_session`` is bound to (None otherwise)."""
+    tenant = session.info.get(SESSION_TENANT)
+    return str(tenant) if tenant is not None else None
+
+
 def bulk_copy_available(session: AsyncSession) -> bool:
     """Whether ``session`` is tenant-bound on a database that has the bulk-writer role."""
     return bool(session.info.get(SESSION_BULK_ROLE)) and SESSION_TENANT in session.info

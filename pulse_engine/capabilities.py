@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from pulse_engine.events import CAPABILITY_CHANGED_EVENT
+
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
 
 log = logging.getLogger(__name__)
-
-CHANGED_EVENT = "capabilities.changed"
 
 
 class Capabilities:
@@ -100,7 +100,7 @@ class Capabilities:
         async with self.engine.db.system_session() as session:
             await session.execute(statement)
         self.forget(tenant_id)
-        await self.engine.events.publish(None, CHANGED_EVENT, {"tenant_id": tenant_id})
+        await self.engine.events.publish(None, CAPABILITY_CHANGED_EVENT, {"tenant_id": tenant_id})
 
     def forget(self, tenant_id: str) -> None:
         """Drop this process's copy of a tenant's switches."""

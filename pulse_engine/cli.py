@@ -173,9 +173,10 @@ def plugins_list(as_json: bool) -> None:
 
 
 def _plugin_manager(settings: Settings) -> PluginManager:
-    manager = PluginManager()
+    manager = PluginManager(trace=settings.trace_plugins)
     manager.load_default_plugins()
     manager.load_entry_point_plugins(settings.plugins)
+    manager.add_plugin_hookspecs()
     return manager
 
 

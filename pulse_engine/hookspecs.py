@@ -2,7 +2,7 @@
 
 Hooks are called with keyword arguments; an implementation may accept any subset of a
 hook's arguments. A result may be a plain value, a callable returning one, or an
-awaitable: the engine resolves all three with :func:`pulse_engine.utils.await_me_maybe`.
+awaitable: the engine resolves all three with ``await_me_maybe``.
 
 A hook implementation that raises is logged, the plugin is marked failed in ``/health``
 and ``GET /api/v1/plugins``, and the engine carries on without that plugin's
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     import click
     from sqlalchemy import MetaData
 
-    from pulse_engine.app import PulseEngine
+    from pulse_engine.engine_api import Engine
+    from pulse_engine.plugins import PluginManager
 
 hookspec = HookspecMarker("pulse_engine")
 hookimpl = HookimplMarker("pulse_engine")
@@ -30,20 +31,36 @@ hookimpl = HookimplMarker("pulse_engine")
 # does not need it simply leaves it out of its signature.
 
 
+# --- plugin-owned hooks ------------------------------------------------------------------
+
+
+@hookspec
+def add_hookspecs(manager: PluginManager) -> None:
+    """Add hookspecs of the plugin's own, for other plugins to implement.
+
+    Called once, right after discovery and before any other hook (pytest's
+    ``pytest_addhooks``). Call ``manager.add_hookspecs(module)`` with a module of
+    functions marked with :data:`pulse_engine.hookspec`; call the new hook with
+    :meth:`pulse_engine.Engine.call_hook`. pulse-etl adds ``register_connectors`` this way.
+
+    :param manager: the engine's pluggy plugin manager; use only ``add_hookspecs`` on it.
+    """
+
+
 # --- registration: called once while the app is built ------------------------------------
 
 
 @hookspec
-def register_routes(engine: PulseEngine) -> Any:
+def register_routes(engine: Engine) -> Any:
     """Return Quart ``Blueprint`` objects (a list, or one) to mount on the app.
 
     Each blueprint keeps its own ``url_prefix``. The engine records which plugin owns
     every route, so that a plugin disabled for a tenant answers 404 for that tenant, and
     documents the routes in ``/openapi.json`` under a tag named after the plugin.
-    Declare the role a route needs with :func:`pulse_engine.auth.require_role`, or make
-    it public with :func:`pulse_engine.auth.public`; every other route needs a valid token.
+    Declare the role a route needs with :func:`pulse_engine.require_role`, or make
+    it public with :func:`pulse_engine.public`; every other route needs a valid token.
 
-    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    :param engine: the running :class:`~pulse_engine.Engine`.
     :returns: a Blueprint or a list of Blueprints.
     """
 
@@ -74,23 +91,23 @@ def register_migrations() -> Any:
 
 
 @hookspec
-def register_cache_policies(engine: PulseEngine) -> Any:
-    """Return :class:`pulse_engine.cache.CachePolicy` objects for the plugin's GET routes.
+def register_cache_policies(engine: Engine) -> Any:
+    """Return :class:`pulse_engine.CachePolicy` objects for the plugin's GET routes.
 
     A policy names an endpoint (``"blueprint.view"``), a TTL, the query parameters that make
     up the key, and the invalidation tags. Cached responses are tenant-scoped and say
-    ``X-Cache: hit|miss``; :meth:`pulse_engine.cache.Cache.invalidate_tags` drops them.
+    ``X-Cache: hit|miss``; ``engine.cache.invalidate_tags`` drops them.
 
     :returns: a list of policies.
     """
 
 
 @hookspec
-def register_queue_consumers(engine: PulseEngine) -> Any:
-    """Return :class:`pulse_engine.queue.Consumer` objects: queue name, async handler,
+def register_queue_consumers(engine: Engine) -> Any:
+    """Return :class:`pulse_engine.Consumer` objects: queue name, async handler,
     prefetch and retry limit.
 
-    Handlers receive a :class:`pulse_engine.queue.Message`; a message is acknowledged
+    Handlers receive a :class:`pulse_engine.Message`; a message is acknowledged
     only after the handler returns, retried up to the consumer's limit when it raises,
     then moved to the dead-letter queue. Messages of a tenant for which the owning
     plugin is disabled are acknowledged and skipped.
@@ -100,7 +117,7 @@ def register_queue_consumers(engine: PulseEngine) -> Any:
 
 
 @hookspec
-def register_health_checks(engine: PulseEngine) -> Any:
+def register_health_checks(engine: Engine) -> Any:
     """Return a mapping of check name to an async callable taking no arguments.
 
     Each callable returns a dict with at least ``"status"``: ``"healthy"``,
@@ -113,30 +130,17 @@ def register_health_checks(engine: PulseEngine) -> Any:
 
 
 @hookspec
-def register_metrics(engine: PulseEngine) -> Any:
-    """Return :class:`pulse_engine.metrics.MetricDefinition` objects.
+def register_metrics(engine: Engine) -> Any:
+    """Return :class:`pulse_engine.MetricDefinition` objects.
 
-    A definition gives the metric's name, unit, description, direction (whether higher
-    is better) and an async ``compute(session, window, interval, filters)``. Other plugins
-    (portfolio, anomaly detection) find metrics in ``engine.metrics``.
+    A definition gives the metric's name, unit, kind (count, ratio, distribution, rate,
+    gauge), description, direction, the filters it supports and an async
+    ``compute(engine, query)`` returning a :class:`pulse_engine.MetricComputation`. The
+    host serves every metric at ``GET /api/v1/metrics/{name}`` and lists them in
+    ``GET /api/v1/metrics``; other plugins (portfolio, anomaly detection) find them in
+    ``engine.metrics``.
 
     :returns: a list of metric definitions.
-    """
-
-
-@hookspec
-def register_connectors(engine: PulseEngine) -> Any:
-    """Return ETL connectors (used by the ``pulse-etl`` plugin).
-
-    :returns: a list of connector objects as documented by ``pulse_etl``.
-    """
-
-
-@hookspec
-def register_validation_rules(engine: PulseEngine) -> Any:
-    """Return SQL validation rules (used by the ``pulse-ai-validation`` plugin).
-
-    :returns: a list of rule objects as documented by ``pulse_ai_validation``.
     """
 
 
@@ -164,7 +168,7 @@ def register_tenant_config_schema() -> Any:
 
 @hookspec
 def data_loaded(
-    engine: PulseEngine,
+    engine: Engine,
     tenant_id: str,
     stats: dict[str, dict[str, int]],
     since: datetime | None,
@@ -172,13 +176,13 @@ def data_loaded(
     """React to new or changed data of one tenant, after the load has been committed.
 
     A data plugin (``pulse-etl``) announces each committed load with
-    :meth:`pulse_engine.app.PulseEngine.announce_data_loaded`; metric plugins use this to
+    :meth:`pulse_engine.Engine.announce_data_loaded`; metric plugins use this to
     refresh what they materialise, typically by publishing a message to their own queue so
     that the work happens in a worker. Runs in the process that loaded the data. An
     implementation that raises is logged and does not fail its plugin (the load already
     happened); make the reaction idempotent.
 
-    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    :param engine: the running :class:`~pulse_engine.Engine`.
     :param tenant_id: the tenant whose data changed.
     :param stats: rows ``created`` and ``updated`` per entity (table name).
     :param since: the earliest event time (deployment finish, incident start, commit author
@@ -192,18 +196,18 @@ def data_loaded(
 
 
 @hookspec
-def startup(engine: PulseEngine) -> Any:
+def startup(engine: Engine) -> Any:
     """Do work once when the server (or worker) starts, after the database is ready.
 
     Runs once per process, in ``before_serving``; may be async.
 
-    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    :param engine: the running :class:`~pulse_engine.Engine`.
     """
 
 
 @hookspec
-def shutdown(engine: PulseEngine) -> Any:
+def shutdown(engine: Engine) -> Any:
     """Release what :func:`startup` acquired; runs once per process when it stops.
 
-    :param engine: the running :class:`~pulse_engine.app.PulseEngine`.
+    :param engine: the running :class:`~pulse_engine.Engine`.
     """

@@ -1,4 +1,8 @@
-"""Structured JSON logs, one object per line, carrying the request id when there is one."""
+"""Logs: JSON lines for machines, readable lines on a terminal, with the request id.
+
+``PULSE_LOG_JSON`` decides; unset, a terminal gets human-readable lines and anything else
+(a file, a pipe, a log collector) one JSON object per line.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +48,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
-def configure_logging(level: str, *, json_format: bool = True) -> None:
-    """Send the root logger to stderr, as JSON unless told otherwise (idempotent)."""
+class HumanFormatter(logging.Formatter):
+    """``12:00:01 INFO  pulse.access  GET /health 200  request_id=...`` for a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record on one line (plus a traceback when there is one)."""
+        clock = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        extras = " ".join(
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_") and value is not None
+        )
+        line = f"{clock} {record.levelname:<7} {record.name}  {record.getMessage()}"
+        if extras:
+            line += f"  {extras}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+#: Libraries that narrate routine work at INFO: kept below the default level.
+QUIET_LOGGERS = ("alembic", "pgserver")
+
+
+def configure_logging(level: str, *, json_format: bool | None = None) -> None:
+    """Send the root logger to stderr (idempotent).
+
+    :param json_format: JSON lines when True, human-readable lines when False; None picks
+        human-readable on a terminal and JSON otherwise.
+    """
     root = logging.getLogger()
     root.setLevel(level.upper())
     for handler in root.handlers:
@@ -54,8 +85,11 @@ def configure_logging(level: str, *, json_format: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._pulse = True  # type: ignore[attr-defined]
     handler.addFilter(RequestContextFilter())
-    if json_format:
-        handler.setFormatter(JsonFormatter())
+    if json_format is None:
+        json_format = not sys.stderr.isatty()
+    handler.setFormatter(JsonFormatter() if json_format else HumanFormatter())
     root.addHandler(handler)
-    # Alembic narrates every migration context at INFO; health checks open one each time
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic narrates every migration context at INFO (health checks open one each time);
+    # pgserver logs every pg_ctl command line it runs
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

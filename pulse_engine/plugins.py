@@ -9,16 +9,20 @@ skipped: the host and the other plugins keep working.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import logging
 import traceback
-from collections.abc import Iterable
+from collections.abc import Awaitable, Generator, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
 import pluggy
+from pluggy import HookImpl
 
 from pulse_engine import hookspecs
 from pulse_engine.utils import await_me_maybe
@@ -80,10 +84,22 @@ class PluginRecord:
 class PluginManager(pluggy.PluginManager):
     """pluggy's manager with Pulse's hookspecs, discovery and per-plugin failure isolation."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, trace: bool = False) -> None:
         super().__init__(ENTRY_POINT_GROUP)
         self.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
+        if trace:
+            trace_log = logging.getLogger("pulse.plugins.trace")
+            self.trace.root.setwriter(lambda message: trace_log.info(message.rstrip()))
+            self.enable_tracing()
+
+    def add_plugin_hookspecs(self) -> None:
+        """Let every registered plugin add hookspecs of its own (``add_hookspecs`` hook).
+
+        Runs once after discovery, before any other hook is called, so that the hooks a
+        plugin owns (pulse-etl's ``register_connectors``...) are checked like the host's.
+        """
+        self.call_each_sync("add_hookspecs", manager=self)
 
     # --- discovery -------------------------------------------------------------------
 
@@ -144,58 +160,79 @@ class PluginManager(pluggy.PluginManager):
         self.records[record.name] = record
         return record
 
-    # --- calling hooks with per-plugin isolation ------------------------------------
+    # --- calling hooks through pluggy, with per-plugin isolation ---------------------
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` and guard each of its hook implementations (see module doc)."""
+        registered = super().register(plugin, name)
+        plugin_name = self.get_name(plugin)
+        if plugin_name is not None:
+            for caller in self.get_hookcallers(plugin) or []:
+                for impl in caller.get_hookimpls():
+                    if impl.plugin is plugin:
+                        guard_implementation(self, impl, caller.name)
+        return registered
 
     async def call_each(
         self, hook_name: str, *, fail_plugins: bool = True, **kwargs: Any
     ) -> list[tuple[str, Any]]:
-        """Call every implementation of a hook, resolving awaitables, isolating failures.
+        """Call a hook through pluggy, await what it returns, and isolate failures.
+
+        Implementations run in pluggy's order (``tryfirst``/``trylast``, wrappers, last
+        registered first); ``firstresult`` hooks stop at the first value. Every argument
+        the hookspec declares but ``kwargs`` lacks is passed as ``None``.
 
         :param fail_plugins: mark a plugin whose implementation raises as failed (the
             default, for registration and lifecycle hooks); False only logs the error, for
             hooks called while serving, where one bad call must not take a plugin down.
-
         :returns: ``(plugin name, result)`` pairs for implementations that succeeded and
-            returned something other than None, in registration order (built-ins first,
-            then entry points by name, then objects registered directly).
+            returned something other than None, in the order pluggy called them.
         """
-        results: list[tuple[str, Any]] = []
-        for impl, call_kwargs in self._impls(hook_name, kwargs):
-            try:
-                value = await await_me_maybe(impl.function(**call_kwargs))
-            except Exception as error:
-                if fail_plugins:
-                    self._hook_failed(impl.plugin_name, hook_name, error)
-                else:
-                    log.error(
-                        "plugin %s failed in hook %s", impl.plugin_name, hook_name, exc_info=error
-                    )
-                continue
-            if value is not None:
-                results.append((impl.plugin_name, value))
+        pairs = self._call(hook_name, fail_plugins, kwargs)
+        results = []
+        for plugin_name, value in pairs:
+            resolved = await await_me_maybe(value)
+            if resolved is not None:
+                results.append((plugin_name, resolved))
         return results
 
     def call_each_sync(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Like :meth:`call_each` for hooks that must complete synchronously (CLI)."""
-        results: list[tuple[str, Any]] = []
-        for impl, call_kwargs in self._impls(hook_name, kwargs):
-            try:
-                value = impl.function(**call_kwargs)
-            except Exception as error:
-                self._hook_failed(impl.plugin_name, hook_name, error)
+        results = []
+        for plugin_name, value in self._call(hook_name, True, kwargs):
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()
+                self._hook_failed(
+                    plugin_name, hook_name, TypeError(f"{hook_name} must not be async")
+                )
                 continue
-            if value is not None:
-                results.append((impl.plugin_name, value))
+            results.append((plugin_name, value))
         return results
 
-    def _impls(self, hook_name: str, kwargs: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    def _call(
+        self, hook_name: str, fail_plugins: bool, kwargs: dict[str, Any]
+    ) -> list[tuple[str, Any]]:
         caller = getattr(self.hook, hook_name)
-        selected = []
-        for impl in caller.get_hookimpls():  # registration order: built-ins first
-            if self.is_failed(impl.plugin_name):
-                continue
-            selected.append((impl, {name: kwargs[name] for name in impl.argnames}))
-        return selected
+        declared = caller.spec.argnames if caller.spec is not None else ()
+        arguments = {name: kwargs.get(name) for name in declared} | kwargs
+        attribution: list[tuple[str, Any]] = []
+        token = _CALL.set(_HookCall(hook_name, fail_plugins, attribution))
+        try:
+            outcome = caller(**arguments)
+        finally:
+            _CALL.reset(token)
+        if caller.spec is not None and caller.spec.opts.get("firstresult"):
+            outcome = [] if outcome is None else [outcome]
+        return [(_owner(attribution, value), value) for value in outcome]
+
+    def record_failure(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
+        """Log a hook failure and mark the plugin failed (or only log, for serving hooks)."""
+        call = _CALL.get(None)
+        if call is not None and not call.fail_plugins:
+            log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
+            return
+        self._hook_failed(plugin_name, hook_name, error)
 
     def _hook_failed(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
         log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
@@ -211,3 +248,100 @@ class PluginManager(pluggy.PluginManager):
     def plugin_of(self, module: ModuleType | object) -> str | None:
         """The registered name of a plugin object, if any."""
         return self.get_name(module)
+
+
+@dataclass
+class _HookCall:
+    """The hook call in progress: how failures count and which plugin returned what."""
+
+    hook_name: str
+    fail_plugins: bool
+    attribution: list[tuple[str, Any]]
+
+
+_CALL: ContextVar[_HookCall | None] = ContextVar("pulse_hook_call", default=None)
+
+
+def _owner(attribution: list[tuple[str, Any]], value: Any) -> str:
+    """The plugin whose implementation returned ``value`` (by identity)."""
+    for plugin_name, returned in attribution:
+        if returned is value:
+            return plugin_name
+    return "<wrapper>"  # a value a wrapper put into the result list
+
+
+def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str) -> None:
+    """Wrap one hook implementation so that a failure fails only its own plugin.
+
+    The guard skips the implementation once its plugin has failed, catches what it raises
+    (and what its awaitable raises when awaited), records the failure, and returns None
+    in place of a result, so pluggy goes on to the next implementation. New-style
+    wrappers (``wrapper=True``) are guarded around their code before and after ``yield``.
+    """
+    function = impl.function
+    plugin_name = impl.plugin_name
+    if getattr(function, "__pulse_guarded__", False):
+        return
+
+    if impl.wrapper or impl.hookwrapper:
+
+        def guarded_wrapper(*args: Any) -> Generator[Any, Any, Any]:
+            if manager.is_failed(plugin_name):
+                return (yield)
+            generator = function(*args)
+            try:
+                next(generator)
+            except Exception as error:
+                manager.record_failure(plugin_name, hook_name, error)
+                return (yield)
+            outcome = yield
+            try:
+                generator.send(outcome)
+            except StopIteration as stop:
+                return stop.value if impl.wrapper else None
+            except Exception as error:
+                manager.record_failure(plugin_name, hook_name, error)
+                return outcome
+            manager.record_failure(plugin_name, hook_name, RuntimeError("wrapper yielded twice"))
+            return outcome
+
+        guarded: Any = guarded_wrapper
+    else:
+
+        def guarded_call(*args: Any) -> Any:
+            if manager.is_failed(plugin_name):
+                return None
+            try:
+                value = function(*args)
+            except Exception as error:
+                manager.record_failure(plugin_name, hook_name, error)
+                return None
+            call = _CALL.get(None)
+            if inspect.isawaitable(value):
+                fail_plugin = call is None or call.fail_plugins
+                value = _guard_awaitable(manager, plugin_name, hook_name, value, fail_plugin)
+            if call is not None and value is not None:
+                call.attribution.append((plugin_name, value))
+            return value
+
+        guarded = guarded_call
+    functools.update_wrapper(guarded, function)
+    guarded.__pulse_guarded__ = True
+    impl.function = guarded
+
+
+async def _guard_awaitable(
+    manager: PluginManager,
+    plugin_name: str,
+    hook_name: str,
+    awaitable: Awaitable[Any],
+    fail_plugin: bool,
+) -> Any:
+    try:
+        return await awaitable
+    except Exception as error:
+        if fail_plugin:
+            manager._hook_failed(plugin_name, hook_name, error)
+        else:
+            log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
+        return None

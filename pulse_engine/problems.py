@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Quart, Response, g
-from quart_schema import RequestSchemaValidationError
+from quart_schema import RequestSchemaValidationError, validate_response
 from werkzeug.exceptions import HTTPException
 
 from pulse_engine.queue import QueueUnavailable
@@ -23,6 +25,51 @@ log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://pulse.dev/problems/"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FieldError(BaseModel):
+    """One offending field of a ``validation-error`` problem."""
+
+    field: str = Field(description="Dotted path of the field or query parameter.")
+    message: str = Field(description="What is wrong with it.")
+    type: str = Field(description="A machine-readable kind (pydantic's error type).")
+
+
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``), as Pulse sends it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A stable URI naming the kind of problem.")
+    title: str = Field(description="The HTTP status phrase.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="A human explanation of this occurrence.")
+    instance: str | None = Field(None, description="The request id, as a URN.")
+    errors: list[FieldError] | None = Field(None, description="Validation: offending fields.")
+    plugin: str | None = Field(None, description="The plugin a 404 or 503 is about.")
+
+
+#: The 4xx answers every authenticated route can give, declared by :func:`problem_responses`.
+COMMON_PROBLEM_STATUSES = (400, 401, 403, 404, 422)
+
+
+def problem_responses(*statuses: int) -> Callable[[F], F]:
+    """Declare the problem+json answers of a view in ``/openapi.json``.
+
+    With no arguments, :data:`COMMON_PROBLEM_STATUSES` are declared; pass the statuses a
+    view can answer beyond them (409, 429, 503...). Put it next to quart-schema's own
+    ``validate_response`` for the 2xx answer.
+    """
+    chosen = sorted(set(COMMON_PROBLEM_STATUSES) | set(statuses))
+
+    def decorate(view: F) -> F:
+        for status in chosen:
+            view = validate_response(ProblemDocument, status)(view)
+        return view
+
+    return decorate
 
 
 class Problem(Exception):
@@ -100,6 +147,20 @@ def field_errors(validation: Exception, prefix: str = "") -> list[dict[str, Any]
     return [{"field": prefix.rstrip("."), "message": str(validation), "type": "invalid"}]
 
 
+def validation_problem(
+    errors: list[dict[str, Any]], detail: str = "The request did not match the expected schema."
+) -> Problem:
+    """The 422 ``validation-error`` problem for a list of :class:`FieldError`-shaped dicts."""
+    return Problem(422, "validation-error", detail, errors=errors)
+
+
+def invalid_field(field: str, message: str, *, type: str = "value_error") -> Problem:
+    """The 422 ``validation-error`` problem naming one field or query parameter."""
+    return validation_problem(
+        [{"field": field, "message": message, "type": type}], f"Invalid '{field}': {message}"
+    )
+
+
 def _validation_errors(error: RequestSchemaValidationError) -> list[dict[str, Any]]:
     return field_errors(error.validation_error)
 
@@ -113,14 +174,7 @@ def install_problem_handlers(app: Quart) -> None:
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _invalid(error: RequestSchemaValidationError) -> Response:
-        return problem_response(
-            Problem(
-                422,
-                "validation-error",
-                "The request did not match the expected schema.",
-                errors=_validation_errors(error),
-            )
-        )
+        return problem_response(validation_problem(_validation_errors(error)))
 
     @app.errorhandler(QueueUnavailable)
     async def _queue_down(error: QueueUnavailable) -> Response:

@@ -22,18 +22,21 @@ import hashlib
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import audit
-from pulse_engine.app import REVOKED_EVENT, PulseEngine
 from pulse_engine.auth import session_revocation_key, unauthorized
+from pulse_engine.events import TOKEN_REVOKED_EVENT
 from pulse_engine.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from pulse_engine.problems import Problem
 from pulse_engine.tokens import Principal, TokenError
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ async def announce_revoked_sessions(engine: PulseEngine, revoked: RevokedSession
     for key in revoked.keys:
         engine.authenticator.note_revoked(key, revoked.expires_at)
         await engine.events.publish(
-            None, REVOKED_EVENT, {"jti": key, "expires_at": revoked.expires_at}
+            None, TOKEN_REVOKED_EVENT, {"jti": key, "expires_at": revoked.expires_at}
         )
 
 
@@ -354,7 +357,7 @@ async def logout(
         )
     engine.authenticator.note_revoked(principal.jti, principal.expires_at)
     await engine.events.publish(
-        None, REVOKED_EVENT, {"jti": principal.jti, "expires_at": principal.expires_at}
+        None, TOKEN_REVOKED_EVENT, {"jti": principal.jti, "expires_at": principal.expires_at}
     )
     await announce_revoked_sessions(engine, sessions)
 

@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     health_timeout_seconds: float = Field(default=3.0, alias="PULSE_HEALTH_TIMEOUT", gt=0)
     cache_max_entries: int = Field(default=10_000, alias="PULSE_CACHE_MAX_ENTRIES", ge=1)
     log_level: str = Field(default="INFO", alias="PULSE_LOG_LEVEL")
-    log_json: bool = Field(default=True, alias="PULSE_LOG_JSON")
+    #: JSON log lines; unset: JSON unless stderr is a terminal (then human-readable lines)
+    log_json: bool | None = Field(default=None, alias="PULSE_LOG_JSON")
+    #: log every hook call through pluggy's tracing
+    trace_plugins: bool = Field(default=False, alias="PULSE_TRACE_PLUGINS")
     run_consumers_in_server: bool | None = Field(default=None, alias="PULSE_RUN_CONSUMERS")
     auto_migrate: bool | None = Field(default=None, alias="PULSE_AUTO_MIGRATE")
 

@@ -25,10 +25,16 @@ from quart import Blueprint, Quart
 from sqlalchemy import Column, Integer, MetaData, Table, text
 from sqlalchemy.dialects.postgresql import UUID
 
-from pulse_engine import hookimpl, hookspecs
-from pulse_engine.app import PulseEngine
+from pulse_engine import hookimpl, hookspec, hookspecs
+from pulse_engine.app import PulseEngine, create_app
 from pulse_engine.cache import CachePolicy
-from pulse_engine.metrics import MetricDefinition
+from pulse_engine.metrics import (
+    Freshness,
+    MetricComputation,
+    MetricDefinition,
+    MetricQuery,
+    MetricValue,
+)
 from pulse_engine.queue import Consumer, Message
 from pulse_engine.settings import Settings
 from pulse_engine.testing import make_settings, make_tenant, running_app
@@ -91,6 +97,43 @@ async def test_hook_register_routes(settings: Settings) -> None:
             "methods": ["GET"],
             "endpoint": "probe_routes.ping",
         } in routes
+
+
+class _OwnHookspecs:
+    """A plugin-owned hookspec, as a plugin would declare it in a module of its own."""
+
+    @hookspec
+    def register_greetings(self, engine: Any) -> Any:
+        """Return greetings."""
+
+
+async def test_hook_add_hookspecs(settings: Settings) -> None:
+    class Owner:
+        @hookimpl
+        def add_hookspecs(self, manager: Any) -> None:
+            manager.add_hookspecs(_OwnHookspecs)
+
+    class Contributor:
+        @hookimpl(tryfirst=True)
+        def register_greetings(self) -> list[str]:
+            return ["hello"]
+
+    class Later:
+        @hookimpl
+        async def register_greetings(self, engine: Any) -> list[str]:
+            return ["hi"]
+
+    app = create_app(
+        settings,
+        plugins={"owner": Owner(), "contributor": Contributor(), "later": Later()},
+        load_entry_points=False,
+    )
+    async with app.test_app():
+        engine = engine_of(app)
+        results = await engine.call_hook("register_greetings", engine=engine)
+        assert results == [("contributor", ["hello"]), ("later", ["hi"])]
+        # the hook is verified like the host's: an unknown hook name is an error
+        engine.plugins.check_pending()
 
 
 async def test_hook_register_tables(settings: Settings) -> None:
@@ -221,12 +264,14 @@ async def test_hook_register_health_checks(settings: Settings) -> None:
 
 
 async def test_hook_register_metrics(settings: Settings) -> None:
-    async def compute(session: Any, window: Any, interval: str, filters: Any) -> int:
-        return 42
+    async def compute(engine: Any, query: MetricQuery) -> MetricComputation:
+        value = MetricValue(start=query.start, end=query.end, value=42, sample_size=42)
+        return MetricComputation(value, [value], Freshness(data_until=None, refresh_pending=False))
 
     definition = MetricDefinition(
         name="probe.answers",
         unit="count",
+        kind="count",
         description="Answers given.",
         higher_is_better=True,
         compute=compute,
@@ -241,30 +286,6 @@ async def test_hook_register_metrics(settings: Settings) -> None:
         metrics = engine_of(app).metrics
         assert metrics.get("probe.answers") is definition
         assert metrics.owner("probe.answers") == "probe"
-
-
-async def test_hook_register_connectors(settings: Settings) -> None:
-    connector = object()
-
-    class Probe:
-        @hookimpl
-        def register_connectors(self) -> list[object]:
-            return [connector]
-
-    async with probe_app(settings, Probe()) as app:
-        assert ("probe", connector) in engine_of(app).connectors
-
-
-async def test_hook_register_validation_rules(settings: Settings) -> None:
-    rule = object()
-
-    class Probe:
-        @hookimpl
-        async def register_validation_rules(self) -> object:
-            return rule
-
-    async with probe_app(settings, Probe()) as app:
-        assert ("probe", rule) in engine_of(app).validation_rules
 
 
 def test_hook_register_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

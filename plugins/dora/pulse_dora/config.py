@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pulse_dora import PLUGIN_NAME
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 
 class DoraSettings(BaseSettings):
@@ -83,7 +83,7 @@ class DoraConfig(BaseModel):
         return [name.strip().lower() for name in names if name.strip()]
 
 
-async def tenant_config(engine: PulseEngine, tenant_id: str) -> DoraConfig:
+async def tenant_config(engine: Engine, tenant_id: str) -> DoraConfig:
     """The tenant's validated DORA configuration (defaults where it set nothing)."""
     stored = await engine.capabilities.config(tenant_id, PLUGIN_NAME)
     return DoraConfig.model_validate(stored)

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from pulse_dora.config import DoraSettings
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 _COUNTS = """
 SELECT
@@ -43,7 +43,7 @@ SELECT
 
 
 def health_checks(
-    engine: PulseEngine, settings: DoraSettings
+    engine: Engine, settings: DoraSettings
 ) -> dict[str, Callable[[], Awaitable[dict[str, Any]]]]:
     """The ``{name: check}`` mapping for ``register_health_checks``."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, DoraSettings
 from pulse_dora.refresh import production_environments
-from pulse_engine.problems import Problem
+from pulse_engine import Problem
 
 INTERVALS = ("day", "week", "month", "all")
 BENCHMARKS = ("2021", "2023", "2024")

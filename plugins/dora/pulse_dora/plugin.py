@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from pulse_etl.model import DATA_CACHE_TAGS
 from quart import Blueprint
@@ -28,14 +27,17 @@ from pulse_dora.refresh import (
     requeue_pending,
 )
 from pulse_dora.routes import build_blueprint
-from pulse_engine import hookimpl
-from pulse_engine.cache import CachePolicy
-from pulse_engine.capabilities import CHANGED_EVENT
-from pulse_engine.metrics import MetricDefinition
-from pulse_engine.queue import Consumer
+from pulse_engine import (
+    CAPABILITY_CHANGED_EVENT,
+    CachePolicy,
+    Consumer,
+    MetricDefinition,
+    StashKey,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,17 @@ _DESCRIPTIONS = {
     "fixes of a production incident (hotfixes).",
 }
 _HIGHER_IS_BETTER = {"deployment_frequency"}
+_KINDS: dict[str, Any] = {
+    "deployment_frequency": "count",
+    "lead_time_for_changes": "distribution",
+    "change_failure_rate": "ratio",
+    "failed_deployment_recovery_time": "distribution",
+    "time_to_restore_service": "distribution",
+    "deployment_rework_rate": "ratio",
+}
 
-_listeners: WeakKeyDictionary[Any, asyncio.Task[None]] = WeakKeyDictionary()
+#: the task following configuration changes, per engine
+CONFIG_LISTENER = StashKey[asyncio.Task[None]]()
 
 
 @hookimpl
@@ -78,7 +89,7 @@ def register_migrations() -> Path:
 
 
 @hookimpl
-def register_routes(engine: PulseEngine) -> Blueprint:
+def register_routes(engine: Engine) -> Blueprint:
     """The ``/api/v1/metrics/dora`` blueprint."""
     return build_blueprint(engine, settings)
 
@@ -94,13 +105,13 @@ def register_cache_policies() -> list[CachePolicy]:
 
 
 @hookimpl
-def register_queue_consumers(engine: PulseEngine) -> list[Consumer]:
+def register_queue_consumers(engine: Engine) -> list[Consumer]:
     """The refresh consumer (:data:`pulse_dora.refresh.REFRESH_QUEUE`)."""
     return [refresh_consumer(engine)]
 
 
 @hookimpl
-def register_health_checks(engine: PulseEngine) -> dict[str, Any]:
+def register_health_checks(engine: Engine) -> dict[str, Any]:
     """Aggregate, tenant-anonymous data and configuration checks."""
     return health_checks(engine, settings)
 
@@ -111,7 +122,7 @@ def register_tenant_config_schema() -> type[DoraConfig]:
     return DoraConfig
 
 
-def _compute(engine: PulseEngine, metric: str) -> Any:
+def _compute(engine: Engine, metric: str) -> Any:
     async def compute(
         session: AsyncSession,
         window: tuple[datetime, datetime],
@@ -133,26 +144,27 @@ def _compute(engine: PulseEngine, metric: str) -> Any:
 
 
 @hookimpl
-def register_metrics(engine: PulseEngine) -> list[MetricDefinition]:
+def register_metrics(engine: Engine) -> list[MetricDefinition]:
     """The six DORA metrics, computable by other plugins through ``engine.metrics``."""
     return [
         MetricDefinition(
             name=f"dora.{metric}",
             unit=queries.UNITS[metric],
             description=_DESCRIPTIONS[metric],
+            kind=_KINDS[metric],
             higher_is_better=metric in _HIGHER_IS_BETTER,
             compute=_compute(engine, metric),
-            tags=("dora",),
+            cache_tags=CACHE_TAGS,
         )
         for metric in queries.METRICS
     ]
 
 
-async def _follow_configuration(engine: PulseEngine) -> None:
+async def _follow_configuration(engine: Engine) -> None:
     """Refresh a tenant's facts when its DORA configuration may have changed."""
     async with engine.events.subscribe(None) as subscription:
         async for event in subscription:
-            if event.type != CHANGED_EVENT:
+            if event.type != CAPABILITY_CHANGED_EVENT:
                 continue
             tenant_id = event.data.get("tenant_id")
             if not isinstance(tenant_id, str):
@@ -166,7 +178,7 @@ async def _follow_configuration(engine: PulseEngine) -> None:
             )
 
 
-async def _requeue(engine: PulseEngine) -> None:
+async def _requeue(engine: Engine) -> None:
     """Re-queue the refreshes recorded and not done (see :func:`requeue_pending`)."""
     try:
         count = await requeue_pending(engine)
@@ -178,19 +190,19 @@ async def _requeue(engine: PulseEngine) -> None:
 
 
 @hookimpl
-async def startup(engine: PulseEngine) -> None:
+async def startup(engine: Engine) -> None:
     """Follow configuration changes to keep each tenant's facts consistent with them, and
     queue the refreshes a stopped process left pending."""
-    _listeners[engine] = asyncio.create_task(
+    engine.stash[CONFIG_LISTENER] = asyncio.create_task(
         _follow_configuration(engine), name="pulse-dora-config"
     )
     await _requeue(engine)
 
 
 @hookimpl
-async def shutdown(engine: PulseEngine) -> None:
+async def shutdown(engine: Engine) -> None:
     """Stop following configuration changes."""
-    listener = _listeners.pop(engine, None)
+    listener = engine.stash.pop(CONFIG_LISTENER)
     if listener is not None:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -206,7 +218,7 @@ DORA_INPUTS = frozenset(
 
 @hookimpl
 async def data_loaded(
-    engine: PulseEngine,
+    engine: Engine,
     tenant_id: str,
     stats: dict[str, dict[str, int]],
     since: datetime | None,

@@ -31,11 +31,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, tenant_config
-from pulse_engine.bulk import analyze_tables
-from pulse_engine.queue import Consumer, Message
+from pulse_engine import Consumer, Message, analyze_tables
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +415,7 @@ WHERE tenant_id = :tenant AND requested_at <= :began
 """
 
 
-async def request_refresh(engine: PulseEngine, tenant_id: str, since: datetime | None) -> None:
+async def request_refresh(engine: Engine, tenant_id: str, since: datetime | None) -> None:
     """Record a refresh of the tenant's facts from ``since`` (None: all), then queue it."""
     async with engine.db.tenant_session(tenant_id) as session:
         await session.execute(text(_REQUEST), {"tenant": tenant_id, "since": since})
@@ -431,7 +430,7 @@ async def request_refresh(engine: PulseEngine, tenant_id: str, since: datetime |
 REQUEUE_AFTER = timedelta(hours=1)
 
 
-async def requeue_pending(engine: PulseEngine) -> int:
+async def requeue_pending(engine: Engine) -> int:
     """Queue again the recorded refreshes not done yet (at process start); returns how many.
 
     All of them when the queue lives in memory (a stopped process took their messages),
@@ -492,7 +491,7 @@ async def refresh_session(
     return RefreshStats(deployments, changes, incidents, reworked, time.perf_counter() - began)
 
 
-async def vacuum_if_rewritten(engine: PulseEngine, stats: RefreshStats) -> bool:
+async def vacuum_if_rewritten(engine: Engine, stats: RefreshStats) -> bool:
     """After a committed refresh that rewrote many rows, vacuum the fact tables.
 
     The metrics read the facts by index-only scans, which visit the heap for every row
@@ -506,7 +505,7 @@ async def vacuum_if_rewritten(engine: PulseEngine, stats: RefreshStats) -> bool:
 
 
 async def refresh_tenant(
-    engine: PulseEngine, tenant_id: str, since: datetime | None = None
+    engine: Engine, tenant_id: str, since: datetime | None = None
 ) -> RefreshStats:
     """Recompute one tenant's DORA facts with its configuration, then drop its cached answers.
 
@@ -522,7 +521,7 @@ async def refresh_tenant(
     return stats
 
 
-def refresh_consumer(engine: PulseEngine) -> Consumer:
+def refresh_consumer(engine: Engine) -> Consumer:
     """The consumer of :data:`REFRESH_QUEUE`: refreshes the message's tenant, once per message."""
 
     async def handle(message: Message) -> None:

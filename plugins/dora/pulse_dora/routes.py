@@ -22,13 +22,18 @@ from pulse_dora.params import (
     resolve_scope,
 )
 from pulse_dora.refresh import production_environments
-from pulse_engine.auth import require_role
-from pulse_engine.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
-from pulse_engine.problems import Problem
-from pulse_engine.tenancy import current_tenant_id
+from pulse_engine import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Problem,
+    current_tenant_id,
+    decode_cursor,
+    encode_cursor,
+    require_role,
+)
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 _T = TypeVar("_T")
 
@@ -56,7 +61,7 @@ DEPLOYMENT_METRICS = ("deployment_frequency", "change_failure_rate", "deployment
 
 
 async def summary_document(
-    engine: PulseEngine, tenant_id: str, scope: Scope, benchmark: str
+    engine: Engine, tenant_id: str, scope: Scope, benchmark: str
 ) -> dict[str, Any]:
     """Every metric over the window with its level and its change vs the previous window.
 
@@ -163,7 +168,7 @@ def _limit(args: Mapping[str, str]) -> int:
     return min(int(raw), MAX_LIMIT)
 
 
-def build_blueprint(engine: PulseEngine, settings: DoraSettings) -> Blueprint:
+def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
     """The DORA blueprint (endpoint names ``dora.summary``, ``dora.series``...)."""
     blueprint = Blueprint("dora", __name__, url_prefix="/api/v1/metrics/dora")
 

@@ -14,10 +14,14 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_schema import validate_querystring
 
-from pulse_engine.auth import public, require_role
-from pulse_engine.pagination import PageQuery
-from pulse_engine.problems import Problem
-from pulse_engine.tenancy import current_principal, current_tenant_id
+from pulse_engine import (
+    PageQuery,
+    Problem,
+    current_principal,
+    current_tenant_id,
+    public,
+    require_role,
+)
 from pulse_etl.service import EtlService
 from pulse_etl.webhooks import receive_generic, receive_github
 

@@ -20,8 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pulse_engine.app import PulseEngine
-from pulse_engine.cli_accounts import run_with_engine
+from pulse_engine import Engine, run_with_engine
 from pulse_etl.demo import DEFAULT_SEED, run_demo
 from pulse_etl.loader import Stats
 from pulse_etl.service import EtlService
@@ -88,7 +87,7 @@ def etl_run(connector: str, tenant_id: str, integration_id: str | None,
         except ValueError as error:
             raise click.BadParameter(f"not JSON: {error}", param_hint="--config") from None
 
-    async def work(engine: PulseEngine) -> dict[str, Any]:
+    async def work(engine: Engine) -> dict[str, Any]:
         from pulse_etl.plugin import service_for
 
         return await _run_job(service_for(engine), tenant, body)
@@ -162,7 +161,7 @@ def demo(tenant_id: str | None, if_missing: bool, seed: int) -> None:
     reviews, deployments, incidents, sprints, work items)."""
     tenant = _uuid(tenant_id, "--tenant")
 
-    async def work(engine: PulseEngine) -> Any:
+    async def work(engine: Engine) -> Any:
         with console.status("loading demo data..."):
             return await run_demo(engine, tenant_id=tenant, if_missing=if_missing, seed=seed)
 

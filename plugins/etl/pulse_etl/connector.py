@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pulse_etl.loader import Batch, Stats
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
     from pulse_etl.settings import EtlSettings
 
 
@@ -55,7 +55,7 @@ class SyncRun(Protocol):
     job_id: str
     config: Any
     secrets: Mapping[str, Any]
-    engine: PulseEngine
+    engine: Engine
     settings: EtlSettings
 
     async def cursor(self, stream: str) -> dict[str, Any] | None:

@@ -15,8 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pulse_engine.embedded import load_or_create_secret
-from pulse_engine.settings import Settings
+from pulse_engine import Settings, load_or_create_secret
 from pulse_etl.settings import EtlSettings
 
 

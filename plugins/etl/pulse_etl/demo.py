@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from pulse_engine import accounts
+from pulse_engine import create_tenant, create_user, get_tenant
 from pulse_etl import derive, model
 from pulse_etl.connectors.common import identity_rows, repository_row
 from pulse_etl.loader import Row, Stats
 from pulse_etl.model import stable_id
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 #: The ``source`` of every demo row.
 DEMO_SOURCE = "demo"
@@ -765,7 +765,7 @@ class DemoResult:
     admin_password: str | None = None
 
 
-async def find_demo_tenant(engine: PulseEngine) -> str | None:
+async def find_demo_tenant(engine: Engine) -> str | None:
     """The id of the tenant named :data:`DEMO_TENANT_NAME`, if there is one."""
     table = engine.core_tables["tenants"]
     async with engine.db.system_session() as session:
@@ -773,7 +773,7 @@ async def find_demo_tenant(engine: PulseEngine) -> str | None:
     return str(found) if found is not None else None
 
 
-async def has_demo_data(engine: PulseEngine, tenant_id: str) -> bool:
+async def has_demo_data(engine: Engine, tenant_id: str) -> bool:
     """Whether the tenant holds demo rows (its demo projects)."""
     async with engine.db.tenant_session(tenant_id) as session:
         count = await session.scalar(
@@ -783,7 +783,7 @@ async def has_demo_data(engine: PulseEngine, tenant_id: str) -> bool:
     return bool(count)
 
 
-async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_SEED,
+async def load_demo(engine: Engine, tenant_id: str, *, seed: int = DEFAULT_SEED,
                     end: datetime | None = None, days: int = DEFAULT_DAYS) -> Stats:
     """Generate and load the demo rows into ``tenant_id`` in one transaction.
 
@@ -806,7 +806,7 @@ async def load_demo(engine: PulseEngine, tenant_id: str, *, seed: int = DEFAULT_
     return stats
 
 
-async def run_demo(engine: PulseEngine, *, tenant_id: str | None = None,
+async def run_demo(engine: Engine, *, tenant_id: str | None = None,
                    if_missing: bool = False, seed: int = DEFAULT_SEED) -> DemoResult:
     """Load the demo into ``tenant_id``, or into the Demo tenant (created with an admin).
 
@@ -818,17 +818,17 @@ async def run_demo(engine: PulseEngine, *, tenant_id: str | None = None,
     if tenant_id is None:
         tenant_id = await find_demo_tenant(engine)
         if tenant_id is None:
-            tenant = await accounts.create_tenant(engine, actor=None, name=DEMO_TENANT_NAME,
+            tenant = await create_tenant(engine, actor=None, name=DEMO_TENANT_NAME,
                                                   client_address=None)
             tenant_id = str(tenant["id"])
             created = True
             password = secrets.token_urlsafe(15)
-            await accounts.create_user(engine, actor=None, tenant_id=tenant_id,
+            await create_user(engine, actor=None, tenant_id=tenant_id,
                                        email=DEMO_ADMIN_EMAIL, password=password,
                                        role="admin", client_address=None)
             email = DEMO_ADMIN_EMAIL
     else:
-        await accounts.get_tenant(engine, actor=None, tenant_id=tenant_id)
+        await get_tenant(engine, actor=None, tenant_id=tenant_id)
     if if_missing and not created and await has_demo_data(engine, tenant_id):
         return DemoResult(tenant_id=tenant_id, created_tenant=False, loaded=False)
     started = time.perf_counter()

@@ -43,7 +43,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_engine.bulk import SESSION_TENANT, bulk_copy_available, copy_tenant_rows
+from pulse_engine import bulk_copy_available, copy_tenant_rows, session_tenant
 from pulse_etl import model
 
 Row = dict[str, Any]
@@ -330,7 +330,7 @@ class Loader:
         grouping paths instead: no bulk-writer role, a stored natural key at either end,
         rows of several column sets, or a key stored meanwhile or twice in the batch.
         """
-        bound = session.info.get(SESSION_TENANT)
+        bound = session_tenant(session)
         if not bulk_copy_available(session) or bound != str(uuid.UUID(str(tenant_id))):
             return None
         names = rows[0].keys()

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-from pulse_engine.bulk import BULK_COPY_FLAG
+from pulse_engine import BULK_COPY_FLAG
 
 #: Namespace of the deterministic ids (uuid5) of source entities.
 ID_NAMESPACE = uuid.UUID("6f1c5a52-3f0e-4d8e-9d0b-4b1b2f7c9a11")

@@ -1,21 +1,19 @@
 """The pulse-etl plugin: its hook implementations.
 
-One :class:`~pulse_etl.service.EtlService` exists per engine; every hook that gets the
-engine reaches it through :func:`service_for`.
+One :class:`~pulse_etl.service.EtlService` exists per engine, on ``engine.stash``; every
+hook that gets the engine reaches it through :func:`service_for`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from quart import Blueprint
 from sqlalchemy import MetaData
 
-from pulse_engine import hookimpl
-from pulse_engine.queue import Consumer
-from pulse_etl import model
+from pulse_engine import Consumer, StashKey, hookimpl
+from pulse_etl import hookspecs, model
 from pulse_etl.api import build_blueprint
 from pulse_etl.connectors.generic import GenericConnector
 from pulse_etl.connectors.git import GitConnector
@@ -24,19 +22,22 @@ from pulse_etl.connectors.jira import JiraConnector
 from pulse_etl.service import EtlService
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-_services: WeakKeyDictionary[Any, EtlService] = WeakKeyDictionary()
+SERVICE = StashKey[EtlService]()
 
 
-def service_for(engine: PulseEngine) -> EtlService:
+def service_for(engine: Engine) -> EtlService:
     """The ETL service of ``engine`` (created on first use)."""
-    service = _services.get(engine)
-    if service is None:
-        service = _services[engine] = EtlService(engine)
-    return service
+    return engine.stash.get_or_create(SERVICE, lambda: EtlService(engine))
+
+
+@hookimpl
+def add_hookspecs(manager: Any) -> None:
+    """Add ``register_connectors`` (:mod:`pulse_etl.hookspecs`) for connector plugins."""
+    manager.add_hookspecs(hookspecs)
 
 
 @hookimpl
@@ -54,13 +55,13 @@ def register_migrations() -> Path:
 
 
 @hookimpl
-def register_routes(engine: PulseEngine) -> Blueprint:
+def register_routes(engine: Engine) -> Blueprint:
     """The ``/app/etl`` routes."""
     return build_blueprint(service_for(engine))
 
 
 @hookimpl
-def register_queue_consumers(engine: PulseEngine) -> list[Consumer]:
+def register_queue_consumers(engine: Engine) -> list[Consumer]:
     """The ``etl.jobs`` worker."""
     return [service_for(engine).consumer()]
 

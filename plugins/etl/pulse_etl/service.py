@@ -30,9 +30,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_engine.pagination import Page, fetch_page
-from pulse_engine.problems import Problem, field_errors
-from pulse_engine.queue import Consumer, Message
+from pulse_engine import Consumer, Message, Page, Problem, fetch_page, field_errors
 from pulse_etl import derive, model
 from pulse_etl.connector import (
     ConfigError,
@@ -45,7 +43,7 @@ from pulse_etl.loader import Batch, Loader, Stats, merge_stats
 from pulse_etl.settings import EtlSettings
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +152,13 @@ def _iso(value: datetime | None) -> str | None:
 class EtlService:
     """The ETL plugin's state and operations for one engine."""
 
-    def __init__(self, engine: PulseEngine, settings: EtlSettings | None = None) -> None:
+    def __init__(self, engine: Engine, settings: EtlSettings | None = None) -> None:
         """Bind to ``engine``; reads :class:`EtlSettings` from the environment by default."""
         self.engine = engine
         self.settings = settings or EtlSettings()
         self.loader = Loader(copy_threshold=self.settings.copy_threshold)
         self._box: SecretBox | None = None
+        self._connectors: dict[str, Connector] | None = None
 
     @property
     def box(self) -> SecretBox:
@@ -172,10 +171,15 @@ class EtlService:
 
     def connectors(self) -> dict[str, Connector]:
         """Every registered connector by name (first registration of a name wins)."""
-        found: dict[str, Connector] = {}
-        for _plugin, connector in self.engine.connectors:
-            found.setdefault(connector.name, connector)
-        return found
+        if self._connectors is None:
+            found: dict[str, Connector] = {}
+            for _plugin, result in self.engine.call_hook_sync(
+                "register_connectors", engine=self.engine
+            ):
+                for connector in result if isinstance(result, list | tuple) else [result]:
+                    found.setdefault(connector.name, connector)
+            self._connectors = found
+        return self._connectors
 
     def connector(self, name: Any) -> Connector:
         """The named connector, or a 422 naming the ``connector`` field."""

@@ -30,7 +30,7 @@ from quart import request
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from pulse_engine.problems import Problem, field_errors
+from pulse_engine import Problem, field_errors
 from pulse_etl import model
 from pulse_etl.connectors import generic
 from pulse_etl.connectors import github_mapping as gm

@@ -25,14 +25,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
-from pulse_engine import hookimpl
-from pulse_engine.auth import require_role
-from pulse_engine.cache import CachePolicy
-from pulse_engine.pagination import PageQuery, fetch_page
-from pulse_engine.tenancy import current_tenant_id, tenant_session
+from pulse_engine import (
+    CachePolicy,
+    PageQuery,
+    current_tenant_id,
+    fetch_page,
+    hookimpl,
+    require_role,
+    tenant_session,
+)
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
+    from pulse_engine import Engine
 
 GREETINGS_TAG = "hello.greetings"
 
@@ -84,7 +88,7 @@ def register_migrations() -> Path:
 
 
 @hookimpl
-def register_routes(engine: PulseEngine) -> Blueprint:
+def register_routes(engine: Engine) -> Blueprint:
     """``GET`` and ``POST /api/v1/hello/greetings``."""
     blueprint = Blueprint("hello", __name__, url_prefix=f"{engine.settings.api_v1_prefix}/hello")
 
@@ -144,7 +148,7 @@ def register_cache_policies() -> list[CachePolicy]:
 
 
 @hookimpl
-def register_health_checks(engine: PulseEngine) -> dict[str, Any]:
+def register_health_checks(engine: Engine) -> dict[str, Any]:
     """One check: the greetings table exists and the app role can reach it."""
 
     async def greetings_table() -> dict[str, Any]:

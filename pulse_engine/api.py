@@ -1,0 +1,115 @@
+"""The public plugin API (version :data:`API_VERSION`): everything a plugin may use.
+
+``pulse_engine`` re-exports every name here; plugins, first-party ones included, import
+from ``pulse_engine`` and nothing deeper (an import-linter contract, run by the test
+suite, enforces it). Each name is documented in ``docs/plugin-api.md``; a test fails when
+one is not. The API is versioned semantically: plugins declare
+``pulse-engine>=1.0,<2``. Everything else in the package is internal and may change.
+"""
+
+from __future__ import annotations
+
+from pulse_engine.accounts import create_tenant, create_user, get_tenant
+from pulse_engine.auth import public, require_role
+from pulse_engine.bulk import (
+    BULK_COPY_FLAG,
+    analyze_tables,
+    bulk_copy_available,
+    copy_tenant_rows,
+    session_tenant,
+)
+from pulse_engine.cache import CachePolicy
+from pulse_engine.cli_accounts import run_with_engine
+from pulse_engine.embedded import load_or_create_secret
+from pulse_engine.engine_api import Engine
+from pulse_engine.events import CAPABILITY_CHANGED_EVENT, Event
+from pulse_engine.hookspecs import hookimpl, hookspec
+from pulse_engine.metrics import (
+    Freshness,
+    MetricComputation,
+    MetricDefinition,
+    MetricFilter,
+    MetricInterval,
+    MetricKind,
+    MetricQuery,
+    MetricValue,
+)
+from pulse_engine.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Page,
+    PageQuery,
+    decode_cursor,
+    encode_cursor,
+    fetch_page,
+)
+from pulse_engine.problems import (
+    FieldError,
+    Problem,
+    ProblemDocument,
+    field_errors,
+    invalid_field,
+    problem_responses,
+    validation_problem,
+)
+from pulse_engine.queue import Consumer, Message
+from pulse_engine.settings import Settings
+from pulse_engine.stash import Stash, StashKey
+from pulse_engine.tenancy import current_principal, current_tenant_id, tenant_session
+from pulse_engine.tokens import Principal
+
+#: The version of this API (not of the pulse-engine distribution).
+API_VERSION = "1.0"
+
+__all__ = [
+    "API_VERSION",
+    "BULK_COPY_FLAG",
+    "CAPABILITY_CHANGED_EVENT",
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "CachePolicy",
+    "Consumer",
+    "Engine",
+    "Event",
+    "FieldError",
+    "Freshness",
+    "Message",
+    "MetricComputation",
+    "MetricDefinition",
+    "MetricFilter",
+    "MetricInterval",
+    "MetricKind",
+    "MetricQuery",
+    "MetricValue",
+    "Page",
+    "PageQuery",
+    "Principal",
+    "Problem",
+    "ProblemDocument",
+    "Stash",
+    "Settings",
+    "StashKey",
+    "analyze_tables",
+    "bulk_copy_available",
+    "copy_tenant_rows",
+    "create_tenant",
+    "create_user",
+    "current_principal",
+    "current_tenant_id",
+    "decode_cursor",
+    "encode_cursor",
+    "fetch_page",
+    "field_errors",
+    "get_tenant",
+    "hookimpl",
+    "hookspec",
+    "invalid_field",
+    "load_or_create_secret",
+    "problem_responses",
+    "public",
+    "require_role",
+    "run_with_engine",
+    "session_tenant",
+    "tenant_session",
+    "validation_problem",
+]
