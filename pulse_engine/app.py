@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,8 @@ class PulseEngine:
         self.health = HealthRegistry(self)
         self.response_cache = ResponseCache(self)
         self.route_owners: dict[str, str] = {}
+        #: endpoints whose owning plugin depends on the path (``/api/v1/metrics/<name>``)
+        self.delegated_owners: dict[str, Callable[[Mapping[str, Any]], str | None]] = {}
         self.consumers: list[Consumer] = []
         self.migration_folders: dict[str, Path] = {}
         self.tenant_config_schemas: dict[str, type[BaseModel]] = {}
@@ -107,6 +109,17 @@ class PulseEngine:
             access_minutes=settings.jwt_access_token_expire_minutes,
             refresh_days=settings.jwt_refresh_token_expire_days,
         )
+
+    def owner_of(self, endpoint: str | None, view_args: Mapping[str, Any]) -> str | None:
+        """The plugin answering for a call of ``endpoint`` with these path arguments."""
+        if endpoint is None:
+            return None
+        delegate = self.delegated_owners.get(endpoint)
+        if delegate is not None:
+            owner = delegate(view_args)
+            if owner is not None:
+                return owner
+        return self.route_owners.get(endpoint)
 
     # --- registration ------------------------------------------------------------------
 

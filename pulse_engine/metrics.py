@@ -32,10 +32,12 @@ MetricKind = Literal["count", "ratio", "distribution", "rate", "gauge"]
 MetricInterval = Literal["day", "week", "month", "all"]
 Direction = Literal["higher_is_better", "lower_is_better"]
 METRIC_KINDS: tuple[str, ...] = get_args(MetricKind)
+#: The filters a metric may support: query parameters of ``GET /api/v1/metrics/{name}``.
+METRIC_FILTER_NAMES = ("project", "team", "repository", "environment", "service")
 
 
 class MetricFilter(BaseModel):
-    """A filter a metric supports: a query parameter of ``GET /api/v1/metrics/{name}``."""
+    """A filter a metric supports: one of :data:`METRIC_FILTER_NAMES`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -131,6 +133,12 @@ class MetricDefinition:
         names = [f.name for f in self.filters]
         if len(set(names)) != len(names):
             raise ValueError(f"metric {self.name}: a filter is named twice")
+        unknown = set(names) - set(METRIC_FILTER_NAMES)
+        if unknown:
+            raise ValueError(
+                f"metric {self.name}: filters {sorted(unknown)} are not among "
+                f"{METRIC_FILTER_NAMES}"
+            )
 
     @property
     def direction(self) -> Direction:

@@ -1,9 +1,10 @@
 """The request pipeline: request ids, access logs, and the authentication gate.
 
-The gate runs before every view: public views pass; routes outside ``/api`` and ``/app``
-(health, docs, static assets) are public; every other route needs a valid token, the
-role its view declares, and, for a plugin's route, that plugin enabled for the caller's
-tenant (otherwise 404 naming the plugin, as if the route did not exist).
+The gate runs before every view and WebSocket and applies the one authorization decision
+(:func:`pulse_engine.authorization.authorize`): public views pass; routes outside
+``/api`` and ``/app`` (health, docs, static assets) are public; every other route needs a
+valid token, the role its view declares, and, for a plugin's route, that plugin enabled
+for the caller's tenant (otherwise 404 naming the plugin, as if the route did not exist).
 """
 
 from __future__ import annotations
@@ -12,21 +13,11 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from quart import Quart, Response, g, request, websocket
 
-from pulse_engine.auth import (
-    PROTECTED_PREFIXES,
-    bearer_token,
-    check_role,
-    check_scopes,
-    unauthorized,
-    view_is_public,
-    view_role,
-)
-from pulse_engine.problems import Problem
+from pulse_engine.authorization import AccessRequest, FullLookups, authorize
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
@@ -43,53 +34,9 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(frozen=True)
-class RouteCall:
-    """What the gate needs to know of one request or WebSocket handshake."""
-
-    method: str
-    endpoint: str | None
-    path: str
-    authorization: str | None
-    view: object
-    automatic_options: bool = False
-
-
-async def gate(engine: PulseEngine, call: RouteCall) -> None:
-    """Authenticate and authorise one request or WebSocket; raise a Problem to refuse it."""
-    plugin = engine.route_owners.get(call.endpoint) if call.endpoint else None
-    if plugin is not None and engine.plugins.is_failed(plugin):
-        raise Problem(
-            503,
-            "plugin-unavailable",
-            f"The '{plugin}' plugin failed and is out of service; see /health/{plugin}.",
-            plugin=plugin,
-        )
-    protected = (*PROTECTED_PREFIXES, engine.settings.api_v1_prefix.rstrip("/") + "/")
-    if call.endpoint is None or view_is_public(call.view) or not call.path.startswith(protected):
-        return
-    if call.automatic_options:
-        return  # Quart's own OPTIONS answer (CORS preflight): no credentials, no view, no data
-    credential = bearer_token(call.authorization)
-    if credential is None:
-        raise unauthorized("This route needs an access token (Authorization: Bearer ...).")
-    principal = await engine.authenticator.authenticate(credential)
-    g.principal = principal
-    check_role(principal, view_role(call.view))
-    check_scopes(principal, plugin, call.method)
-    if plugin is None or principal.tenant_id is None:
-        return
-    if not await engine.capabilities.is_enabled(principal.tenant_id, plugin):
-        raise Problem(
-            404,
-            "plugin-disabled",
-            f"The '{plugin}' capability is not enabled for this tenant.",
-            plugin=plugin,
-        )
-
-
 def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
     """Attach request ids, the access log and the authentication gate to the app."""
+    lookups = FullLookups(engine)
 
     @app.before_request
     async def _before_request() -> None:
@@ -100,16 +47,18 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         automatic_options = request.method == "OPTIONS" and bool(
             getattr(rule, "provide_automatic_options", False)
         )
-        await gate(
+        g.principal = await authorize(
             engine,
-            RouteCall(
+            AccessRequest(
                 method=request.method,
                 endpoint=request.endpoint,
                 path=request.path,
                 authorization=request.headers.get("Authorization"),
                 view=view,
+                view_args=request.view_args or {},
                 automatic_options=automatic_options,
             ),
+            lookups,
         )
 
     @app.before_websocket
@@ -120,15 +69,17 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         token = websocket.args.get("token")
         if authorization is None and token:
             authorization = f"Bearer {token}"
-        await gate(
+        g.principal = await authorize(
             engine,
-            RouteCall(
+            AccessRequest(
                 method="GET",
                 endpoint=websocket.endpoint,
                 path=websocket.path,
                 authorization=authorization,
                 view=view,
+                view_args=websocket.view_args or {},
             ),
+            lookups,
         )
 
     @app.after_request

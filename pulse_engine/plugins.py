@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "pulse_engine.builtins.core_tables",
     "pulse_engine.builtins.health_routes",
     "pulse_engine.builtins.plugins_api",
+    "pulse_engine.builtins.metrics_api",
     "pulse_engine.builtins.events_ws",
     "pulse_engine.builtins.engine_health",
     "pulse_engine.builtins.auth_routes",

@@ -3,12 +3,12 @@
 For every endpoint with a :class:`~pulse_engine.cache.CachePolicy`, the view is wrapped so
 that a miss computes the response once (single flight), stores successful answers and
 says ``X-Cache: miss``. In front of Quart, an ASGI fast path answers hits without a full
-dispatch: it matches the path against the cached routes only, verifies the token (a cached
-verification), checks the tenant's capability switch and the route's role from memory,
-and sends the stored bytes with ``X-Cache: hit``. Anything it cannot decide from memory
-(unknown token, uncached switches, a refused role) falls through to the full pipeline,
-which then gives the proper answer; so the fast path can only ever serve what the slow
-path would have served.
+dispatch: it matches the path against the cached routes only, runs the same authorization
+decision as the request gate (:func:`pulse_engine.authorization.authorize`) with lookups
+from memory only, and sends the stored bytes with ``X-Cache: hit``. Anything it cannot
+decide from memory (an API key not verified recently, uncached switches) and every refusal
+falls through to the full pipeline, which then gives the proper answer; so the fast path
+can only ever serve what the full pipeline would have served.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from quart import Quart, Response, g, request
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import Map, Rule
 
-from pulse_engine.auth import bearer_token, view_role
+from pulse_engine.authorization import AccessRequest, MemoryLookups, Undecided, authorize
 from pulse_engine.cache import Cache, CachePolicy
 from pulse_engine.middleware import request_id_from
-from pulse_engine.tokens import role_satisfies
+from pulse_engine.problems import Problem
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
@@ -80,7 +80,8 @@ class ResponseCache:
         self.engine = engine
         self.policies: dict[str, CachePolicy] = {}
         self._routes = Map().bind("")
-        self._roles: dict[str, str] = {}
+        self._views: dict[str, Any] = {}
+        self._lookups = MemoryLookups(engine)
         self._ready = False
 
     def add_policy(self, policy: CachePolicy) -> None:
@@ -95,7 +96,7 @@ class ResponseCache:
             if policy is None or "GET" not in (rule.methods or ()):
                 continue
             view = app.view_functions[rule.endpoint]
-            self._roles[rule.endpoint] = view_role(view)
+            self._views[rule.endpoint] = view
             app.view_functions[rule.endpoint] = self._wrap(rule.endpoint, policy, view)
             rules.append(Rule(rule.rule, endpoint=rule.endpoint, methods=["GET"]))
         self._routes = Map(rules).bind("")
@@ -167,21 +168,21 @@ class ResponseCache:
         if b"origin" in headers and self.engine.settings.cors_origins:
             return False  # let the CORS layer answer browsers
         authorization = headers.get(b"authorization")
-        credential = bearer_token(authorization.decode("latin-1") if authorization else None)
-        if credential is None:
-            return False
+        access = AccessRequest(
+            method="GET",
+            endpoint=endpoint,
+            path=scope["path"],
+            authorization=authorization.decode("latin-1") if authorization else None,
+            view=self._views[endpoint],
+            view_args=view_args,
+        )
+        try:
+            principal = await authorize(self.engine, access, self._lookups)
+        except (Undecided, Problem):
+            return False  # the full pipeline decides again and answers
+        if principal is None or principal.tenant_id is None:
+            return False  # only tenant-scoped answers are cached
         engine = self.engine
-        principal = engine.authenticator.authenticate_cached(credential)
-        if principal is None or principal.tenant_id is None or principal.scopes:
-            return False  # scoped API keys take the full path, which checks their scopes
-        if not role_satisfies(principal.role, self._roles[endpoint]):
-            return False
-        plugin = engine.route_owners.get(endpoint)
-        if (
-            plugin is not None
-            and engine.capabilities.cached_enabled(principal.tenant_id, plugin) is not True
-        ):
-            return False
         policy = self.policies[endpoint]
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         key = cache_key(principal.tenant_id, endpoint, policy, view_args, query, principal.role)
