@@ -25,6 +25,7 @@ from pulse_engine.engine_api import Engine
 from pulse_engine.events import CAPABILITY_CHANGED_EVENT, Event
 from pulse_engine.hookspecs import hookimpl, hookspec
 from pulse_engine.metrics import (
+    METRIC_FILTER_NAMES,
     Freshness,
     MetricComputation,
     MetricDefinition,
@@ -52,6 +53,13 @@ from pulse_engine.problems import (
     problem_responses,
     validation_problem,
 )
+from pulse_engine.queryparams import (
+    BoundedDatetime,
+    QueryList,
+    QueryText,
+    TimeZoneName,
+    check_window,
+)
 from pulse_engine.queue import Consumer, Message
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash, StashKey
@@ -64,9 +72,11 @@ API_VERSION = "1.0"
 __all__ = [
     "API_VERSION",
     "BULK_COPY_FLAG",
+    "BoundedDatetime",
     "CAPABILITY_CHANGED_EVENT",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "METRIC_FILTER_NAMES",
     "CachePolicy",
     "Consumer",
     "Engine",
@@ -85,12 +95,16 @@ __all__ = [
     "PageQuery",
     "Principal",
     "Problem",
+    "QueryList",
+    "QueryText",
     "ProblemDocument",
     "Stash",
     "Settings",
     "StashKey",
+    "TimeZoneName",
     "analyze_tables",
     "bulk_copy_available",
+    "check_window",
     "copy_tenant_rows",
     "create_tenant",
     "create_user",
