@@ -61,6 +61,7 @@ from pulse_engine.queryparams import (
     check_window,
 )
 from pulse_engine.queue import Consumer, Message
+from pulse_engine.request_limits import statement_timeout
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash, StashKey
 from pulse_engine.tenancy import current_principal, current_tenant_id, tenant_session
@@ -124,6 +125,7 @@ __all__ = [
     "require_role",
     "run_with_engine",
     "session_tenant",
+    "statement_timeout",
     "tenant_session",
     "validation_problem",
 ]

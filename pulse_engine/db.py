@@ -41,6 +41,7 @@ from pulse_engine.embedded import (
     start_embedded_postgres,
     stop_embedded_postgres,
 )
+from pulse_engine.request_limits import LIMITS_FUNCTION, REQUEST_LIMITS
 from pulse_engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -203,11 +204,26 @@ class Database:
         if self._app_sessions is None:
             raise RuntimeError("database is not connected")
         tenant = str(uuid.UUID(str(tenant_id)))
+        limits = REQUEST_LIMITS.get()
         async with self._app_sessions() as session, session.begin():
-            await session.execute(
-                text("SELECT set_config(:name, :tenant, true)"),
-                {"name": TENANT_SETTING, "tenant": tenant},
-            )
+            if limits is None:
+                await session.execute(
+                    text("SELECT set_config(:name, :tenant, true)"),
+                    {"name": TENANT_SETTING, "tenant": tenant},
+                )
+            else:
+                await session.execute(
+                    text(
+                        f"SELECT set_config(:name, :tenant, true), "
+                        f"{LIMITS_FUNCTION}(:statement_ms, :temp_kb)"
+                    ),
+                    {
+                        "name": TENANT_SETTING,
+                        "tenant": tenant,
+                        "statement_ms": limits.statement_timeout_ms,
+                        "temp_kb": limits.temp_file_limit_kb,
+                    },
+                )
             session.info[SESSION_TENANT] = tenant
             if self.bulk_role is not None:
                 session.info[SESSION_BULK_ROLE] = self.bulk_role
@@ -240,7 +256,16 @@ class Database:
         """A transaction on the owner engine, across tenants: for the engine's own work only."""
         if self._owner_sessions is None:
             raise RuntimeError("database is not connected")
+        limits = REQUEST_LIMITS.get()
         async with self._owner_sessions() as session, session.begin():
+            if limits is not None:
+                await session.execute(
+                    text(f"SELECT {LIMITS_FUNCTION}(:statement_ms, :temp_kb)"),
+                    {
+                        "statement_ms": limits.statement_timeout_ms,
+                        "temp_kb": limits.temp_file_limit_kb,
+                    },
+                )
             yield session
 
     async def vacuum_analyze(self, tables: Sequence[str]) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from quart import Quart, Response, g, request, websocket
 
 from pulse_engine.authorization import AccessRequest, FullLookups, authorize
+from pulse_engine.request_limits import REQUEST_LIMITS, limits_for
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
@@ -43,6 +44,11 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        REQUEST_LIMITS.set(
+            limits_for(
+                view, engine.settings.statement_timeout_seconds, engine.settings.temp_file_limit_mb
+            )
+        )
         rule = request.url_rule
         automatic_options = request.method == "OPTIONS" and bool(
             getattr(rule, "provide_automatic_options", False)

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pulse_engine.bulk import ANALYZE_FUNCTION, BULK_COPY_FLAG, GUARD_NAME, GUARD_ROWS
+from pulse_engine.request_limits import LIMITS_FUNCTION
 
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -147,9 +148,32 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
         )
     for table_name in private:
         connection.execute(text(f'REVOKE ALL ON "{table_name}" FROM {role}'))
+    connection.execute(text(_LIMITS_FUNCTION))
+    limits_signature = f"{LIMITS_FUNCTION}(integer, integer)"
+    connection.execute(text(f"REVOKE ALL ON FUNCTION {limits_signature} FROM PUBLIC"))
+    connection.execute(text(f"GRANT EXECUTE ON FUNCTION {limits_signature} TO {role}"))
     connection.execute(text(_ANALYZE_FUNCTION))
     connection.execute(text(f"REVOKE ALL ON FUNCTION {ANALYZE_FUNCTION}(regclass) FROM PUBLIC"))
     connection.execute(text(f"GRANT EXECUTE ON FUNCTION {ANALYZE_FUNCTION}(regclass) TO {role}"))
+
+
+#: ``pulse_request_limits(statement_ms, temp_kb)``: the limits of one request's transaction
+#: (:mod:`pulse_engine.request_limits`). ``temp_file_limit`` may be set only by a superuser,
+#: so the function runs as its owner; where the owner is no superuser that part is skipped
+#: (the function returns false) and only the statement timeout applies.
+_LIMITS_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {LIMITS_FUNCTION}(statement_ms integer, temp_kb integer)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    PERFORM set_config('statement_timeout', statement_ms || 'ms', true);
+    BEGIN
+        PERFORM set_config('temp_file_limit', temp_kb || 'kB', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RETURN false;
+    END;
+    RETURN true;
+END $$
+"""
 
 
 #: ``pulse_analyze(table)``: ANALYZE a tenant table of ``public`` as its owner, for the app

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Quart, Response, g
 from quart_schema import RequestSchemaValidationError, validate_response
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from pulse_engine.queue import QueueUnavailable
@@ -25,6 +26,18 @@ log = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://pulse.dev/problems/"
+
+#: PostgreSQL errors a request's limits cause, answered 503 rather than 500.
+DATABASE_LIMIT_PROBLEMS = {
+    "57014": (
+        "statement-timeout",
+        "The query ran longer than this route allows; narrow the window or the filters.",
+    ),
+    "53400": (
+        "temp-file-limit",
+        "The query needed more temporary space than a request may use; narrow the window.",
+    ),
+}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -203,3 +216,12 @@ def install_problem_handlers(app: Quart) -> None:
         return problem_response(
             Problem(500, "internal-error", "An internal error occurred; it has been logged.")
         )
+
+    @app.errorhandler(DBAPIError)
+    async def _database(error: DBAPIError) -> Response:
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        limit = DATABASE_LIMIT_PROBLEMS.get(sqlstate or "")
+        if limit is None:
+            return await _unhandled(error)
+        log.warning("request stopped by a database limit: %s", sqlstate)
+        return problem_response(Problem(503, limit[0], limit[1], headers={"Retry-After": "5"}))

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     database_app_password: str | None = Field(default=None, alias="PULSE_DB_APP_PASSWORD")
     database_pool_size: int = Field(default=10, alias="PULSE_DB_POOL_SIZE", ge=1)
     database_max_overflow: int = Field(default=10, alias="PULSE_DB_MAX_OVERFLOW", ge=0)
+    #: every request's transactions: the longest one statement may run (seconds)
+    statement_timeout_seconds: float = Field(default=30.0, alias="PULSE_STATEMENT_TIMEOUT", gt=0)
+    #: every request's transactions: the most temporary-file space PostgreSQL may use (MB)
+    temp_file_limit_mb: int = Field(default=1024, alias="PULSE_TEMP_FILE_LIMIT_MB", ge=1)
     data_dir: Path = Field(default_factory=_default_data_dir, alias="PULSE_DATA_DIR")
 
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
