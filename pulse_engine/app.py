@@ -45,6 +45,7 @@ from pulse_engine.plugins import PluginManager
 from pulse_engine.problems import install_problem_handlers
 from pulse_engine.queue import Consumer, QueueBackend, create_queue_backend
 from pulse_engine.ratelimit import RateLimiter, create_rate_limiter
+from pulse_engine.redis_breaker import RedisBreaker
 from pulse_engine.response_cache import ResponseCache
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash
@@ -66,14 +67,22 @@ class PulseEngine:
         self.metadata = MetaData()
         self.core_tables = define_core_tables(self.metadata)
         self.db = Database(settings)
+        #: one breaker for every Redis user of this engine
+        self.redis_breaker = RedisBreaker()
         self.cache = Cache(
-            create_cache_backend(settings.redis_url, max_entries=settings.cache_max_entries)
+            create_cache_backend(
+                settings.redis_url,
+                max_entries=settings.cache_max_entries,
+                breaker=self.redis_breaker,
+            )
         )
         self.queue: QueueBackend = create_queue_backend(
             settings.amqp_url, quorum=settings.amqp_quorum_queues
         )
         self.events: EventBus = create_event_bus(settings.redis_url, settings.amqp_url)
-        self.rate_limiter: RateLimiter = create_rate_limiter(settings.redis_url)
+        self.rate_limiter: RateLimiter = create_rate_limiter(
+            settings.redis_url, breaker=self.redis_breaker
+        )
         self.tokens = TokenService(self._token_config())
         self.authenticator = Authenticator(self)
         self.capabilities = Capabilities(self)

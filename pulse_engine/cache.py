@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -25,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-logger = logging.getLogger(__name__)
+from pulse_engine.redis_breaker import RedisBreaker
 
 T = TypeVar("T")
 
@@ -205,9 +204,10 @@ return 0
 class RedisCacheBackend(CacheBackend):
     """Shared cache in Redis, guarded by a circuit breaker.
 
-    Any Redis error opens the breaker for ``breaker_seconds``: meanwhile reads miss and
-    writes are skipped without touching the network, so an outage costs neither latency
-    nor errors. The first call after that period probes Redis again.
+    Any Redis error opens the breaker (:class:`pulse_engine.redis_breaker.RedisBreaker`,
+    shared with the rate limiter): meanwhile reads miss and writes are skipped without
+    touching the network, so an outage costs neither latency nor errors. The first call
+    after the pause probes Redis again.
     """
 
     def __init__(
@@ -217,17 +217,21 @@ class RedisCacheBackend(CacheBackend):
         prefix: str = "pulse:cache:",
         socket_timeout: float = 0.25,
         breaker_seconds: float = 5.0,
+        breaker: RedisBreaker | None = None,
     ) -> None:
-        """Prepare a client for ``url``; no connection is made until first use."""
+        """Prepare a client for ``url``; no connection is made until first use.
+
+        :param breaker: the breaker shared with the engine's other Redis users (default:
+            one of this backend's own, open for ``breaker_seconds`` after an error).
+        """
         self.prefix = prefix
-        self.breaker_seconds = breaker_seconds
+        self.breaker = breaker or RedisBreaker(breaker_seconds)
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        self._open_until = 0.0
         self._set_script = self._client.register_script(_SET_SCRIPT)
         self._invalidate_script = self._client.register_script(_INVALIDATE_SCRIPT)
         self._release_script = self._client.register_script(_RELEASE_SCRIPT)
@@ -235,7 +239,7 @@ class RedisCacheBackend(CacheBackend):
     @property
     def available(self) -> bool:
         """Whether the breaker is closed, i.e. calls currently reach Redis."""
-        return time.monotonic() >= self._open_until
+        return self.breaker.available
 
     async def get(self, key: str) -> bytes | None:
         """Return the value under ``key``; ``None`` on a miss or while Redis is unavailable."""
@@ -263,9 +267,9 @@ class RedisCacheBackend(CacheBackend):
         try:
             await self._client.ping()
         except (RedisError, OSError) as error:
-            self._trip(error)
+            self.breaker.trip("cache", error)
             return False
-        self._open_until = 0.0
+        self.breaker.succeeded()
         return True
 
     async def close(self) -> None:
@@ -289,20 +293,12 @@ class RedisCacheBackend(CacheBackend):
             _discard(call)
             return fallback
         try:
-            return await call
+            result = await call
         except (RedisError, OSError) as error:
-            self._trip(error)
+            self.breaker.trip("cache", error)
             return fallback
-
-    def _trip(self, error: BaseException) -> None:
-        if self.available:
-            logger.warning(
-                "Redis cache unavailable (%s: %s); bypassing it for %.1f s",
-                type(error).__name__,
-                error,
-                self.breaker_seconds,
-            )
-        self._open_until = time.monotonic() + self.breaker_seconds
+        self.breaker.succeeded()
+        return result
 
     def _entry_key(self, key: str) -> str:
         return f"{self.prefix}k:{key}"
@@ -451,8 +447,10 @@ def _scope(tenant_id: str) -> str:
     return quote(tenant_id, safe="")
 
 
-def create_cache_backend(redis_url: str | None, *, max_entries: int = 10_000) -> CacheBackend:
+def create_cache_backend(
+    redis_url: str | None, *, max_entries: int = 10_000, breaker: RedisBreaker | None = None
+) -> CacheBackend:
     """Return a Redis backend when ``redis_url`` is set, else the in-process LRU."""
     if redis_url:
-        return RedisCacheBackend(redis_url)
+        return RedisCacheBackend(redis_url, breaker=breaker)
     return MemoryCacheBackend(max_entries=max_entries)

@@ -14,7 +14,6 @@ logs the outage once; it retries Redis after a short pause.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import uuid
@@ -27,6 +26,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from pulse_engine.redis_breaker import RedisBreaker
+
 __all__ = [
     "MemoryRateLimiter",
     "RateLimitDecision",
@@ -35,7 +36,6 @@ __all__ = [
     "create_rate_limiter",
 ]
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,11 +171,14 @@ class RedisRateLimiter(RateLimiter):
         *,
         timeout: float = 0.5,
         retry_interval: float = 5.0,
+        breaker: RedisBreaker | None = None,
     ) -> None:
         """Create the limiter; no connection is made until the first call.
 
         A failed command is retried once at once (to survive a stale pooled connection),
-        then the fallback takes over: ``timeout`` bounds each attempt.
+        then the fallback takes over: ``timeout`` bounds each attempt. ``breaker`` is the
+        one shared with the engine's other Redis users (default: one of the limiter's own,
+        open for ``retry_interval`` after an error).
         """
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url,
@@ -185,42 +188,21 @@ class RedisRateLimiter(RateLimiter):
         )
         self._script = self._redis.register_script(_SLIDING_WINDOW_LUA)
         self._prefix = prefix
-        self._retry_interval = retry_interval
+        self.breaker = breaker or RedisBreaker(retry_interval)
         self._fallback = MemoryRateLimiter()
-        self._down_until: float | None = None
-
-    def _redis_usable(self) -> bool:
-        """Whether Redis should be tried now (it is up, or the outage pause has elapsed)."""
-        return self._down_until is None or time.monotonic() >= self._down_until
-
-    def _mark_down(self, exc: BaseException) -> None:
-        """Switch to the in-memory fallback for a while, logging only a new outage."""
-        if self._down_until is None:
-            logger.warning(
-                "Redis rate limiter unavailable (%s: %s); limiting per process until it is back",
-                type(exc).__name__,
-                exc,
-            )
-        self._down_until = time.monotonic() + self._retry_interval
-
-    def _mark_up(self) -> None:
-        """Note that Redis answered again after an outage."""
-        if self._down_until is not None:
-            logger.warning("Redis rate limiter reachable again")
-            self._down_until = None
 
     async def _decide(self, key: str, limit: int, window: float, record: bool) -> RateLimitDecision:
         """Run the sliding-window script for ``key``, or the fallback if Redis is down."""
         _check_args(limit, window)
-        if self._redis_usable():
+        if self.breaker.available:
             window_ms = max(1, math.ceil(window * 1000))
             args = [window_ms, limit, "1" if record else "0", uuid.uuid4().hex]
             try:
                 allowed, wait_ms = await self._script(keys=[self._prefix + key], args=args)
             except (RedisError, OSError) as exc:
-                self._mark_down(exc)
+                self.breaker.trip("rate limiter", exc)
             else:
-                self._mark_up()
+                self.breaker.succeeded()
                 return _ALLOWED if allowed else _denied(int(wait_ms) / 1000)
         if record:
             return await self._fallback.hit(key, limit=limit, window=window)
@@ -237,21 +219,23 @@ class RedisRateLimiter(RateLimiter):
     async def reset(self, key: str) -> None:
         """Forget ``key``'s attempts in Redis (when reachable) and in the fallback."""
         await self._fallback.reset(key)
-        if self._redis_usable():
+        if self.breaker.available:
             try:
                 await self._redis.delete(self._prefix + key)
             except (RedisError, OSError) as exc:
-                self._mark_down(exc)
+                self.breaker.trip("rate limiter", exc)
             else:
-                self._mark_up()
+                self.breaker.succeeded()
 
     async def aclose(self) -> None:
         """Close the Redis connection pool."""
         await self._redis.aclose()
 
 
-def create_rate_limiter(redis_url: str | None) -> RateLimiter:
+def create_rate_limiter(
+    redis_url: str | None, *, breaker: RedisBreaker | None = None
+) -> RateLimiter:
     """A :class:`RedisRateLimiter` for ``redis_url``, or a :class:`MemoryRateLimiter` if None."""
     if redis_url:
-        return RedisRateLimiter(redis_url)
+        return RedisRateLimiter(redis_url, breaker=breaker)
     return MemoryRateLimiter()

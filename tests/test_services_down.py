@@ -86,3 +86,22 @@ async def test_broker_down_at_start_then_back(
         channel = await connection.channel()
         for name in (probe.queue, f"{probe.queue}.retry", f"{probe.queue}.dlq"):
             await channel.queue_delete(name)
+
+
+async def test_the_cache_and_the_rate_limiter_share_one_redis_breaker(tmp_path: Path) -> None:
+    from pulse_engine.app import PulseEngine
+    from pulse_engine.plugins import PluginManager
+    from pulse_engine.testing import make_settings
+
+    settings = make_settings("postgresql://unused/db", tmp_path, redis_url="redis://127.0.0.1:1/0")
+    engine = PulseEngine(settings, PluginManager())
+    assert engine.cache.backend.breaker is engine.rate_limiter.breaker  # type: ignore[attr-defined]
+    assert engine.redis_breaker.available
+    assert await engine.cache.get("any") is None  # the cache finds Redis down...
+    # ...and the limiter takes its per-process fallback without trying Redis itself
+    assert not engine.redis_breaker.available
+    decision = await engine.rate_limiter.hit("login:someone", limit=1, window=60)
+    assert decision.allowed
+    assert not (await engine.rate_limiter.hit("login:someone", limit=1, window=60)).allowed
+    await engine.cache.backend.close()
+    await engine.rate_limiter.aclose()
