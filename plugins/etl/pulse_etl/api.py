@@ -54,7 +54,7 @@ def build_blueprint(service: EtlService) -> Blueprint:
             {"name": name, "description": connector.description,
              "config_schema": connector.config_model.model_json_schema(),
              "secret_fields": sorted(connector.secret_fields)}
-            for name, connector in sorted(service.connectors().items())
+            for name, connector in sorted(service.connectors.all().items())
         ]})
 
     @blueprint.post("/jobs")
@@ -62,7 +62,7 @@ def build_blueprint(service: EtlService) -> Blueprint:
     async def create_job() -> Response:
         """Queue a job: ``{"connector", "integration_id" | "config"}``; answers 202."""
         body = await _json_body()
-        job = await service.create_job(
+        job = await service.jobs.create(
             current_tenant_id(), body, current_principal().user_id
         )
         response = _json(job, 202)
@@ -73,32 +73,32 @@ def build_blueprint(service: EtlService) -> Blueprint:
     @validate_querystring(PageQuery)
     async def list_jobs(query_args: PageQuery) -> Response:
         """The tenant's jobs, newest first (``limit``, ``cursor``)."""
-        page = await service.list_jobs(current_tenant_id(), query_args.capped_limit,
+        page = await service.jobs.page(current_tenant_id(), query_args.capped_limit,
                                        query_args.cursor)
         return _json(page.as_dict())
 
     @blueprint.get("/jobs/<job_id>")
     async def get_job(job_id: str) -> Response:
         """One job: status, progress, stats per entity, error."""
-        return _json(await service.get_job(current_tenant_id(), job_id))
+        return _json(await service.jobs.get(current_tenant_id(), job_id))
 
     @blueprint.post("/jobs/<job_id>/cancel")
     @require_role("analyst")
     async def cancel_job(job_id: str) -> Response:
         """Cancel a queued job, or ask a running one to stop after its current batch."""
-        return _json(await service.cancel_job(current_tenant_id(), job_id), 202)
+        return _json(await service.jobs.cancel(current_tenant_id(), job_id), 202)
 
     @blueprint.post("/jobs/<job_id>/retry")
     @require_role("analyst")
     async def retry_job(job_id: str) -> Response:
         """Queue a failed or cancelled job again (it resumes from its cursor)."""
-        return _json(await service.retry_job(current_tenant_id(), job_id), 202)
+        return _json(await service.jobs.retry(current_tenant_id(), job_id), 202)
 
     @blueprint.get("/integrations")
     @validate_querystring(PageQuery)
     async def list_integrations(query_args: PageQuery) -> Response:
         """The tenant's integrations, by name; secrets are never returned."""
-        page = await service.list_integrations(current_tenant_id(), query_args.capped_limit,
+        page = await service.integrations.page(current_tenant_id(), query_args.capped_limit,
                                                query_args.cursor)
         return _json(page.as_dict())
 
@@ -107,7 +107,7 @@ def build_blueprint(service: EtlService) -> Blueprint:
     async def create_integration() -> Response:
         """Create an integration: ``{"connector", "name", "config"}`` (secrets write-only)."""
         body = await _json_body()
-        document = await service.create_integration(
+        document = await service.integrations.create(
             current_tenant_id(), body, current_principal().user_id
         )
         return _json(document, 201)
@@ -115,20 +115,21 @@ def build_blueprint(service: EtlService) -> Blueprint:
     @blueprint.get("/integrations/<integration_id>")
     async def get_integration(integration_id: str) -> Response:
         """One integration (secrets omitted)."""
-        return _json(await service.get_integration(current_tenant_id(), integration_id))
+        return _json(await service.integrations.get(current_tenant_id(), integration_id))
 
     @blueprint.patch("/integrations/<integration_id>")
     @require_role("admin")
     async def update_integration(integration_id: str) -> Response:
         """Change ``name`` and/or ``config``; secret fields left out keep their value."""
         body = await _json_body()
-        return _json(await service.update_integration(current_tenant_id(), integration_id, body))
+        return _json(await service.integrations.update(current_tenant_id(), integration_id,
+                                                       body))
 
     @blueprint.delete("/integrations/<integration_id>")
     @require_role("admin")
     async def delete_integration(integration_id: str) -> Response:
         """Delete an integration and its cursors; loaded data stays."""
-        await service.delete_integration(current_tenant_id(), integration_id)
+        await service.integrations.delete(current_tenant_id(), integration_id)
         return Response(status=204)
 
     @blueprint.post("/webhooks/github/<integration_id>")

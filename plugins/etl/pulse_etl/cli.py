@@ -21,7 +21,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from pulse_engine import Engine, run_with_engine
-from pulse_etl.demo import DEFAULT_SEED, run_demo
+from pulse_etl.demo.command import run_demo
+from pulse_etl.demo.plan import DEFAULT_SEED
 from pulse_etl.loader import Stats
 from pulse_etl.service import EtlService
 

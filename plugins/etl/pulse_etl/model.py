@@ -53,6 +53,8 @@ DEPLOYMENT_RESULTS = ("success", "failure", "cancelled")
 
 #: Statuses of an ETL job.
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: The statuses a job ends in.
+FINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 metadata = MetaData()
 

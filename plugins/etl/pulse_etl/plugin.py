@@ -63,7 +63,7 @@ def register_routes(engine: Engine) -> Blueprint:
 @hookimpl
 def register_queue_consumers(engine: Engine) -> list[Consumer]:
     """The ``etl.jobs`` worker."""
-    return [service_for(engine).consumer()]
+    return [service_for(engine).worker.consumer()]
 
 
 @hookimpl

@@ -30,12 +30,12 @@ from quart import request
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from pulse_engine import Problem, field_errors
+from pulse_engine import Problem, field_errors, validation_problem
 from pulse_etl import model
 from pulse_etl.connectors import generic
 from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.connectors.github import GithubConfig
-from pulse_etl.service import EtlService, validation_problem
+from pulse_etl.service import EtlService
 
 HANDLED_EVENTS = frozenset({
     "push", "pull_request", "pull_request_review", "pull_request_review_comment",
@@ -134,7 +134,8 @@ async def _verified(service: EtlService, integration_id: str, connector: str,
         raise Problem(413, "payload-too-large", f"Webhook bodies are limited to {limit} bytes.")
     tenant_id = await _route(service, integration_id, connector)
     async with service.engine.db.tenant_session(tenant_id) as session:
-        integration, secret_values = await service.integration_secrets(session, integration_id)
+        integration, secret_values = await service.integrations.with_secrets(
+            session, integration_id)
     secret = secret_values.get("webhook_secret")
     if not secret or not signature_valid(secret, body, request.headers.get(signature_header)):
         raise Problem(401, "invalid-signature", "The webhook signature is not valid.")
@@ -157,10 +158,10 @@ async def _record_and_load(service: EtlService, tenant_id: str, integration_id: 
         if fresh is None:
             return None
         if batch:
-            loaded = await service.load(session, tenant_id, batch)
+            loaded = await service.loads.load(session, tenant_id, batch)
             stats = loaded.stats
     if stats and batch:
-        await service.after_load(tenant_id, None, connector, loaded)
+        await service.loads.after_load(tenant_id, None, connector, loaded)
     return stats
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pulse_etl import model
-from pulse_etl.demo import DEMO_ADMIN_EMAIL, DEMO_TENANT_NAME
+from pulse_etl.demo.tenant import DEMO_ADMIN_EMAIL, DEMO_TENANT_NAME
 from pulse_etl.service import EtlService
 from quart import Quart
 from sqlalchemy import func, select
@@ -58,7 +58,7 @@ async def test_etl_run_loads_through_a_recorded_job(
     assert result.exit_code == 0, result.output
     expected = int(git(repo, "rev-list", "--count", "main"))
     assert await _count(etl, etl_tenant.id, model.commits) == expected
-    jobs = (await etl.list_jobs(etl_tenant.id, 10, None)).items
+    jobs = (await etl.jobs.page(etl_tenant.id, 10, None)).items
     assert [(job["status"], job["progress"]) for job in jobs] == [("succeeded", 1.0)]
     assert jobs[0]["stats"]["commits"] == {"created": expected, "updated": 0}
     assert "commits" in result.output and str(expected) in result.output
@@ -75,7 +75,7 @@ async def test_etl_run_exit_codes(
     failed = await invoke(cli_env, "etl", "run", "git", "--tenant", etl_tenant.id,
                           "--config", json.dumps({"path": str(empty)}))
     assert failed.exit_code == 1 and "failed" in failed.output
-    jobs = (await etl.list_jobs(etl_tenant.id, 10, None)).items
+    jobs = (await etl.jobs.page(etl_tenant.id, 10, None)).items
     assert [job["status"] for job in jobs] == ["failed"]
     both = await invoke(cli_env, "etl", "run", "git", "--tenant", etl_tenant.id,
                         "--config", "{}", "--integration", str(uuid.uuid4()))

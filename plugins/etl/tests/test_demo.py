@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pulse_etl import derive, model
-from pulse_etl.demo import generate, load_demo
+from pulse_etl.demo.loading import load_demo
+from pulse_etl.demo.rows import generate
 from pulse_etl.loader import ENTITIES
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select, text

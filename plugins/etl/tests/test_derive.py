@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from pulse_etl import derive, model
+from pulse_etl.loads import Loaded
 from pulse_etl.model import stable_id
-from pulse_etl.service import EtlService, Loaded
+from pulse_etl.service import EtlService
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -155,7 +156,7 @@ async def load(etl: EtlService, tenant_id: str, batch: dict[str, list[dict[str, 
                ) -> Loaded:
     """Load ``batch`` as a connector's commit does (derived facts included)."""
     async with etl.engine.db.tenant_session(tenant_id) as session:
-        return await etl.load(session, tenant_id, batch)
+        return await etl.loads.load(session, tenant_id, batch)
 
 
 def named(rows: set[tuple[str, str]], deployments: list[dict[str, object]]

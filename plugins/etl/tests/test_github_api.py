@@ -27,7 +27,7 @@ EXPECTED = {"repositories": 1, "commits": 3, "commit_parents": 4, "pull_requests
 
 @pytest.fixture
 def fake_time(etl: EtlService, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    connector = etl.connectors()["github"]
+    connector = etl.connectors.all()["github"]
     assert isinstance(connector, GithubConnector)
     return install_fake_time(connector, monkeypatch)
 

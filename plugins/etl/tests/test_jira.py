@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from pulse_etl import model
 from pulse_etl.connectors.jira import JiraConnector
-from pulse_etl.service import EtlService, JobRun
+from pulse_etl.job_run import JobRun
+from pulse_etl.service import EtlService
 from sqlalchemy import func, select
 
 from pulse_engine.testing import TenantFixture, create_tenant
@@ -32,7 +33,7 @@ EXPECTED = {"projects": 2, "work_items": 5, "work_item_status_changes": 5, "spri
 
 @pytest.fixture
 def fake_time(etl: EtlService, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    connector = etl.connectors()["jira"]
+    connector = etl.connectors.all()["jira"]
     assert isinstance(connector, JiraConnector)
     return install_fake_time(connector, monkeypatch)
 

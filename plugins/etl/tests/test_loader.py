@@ -237,7 +237,7 @@ async def test_rows_must_not_name_a_tenant_and_need_their_key(
 
 
 async def test_bulk_loads_refresh_planner_statistics(etl: EtlService) -> None:
-    from pulse_etl.service import ANALYZE_AFTER_ROWS
+    from pulse_etl.loads import ANALYZE_AFTER_ROWS
 
     async def last_analyzed(table: str) -> object:
         async with etl.engine.db.system_session() as session:
@@ -248,12 +248,12 @@ async def test_bulk_loads_refresh_planner_statistics(etl: EtlService) -> None:
 
     before = await last_analyzed("commits")
     small = {"commits": {"created": 3, "updated": 0}}
-    assert await etl.analyze_bulk_loaded(small) == []
+    assert await etl.loads.analyze_bulk_loaded(small) == []
     bulk = {
         "commits": {"created": ANALYZE_AFTER_ROWS, "updated": 0},
         "reviews": {"created": 1, "updated": 0},
         "not_a_table": {"created": 10**6, "updated": 0},
     }
-    assert await etl.analyze_bulk_loaded(bulk) == ["commits"]
+    assert await etl.loads.analyze_bulk_loaded(bulk) == ["commits"]
     after = await last_analyzed("commits")
     assert after is not None and after != before

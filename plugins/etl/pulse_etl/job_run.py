@@ -1,0 +1,217 @@
+"""One claimed execution of a job: what the connector is given while it runs.
+
+:class:`JobRun` is the :class:`~pulse_etl.connector.SyncRun` of a claimed job. Each batch
+the connector commits is loaded together with its cursors and the job's stats in one
+transaction that also checks the lease, so a worker killed mid-job leaves the job
+``running`` with a stale heartbeat, and whoever takes it over resumes from the last
+committed cursor. A heartbeat keeps the lease alive and notices cancel requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, update
+
+from pulse_engine import Problem
+from pulse_etl import model
+from pulse_etl.configs import build_config
+from pulse_etl.connector import Connector, JobCancelled, LeaseLost
+from pulse_etl.cursors import cursor_scope, read_cursor, save_cursor
+from pulse_etl.jobs import publish_progress
+from pulse_etl.loader import Batch, Stats, merge_stats
+
+if TYPE_CHECKING:
+    from pulse_etl.service import EtlService
+
+log = logging.getLogger(__name__)
+
+#: The longest error text stored on a job.
+MAX_ERROR_LENGTH = 2000
+
+ProgressCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+def error_text(error: BaseException) -> str:
+    """The text a failed job records for ``error``."""
+    if isinstance(error, Problem):
+        errors = error.extra.get("errors")
+        return f"{error.detail} {json.dumps(errors)}"[:MAX_ERROR_LENGTH] if errors else error.detail
+    return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
+
+
+class JobRun:
+    """One claimed execution of a job (see the module docstring)."""
+
+    def __init__(self, service: EtlService, tenant_id: str, row: Any, owner: str,
+                 on_progress: ProgressCallback | None) -> None:
+        """Prepare the run of a claimed job ``row`` held by ``owner``."""
+        self.service = service
+        self.engine = service.engine
+        self.settings = service.settings
+        self.tenant_id = tenant_id
+        self.job_id = str(row.id)
+        self.owner = owner
+        self.row = row
+        self.connector_name = row.connector
+        self.stats: Stats = dict(row.stats or {})
+        self.progress = float(row.progress or 0.0)
+        self.on_progress = on_progress
+        self.secrets: Mapping[str, Any] = {}
+        self.config: Any = None
+        self.scope = ""
+        self._cancel_seen = False
+
+    async def execute(self) -> str:
+        """Run the connector with a heartbeat; record the outcome; return the status."""
+        try:
+            connector, self.config = await self._prepare()
+        except Exception as error:
+            return await self._finish("failed", error_text(error))
+        task = asyncio.current_task()
+        heartbeat = asyncio.create_task(self._heartbeat(task))
+        try:
+            await connector.run(self)
+        except LeaseLost:
+            log.warning("job %s: lease lost to another worker", self.job_id)
+            return "running"
+        except JobCancelled:
+            return await self._finish("cancelled", None)
+        except asyncio.CancelledError:
+            if self._cancel_seen:
+                uncancel = getattr(task, "uncancel", None)
+                if uncancel is not None:
+                    uncancel()
+                return await self._finish("cancelled", None)
+            raise
+        except Exception as error:
+            log.warning("job %s (%s) failed", self.job_id, self.connector_name, exc_info=True)
+            return await self._finish("failed", error_text(error))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        return await self._finish("succeeded", None)
+
+    async def _prepare(self) -> tuple[Connector, Any]:
+        service = self.service
+        connector = service.connectors.get(self.connector_name)
+        public = dict(self.row.config or {})
+        if self.row.integration_id:
+            async with self.engine.db.tenant_session(self.tenant_id) as session:
+                integration, self.secrets = await service.integrations.with_secrets(
+                    session, str(self.row.integration_id)
+                )
+            public = dict(integration.config or {})
+        else:
+            self.secrets = service.box.decrypt(self.row.secrets)
+        config = build_config(connector, public, self.secrets)
+        connector.check(config, self.settings)
+        self.scope = cursor_scope(
+            str(self.row.integration_id) if self.row.integration_id else None,
+            connector.name, public,
+        )
+        return connector, config
+
+    async def _heartbeat(self, task: asyncio.Task[Any] | None) -> None:
+        table = model.etl_jobs
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                async with self.engine.db.tenant_session(self.tenant_id) as session:
+                    cancel = await session.scalar(
+                        update(table)
+                        .where(table.c.id == self.job_id, table.c.lease_owner == self.owner)
+                        .values(heartbeat_at=func.now())
+                        .returning(table.c.cancel_requested)
+                    )
+            except Exception:
+                log.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
+                continue
+            if cancel and task is not None:
+                self._cancel_seen = True
+                task.cancel()
+                return
+
+    # --- SyncRun -------------------------------------------------------------------------
+
+    async def cursor(self, stream: str) -> dict[str, Any] | None:
+        """The saved cursor of ``stream``."""
+        return await read_cursor(self.engine, self.tenant_id, self.scope, stream)
+
+    async def commit(
+        self,
+        batch: Batch,
+        *,
+        cursors: Mapping[str, dict[str, Any]] | None = None,
+        progress: float | None = None,
+    ) -> Stats:
+        """Load ``batch``, save ``cursors`` and the job's stats in one transaction."""
+        table = model.etl_jobs
+        loads = self.service.loads
+        if progress is not None:
+            self.progress = max(0.0, min(1.0, progress))
+        async with self.engine.db.tenant_session(self.tenant_id) as session:
+            loaded = await loads.load(session, self.tenant_id, batch)
+            stats = loaded.stats
+            for stream, value in (cursors or {}).items():
+                await save_cursor(
+                    session, self.tenant_id, self.scope, stream, self.connector_name, value
+                )
+            total = merge_stats(json.loads(json.dumps(self.stats)), stats)
+            cancel = await session.scalar(
+                update(table)
+                .where(table.c.id == self.job_id, table.c.lease_owner == self.owner)
+                .values(stats=total, progress=self.progress, heartbeat_at=func.now(),
+                        updated_at=func.now())
+                .returning(table.c.cancel_requested)
+            )
+            if cancel is None:
+                raise LeaseLost(self.job_id)
+        self.stats = total
+        await loads.after_load(self.tenant_id, self.job_id, self.connector_name, loaded)
+        await self._announce("running")
+        if cancel:
+            raise JobCancelled(self.job_id)
+        return stats
+
+    async def report(self, progress: float) -> None:
+        """Record progress without data."""
+        self.progress = max(0.0, min(1.0, progress))
+        table = model.etl_jobs
+        async with self.engine.db.tenant_session(self.tenant_id) as session:
+            await session.execute(
+                update(table)
+                .where(table.c.id == self.job_id, table.c.lease_owner == self.owner)
+                .values(progress=self.progress, heartbeat_at=func.now())
+            )
+        await self._announce("running")
+
+    async def _announce(self, status: str, error: str | None = None) -> None:
+        document = {"id": self.job_id, "status": status, "progress": self.progress,
+                    "stats": self.stats, "error": error}
+        await publish_progress(self.engine, self.tenant_id, document)
+        if self.on_progress is not None:
+            result = self.on_progress(document)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _finish(self, status: str, error: str | None) -> str:
+        table = model.etl_jobs
+        if status == "succeeded":
+            self.progress = 1.0
+        async with self.engine.db.tenant_session(self.tenant_id) as session:
+            await session.execute(
+                update(table)
+                .where(table.c.id == self.job_id, table.c.lease_owner == self.owner)
+                .values(status=status, error=error, progress=self.progress,
+                        finished_at=datetime.now(UTC), updated_at=func.now())
+            )
+        await self._announce(status, error)
+        return status
