@@ -257,3 +257,19 @@ async def rls_report(engine: AsyncEngine) -> dict[str, Any]:
         ).all()
     unprotected = sorted(name for name, enabled, forced in rows if not (enabled and forced))
     return {"tenant_tables": len(rows), "without_forced_rls": unprotected}
+
+
+async def missing_tables(engine: AsyncEngine, metadata: MetaData) -> list[str]:
+    """Tables a plugin defined through ``register_tables`` that no migration created."""
+    async with engine.connect() as connection:
+        present = set(
+            (
+                await connection.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                )
+            ).scalars()
+        )
+    return sorted(
+        name for name, table in metadata.tables.items()
+        if (table.schema in (None, "public")) and name not in present
+    )

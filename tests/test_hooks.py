@@ -150,6 +150,12 @@ async def test_hook_register_tables(settings: Settings) -> None:
     async with probe_app(settings, Probe()) as app:
         table = engine_of(app).metadata.tables["hook_probe_defined"]
         assert [column.name for column in table.primary_key] == ["tenant_id"]
+        # no migration of the probe creates it: the database check says so
+        database = await app.test_client().get("/health/database")
+        body = await database.get_json()
+        assert database.status_code == 503, body
+        assert body["status"] == "unhealthy"
+        assert body["tables"]["missing"] == ["hook_probe_defined"], body
 
 
 async def test_hook_register_migrations(pulse_database_url: str, tmp_path: Path) -> None:

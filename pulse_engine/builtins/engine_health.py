@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from pulse_engine import hookimpl
-from pulse_engine.migrations import pending_revisions, rls_report
+from pulse_engine.migrations import missing_tables, pending_revisions, rls_report
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
 
 
 async def database(engine: PulseEngine) -> dict[str, Any]:
-    """Connection, pool, migrations at head, forced RLS on tenant tables, pgvector."""
+    """Connection, pool, migrations at head, every registered table present, forced RLS on
+    tenant tables, pgvector, and whether requests' temp-file limit can be enforced."""
     if engine.db.owner_engine is None:
         return {"status": "unhealthy", "database_connection": "not connected"}
     started = time.perf_counter()
@@ -25,11 +26,15 @@ async def database(engine: PulseEngine) -> dict[str, Any]:
         pgvector = await connection.scalar(
             text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         )
+        superuser = await connection.scalar(
+            text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        )
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     pending = await pending_revisions(engine.db.owner_engine, engine.migration_folders)
     rls = await rls_report(engine.db.owner_engine)
+    missing = await missing_tables(engine.db.owner_engine, engine.metadata)
     status = "healthy"
-    if pending or rls["without_forced_rls"]:
+    if pending or missing or rls["without_forced_rls"]:
         status = "unhealthy"
     elif pgvector is None:
         status = "degraded"
@@ -39,6 +44,11 @@ async def database(engine: PulseEngine) -> dict[str, Any]:
         "latency_ms": latency_ms,
         "pool": engine.db.pool_status(),
         "migrations": {"at_head": not pending, "pending": pending},
+        "tables": {"registered": len(engine.metadata.tables), "missing": missing},
+        "request_limits": {
+            "statement_timeout_seconds": engine.settings.statement_timeout_seconds,
+            "temp_file_limit_enforced": bool(superuser),
+        },
         "row_level_security": rls,
         "pgvector": {"available": pgvector is not None, "version": pgvector},
     }
