@@ -35,6 +35,7 @@ from pulse_engine.metrics import (
     MetricQuery,
     MetricValue,
 )
+from pulse_engine.openapi import no_content
 from pulse_engine.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -120,6 +121,7 @@ __all__ = [
     "hookspec",
     "invalid_field",
     "load_or_create_secret",
+    "no_content",
     "problem_responses",
     "public",
     "require_role",

@@ -9,13 +9,12 @@ for another tenant's records gets 404, as if they did not exist.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from pulse_engine import accounts, audit, hookimpl, tenant_plugins
-from pulse_engine.app import PulseEngine
 from pulse_engine.auth import require_role
 from pulse_engine.builtins.admin_schemas import (
     ApiKey,
@@ -38,8 +37,12 @@ from pulse_engine.builtins.admin_schemas import (
     UserUpdate,
 )
 from pulse_engine.pagination import PageQuery
+from pulse_engine.problems import problem_responses
 from pulse_engine.tenancy import current_principal
 from pulse_engine.tokens import ROLE_RANK
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
 
 
 def _client_address() -> str | None:
@@ -63,6 +66,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @blueprint.get("/roles")
     @require_role("admin")
     @validate_response(RoleList)
+    @problem_responses()
     async def list_roles() -> dict[str, Any]:
         """Every role, its rank, and whether the caller may assign it."""
         caller = current_principal()
@@ -80,6 +84,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_querystring(TenantQuery)
     @validate_response(UserPage)
+    @problem_responses(503)
     async def list_users(query_args: TenantQuery) -> dict[str, Any]:
         """Users of the caller's tenant (a superadmin: of ``tenant_id``, or all)."""
         page = await accounts.list_users(
@@ -95,6 +100,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_request(UserCreate)
     @validate_response(User, 201)
+    @problem_responses(409, 413, 503)
     async def create_user(data: UserCreate) -> tuple[dict[str, Any], int]:
         """Create a user in the caller's tenant (a superadmin: in ``tenant_id``, or none)."""
         user = await accounts.create_user(
@@ -111,6 +117,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @blueprint.get("/users/<uuid:user_id>")
     @require_role("admin")
     @validate_response(User)
+    @problem_responses(503)
     async def get_user(user_id: uuid.UUID) -> dict[str, Any]:
         """One user."""
         return await accounts.get_user(engine, actor=current_principal(), user_id=str(user_id))
@@ -119,6 +126,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_request(UserUpdate)
     @validate_response(User)
+    @problem_responses(409, 413, 503)
     async def update_user(user_id: uuid.UUID, data: UserUpdate) -> dict[str, Any]:
         """Change a user's role and/or deactivate (or reactivate) them."""
         return await accounts.update_user(
@@ -134,6 +142,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_querystring(TenantQuery)
     @validate_response(ApiKeyPage)
+    @problem_responses(503)
     async def list_api_keys(query_args: TenantQuery) -> dict[str, Any]:
         """API keys of the caller's tenant (never the keys themselves)."""
         page = await accounts.list_api_keys(
@@ -149,6 +158,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_request(ApiKeyCreate)
     @validate_response(ApiKeyCreated, 201)
+    @problem_responses(413, 503)
     async def create_api_key(data: ApiKeyCreate) -> tuple[dict[str, Any], int]:
         """Create an API key; the answer holds the full key, which is never shown again."""
         record, key = await accounts.create_api_key(
@@ -166,6 +176,7 @@ def _accounts_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @blueprint.delete("/api-keys/<uuid:key_id>")
     @require_role("admin")
     @validate_response(ApiKey)
+    @problem_responses(503)
     async def revoke_api_key(key_id: uuid.UUID) -> dict[str, Any]:
         """Revoke an API key at once, on every server process."""
         return await accounts.revoke_api_key(
@@ -185,6 +196,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("superadmin")
     @validate_querystring(PageQuery)
     @validate_response(TenantPage)
+    @problem_responses(503)
     async def list_tenants(query_args: PageQuery) -> dict[str, Any]:
         """Every tenant, by name."""
         page = await accounts.list_tenants(
@@ -196,6 +208,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("superadmin")
     @validate_request(TenantCreate)
     @validate_response(Tenant, 201)
+    @problem_responses(409, 413, 503)
     async def create_tenant(data: TenantCreate) -> tuple[dict[str, Any], int]:
         """Create a tenant."""
         tenant = await accounts.create_tenant(
@@ -206,6 +219,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @blueprint.get("/tenants/<uuid:tenant_id>")
     @require_role("admin")
     @validate_response(Tenant)
+    @problem_responses(503)
     async def get_tenant(tenant_id: uuid.UUID) -> dict[str, Any]:
         """One tenant: the caller's own (a superadmin: any)."""
         return await accounts.get_tenant(
@@ -216,6 +230,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("superadmin")
     @validate_request(TenantUpdate)
     @validate_response(Tenant)
+    @problem_responses(413, 503)
     async def update_tenant(tenant_id: uuid.UUID, data: TenantUpdate) -> dict[str, Any]:
         """Activate or deactivate a tenant (its users can no longer log in or refresh)."""
         return await accounts.set_tenant_active(
@@ -229,6 +244,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @blueprint.get("/tenants/<uuid:tenant_id>/plugins")
     @require_role("admin")
     @validate_response(PluginStateList)
+    @problem_responses(503)
     async def list_plugins(tenant_id: uuid.UUID) -> dict[str, Any]:
         """Every switchable plugin with its state for the tenant."""
         states = await tenant_plugins.plugin_states(
@@ -240,6 +256,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_request(PluginSwitch)
     @validate_response(PluginState)
+    @problem_responses(409, 413, 503)
     async def switch_plugin(tenant_id: uuid.UUID, name: str, data: PluginSwitch) -> dict[str, Any]:
         """Enable or disable a plugin for the tenant and set its configuration."""
         return await tenant_plugins.set_plugin(
@@ -256,6 +273,7 @@ def _tenants_blueprint(engine: PulseEngine, prefix: str) -> Blueprint:
     @require_role("admin")
     @validate_querystring(TenantQuery)
     @validate_response(AuditPage)
+    @problem_responses(503)
     async def read_audit(query_args: TenantQuery) -> dict[str, Any]:
         """The audit log, newest first: the caller's tenant (a superadmin: any, or all)."""
         tenant_id = accounts.scoped_tenant(current_principal(), _optional(query_args.tenant_id))

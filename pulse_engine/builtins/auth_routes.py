@@ -7,8 +7,7 @@ detection, revocation on every process) live in :mod:`pulse_engine.sessions`.
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, request
@@ -20,11 +19,15 @@ from quart_schema import (
 )
 
 from pulse_engine import hookimpl, sessions
-from pulse_engine.app import PulseEngine
 from pulse_engine.auth import public
-from pulse_engine.problems import Problem
+from pulse_engine.openapi import no_content
+from pulse_engine.problems import problem_responses
+from pulse_engine.request_body import parse_json_body
 from pulse_engine.tenancy import current_principal
 from pulse_engine.tokens import MAX_TOKEN_BYTES
+
+if TYPE_CHECKING:
+    from pulse_engine.app import PulseEngine
 
 
 class LoginRequest(BaseModel):
@@ -32,8 +35,8 @@ class LoginRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
+    email: str = Field(max_length=320, description="The account's email (case-insensitive).")
+    password: str = Field(max_length=1024, description="The account's password.")
 
 
 class RefreshRequest(BaseModel):
@@ -41,7 +44,9 @@ class RefreshRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(max_length=MAX_TOKEN_BYTES)
+    refresh_token: str = Field(
+        max_length=MAX_TOKEN_BYTES, description="The refresh token of the latest pair."
+    )
 
 
 class LogoutRequest(BaseModel):
@@ -49,28 +54,32 @@ class LogoutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str | None = Field(None, max_length=MAX_TOKEN_BYTES)
+    refresh_token: str | None = Field(
+        None,
+        max_length=MAX_TOKEN_BYTES,
+        description="The session's refresh token (optional: the session ends either way).",
+    )
 
 
 class TokenResponse(BaseModel):
-    """A new token pair; ``expires_in`` is the access token's lifetime in seconds."""
+    """A new token pair."""
 
-    access_token: str
-    refresh_token: str
-    token_type: str
-    expires_in: int
+    access_token: str = Field(description="Send as ``Authorization: Bearer <access_token>``.")
+    refresh_token: str = Field(description="Exchange at ``/auth/refresh`` for a new pair, once.")
+    token_type: Literal["bearer"] = Field(description="Always ``bearer``.")
+    expires_in: int = Field(description="The access token's lifetime in seconds.")
 
 
 class MeResponse(BaseModel):
     """The caller: a user (with ``email``) or an API key (with ``name``)."""
 
-    kind: str
-    id: str
-    tenant_id: str | None
-    role: str
-    scopes: list[str]
-    email: str | None
-    name: str | None
+    kind: Literal["user", "api_key"] = Field(description="What the credential belongs to.")
+    id: str = Field(description="The user's or the API key's id.")
+    tenant_id: str | None = Field(description="The tenant (None for a superadmin).")
+    role: str = Field(description="The role the credential acts with.")
+    scopes: list[str] = Field(description="An API key's scopes (empty: limited by role only).")
+    email: str | None = Field(description="A user's email.")
+    name: str | None = Field(description="An API key's name.")
 
 
 def _client_address() -> str:
@@ -78,16 +87,12 @@ def _client_address() -> str:
 
 
 async def _logout_body() -> LogoutRequest:
-    """Parse logout's optional JSON body: empty means none, malformed JSON means 400."""
-    raw = await request.get_data()
+    """Logout's optional JSON body: empty means none; otherwise parsed and validated."""
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if not raw.strip():
         return LogoutRequest(refresh_token=None)
     try:
-        data = json.loads(raw)
-    except ValueError:  # not JSON, or not UTF-8
-        raise Problem(400, "malformed-json", "The request body is not valid JSON.") from None
-    try:
-        return LogoutRequest.model_validate(data)
+        return LogoutRequest.model_validate(parse_json_body(raw))
     except ValidationError as error:
         raise RequestSchemaValidationError(error) from None
 
@@ -101,8 +106,12 @@ def register_routes(engine: PulseEngine) -> Blueprint:
     @public
     @validate_request(LoginRequest)
     @validate_response(TokenResponse)
+    @problem_responses(413, 429, 503)
     async def login(data: LoginRequest) -> dict[str, Any]:
-        """Exchange an email and password for an access and a refresh token."""
+        """Exchange an email and password for an access and a refresh token.
+
+        Every failure is the same 401; too many attempts per account or address are 429.
+        """
         pair = await sessions.login(
             engine, email=data.email, password=data.password, client_address=_client_address()
         )
@@ -112,6 +121,7 @@ def register_routes(engine: PulseEngine) -> Blueprint:
     @public
     @validate_request(RefreshRequest)
     @validate_response(TokenResponse)
+    @problem_responses(413, 503)
     async def refresh(data: RefreshRequest) -> dict[str, Any]:
         """Exchange a refresh token for a new pair; the presented token stops working."""
         pair = await sessions.refresh(
@@ -121,8 +131,13 @@ def register_routes(engine: PulseEngine) -> Blueprint:
 
     @blueprint.post("/logout")
     @document_request(LogoutRequest)
+    @no_content
+    @problem_responses(413, 503)
     async def logout() -> tuple[str, int]:
-        """Revoke the access token (and, given its refresh token, the whole session)."""
+        """Revoke the access token (and, given its refresh token, the whole session).
+
+        The body is optional: an empty body ends the session the token was issued in.
+        """
         body = await _logout_body()
         await sessions.logout(
             engine,
@@ -134,6 +149,7 @@ def register_routes(engine: PulseEngine) -> Blueprint:
 
     @blueprint.get("/me")
     @validate_response(MeResponse)
+    @problem_responses(503)
     async def me() -> dict[str, Any]:
         """Who the token belongs to."""
         return await sessions.whoami(engine, current_principal())

@@ -1,16 +1,23 @@
 """Built-in plugin: ``/api/v1/ws``, a token-authenticated stream of the tenant's events.
 
-Pass the token as ``Authorization: Bearer ...`` or, from browsers, ``?token=...``. Each
-event is sent as one JSON text frame: ``{"id", "type", "tenant_id", "at", "data"}``.
+OpenAPI 3.1 cannot describe a WebSocket, so ``/openapi.json`` leaves it out; this is its
+contract:
+
+* **Handshake**: ``GET /api/v1/ws`` with ``Upgrade: websocket``. Pass the token as
+  ``Authorization: Bearer ...`` or, from browsers (which cannot set headers on a
+  WebSocket), as the ``token`` query parameter. A refused handshake gets the same
+  problem+json answer (401, 403, 503) as any other route.
+* **Frames**: the server sends one JSON text frame per event of the caller's tenant,
+  shaped like :class:`EventFrame`; frames the client sends are read and ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, Field
 from quart import Blueprint, websocket
 
 from pulse_engine import hookimpl
@@ -18,6 +25,16 @@ from pulse_engine.tenancy import current_tenant_id
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
+
+
+class EventFrame(BaseModel):
+    """One event, as a WebSocket text frame."""
+
+    id: str = Field(description="The event's unique id.")
+    type: str = Field(description="What happened (``etl.job_finished``...).")
+    tenant_id: str | None = Field(description="The tenant it happened to.")
+    at: str = Field(description="When it was published (ISO 8601).")
+    data: dict[str, Any] = Field(description="The event's details, shaped by its type.")
 
 
 @hookimpl
@@ -34,7 +51,7 @@ def register_routes(engine: PulseEngine) -> Blueprint:
             receiver = asyncio.create_task(_drain_client())
             try:
                 async for event in subscription:
-                    await websocket.send(json.dumps(asdict(event)))
+                    await websocket.send(EventFrame(**asdict(event)).model_dump_json())
             finally:
                 receiver.cancel()
 

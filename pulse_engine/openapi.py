@@ -1,0 +1,75 @@
+"""How ``/openapi.json`` describes Pulse's answers beyond what quart-schema knows.
+
+quart-schema documents every declared response as ``application/json`` with a body.
+Two kinds of Pulse answer are neither, and a client generated from the document (or a
+schemathesis run checking content types) must see them as they are sent:
+
+* problem documents (:class:`~pulse_engine.problems.ProblemDocument`, declared with
+  ``problem_responses``) are ``application/problem+json``;
+* :func:`no_content` answers (``204``) have no body at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from quart import Quart
+from quart_schema import document_response
+from quart_schema.openapi import OpenAPIProvider
+from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
+from werkzeug.routing import Rule
+
+from pulse_engine.problems import PROBLEM_CONTENT_TYPE, ProblemDocument
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+class NoContent(BaseModel):
+    """No Content: the request succeeded and the answer has no body."""
+
+
+def no_content(view: F) -> F:
+    """Declare a view's ``204 No Content`` answer in ``/openapi.json`` (the view returns
+    ``"", 204``; there is no body for quart-schema to validate)."""
+    return document_response(NoContent, 204)(view)
+
+
+class PulseOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's document, with problem+json and body-less answers as sent."""
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The path objects of ``rule``, with each response's media type corrected."""
+        paths, components = super().build_paths(rule)
+        view = self._app.view_functions[rule.endpoint]
+        declared: dict[int, tuple[type[Any], Any]] = getattr(
+            view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {}
+        )
+        for operations in paths.values():
+            for operation in operations.values():
+                for status, response in operation["responses"].items():
+                    _correct_media_type(response, declared[status][0])
+        return paths, components
+
+
+def _correct_media_type(response: dict[str, Any], model: type[Any]) -> None:
+    """Move a problem schema to problem+json; drop the body of a no-content answer.
+
+    Operations of one rule share their response objects, so this must be idempotent.
+    """
+    content = response.get("content")
+    if content is None:
+        return
+    if model is NoContent:
+        del response["content"]
+    elif model is ProblemDocument and JSON_CONTENT_TYPE in content:
+        content[PROBLEM_CONTENT_TYPE] = content.pop(JSON_CONTENT_TYPE)
+
+
+def install_openapi_provider(app: Quart) -> None:
+    """Build ``app``'s ``/openapi.json`` with :class:`PulseOpenAPIProvider`."""
+    extension = app.extensions["QUART_SCHEMA"]
+    extension.openapi_provider = PulseOpenAPIProvider(app, extension)
