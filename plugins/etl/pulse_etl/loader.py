@@ -57,7 +57,6 @@ MAX_PARAMETERS = 30_000
 _NOT_FROM_ROWS = frozenset({"tenant_id", "created_at", "updated_at"})
 
 _DIALECT = postgresql.dialect()
-_STAGE_NUMBERS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -249,6 +248,7 @@ class Loader:
     def __init__(self, copy_threshold: int = 1000) -> None:
         """Create a loader."""
         self.copy_threshold = copy_threshold
+        self._stage_numbers = itertools.count(1)
 
     async def load(self, session: AsyncSession, tenant_id: str, batch: Batch) -> Stats:
         """Upsert every entity of ``batch`` in load order; return created/updated per entity.
@@ -388,7 +388,7 @@ class Loader:
     ) -> tuple[int, int]:
         """COPY ``rows`` into a staging table, then insert (first load) or upsert them."""
         table = _quote(spec.table.name)
-        stage = f"etl_stage_{next(_STAGE_NUMBERS)}"
+        stage = f"etl_stage_{next(self._stage_numbers)}"
         names = ", ".join(_quote(c) for c in columns)
         await driver.execute(
             f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} "
