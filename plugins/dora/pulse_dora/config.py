@@ -22,6 +22,10 @@ class DoraSettings(BaseSettings):
     max_window_days: int = Field(
         default=731, ge=1, description="Longest window any tenant may ask for, in days."
     )
+    max_buckets: int = Field(
+        default=1000, ge=1,
+        description="Most buckets a series may have (day buckets over 1000 days are refused).",
+    )
     cache_ttl_seconds: float = Field(
         default=900.0, gt=0, description="Lifetime of a cached summary or series."
     )

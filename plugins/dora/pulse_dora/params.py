@@ -1,41 +1,274 @@
-"""Query parameters of the DORA endpoints: parsed, validated, and resolved against the data.
+"""Query parameters of the DORA endpoints: pydantic models, then resolution against the data.
 
-Every bad parameter is a 422 ``validation-error`` problem whose ``errors[].field`` names
-it. Names of teams, projects and repositories are resolved to ids here (unknown ones are
-refused), and the default environment set is resolved from the tenant's configuration
-against the environments its deployments actually use.
+The models are read through quart-schema's ``validate_querystring``; each checks its
+parameters one by one, so a bad parameter is a 422 ``validation-error`` whose
+``errors[].field`` names it. Times are ISO 8601 dates or date-times written between
+:data:`EARLIEST` and :data:`LATEST` (PostgreSQL and Python agree on every instant in
+between, and no bucket series can run away); names are at most
+:data:`MAX_NAME_LENGTH` characters, without NUL, at most :data:`MAX_LIST_VALUES` per
+parameter. What needs the tenant or the data is checked by :func:`open_scope`, naming
+the parameter too: the time zone against the names PostgreSQL knows, the window against
+the tenant's longest window and the number of buckets it would have, teams, projects and
+repositories against the tenant's rows (resolved to ids; unknown ones refused). The
+default environment set is the tenant's production configuration matched against the
+environments its deployments actually use.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_dora.config import DoraConfig, DoraSettings
-from pulse_dora.refresh import production_environments
-from pulse_engine import Problem
+from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
+from pulse_dora.refresh import production_environments, read_freshness
+from pulse_engine import (
+    Freshness,
+    PageQuery,
+    StashKey,
+    field_errors,
+    invalid_field,
+    validation_problem,
+)
 
-INTERVALS = ("day", "week", "month", "all")
-BENCHMARKS = ("2021", "2023", "2024")
+if TYPE_CHECKING:
+    from pulse_engine import Engine
+
+Interval = Literal["day", "week", "month", "all"]
+Benchmark = Literal["2021", "2023", "2024"]
+INTERVALS: tuple[Interval, ...] = ("day", "week", "month", "all")
+
 DEFAULT_WINDOW_DAYS = 30
 MAX_LIST_VALUES = 50
+MAX_NAME_LENGTH = 300
+MAX_ZONE_LENGTH = 64
+#: The earliest and latest time a window may name, as written (before any offset).
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(2200, 1, 1)
+
+#: The longest a bucket of each interval can be, in days (for the bucket-count limit).
+_BUCKET_DAYS = {"day": 1, "week": 7, "month": 28}
 
 
-def invalid(parameter: str, message: str) -> Problem:
-    """A 422 problem naming one offending query parameter."""
-    return Problem(
-        422,
-        "validation-error",
-        f"Invalid query parameter '{parameter}': {message}",
-        errors=[{"field": parameter, "message": message, "type": "value_error"}],
+def _text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _moment(raw: object) -> object:
+    """An ISO 8601 date (``date``) or date-time (``datetime``, naive or aware), in range."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        _text(raw)
+        try:
+            parsed: date = (
+                date.fromisoformat(raw) if len(raw) == 10
+                else datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            )
+        except ValueError:
+            raise ValueError("not an ISO 8601 date or date-time") from None
+    elif isinstance(raw, date):
+        parsed = raw
+    else:
+        return raw  # pydantic names the wrong type
+    written = parsed if isinstance(parsed, datetime) else datetime.combine(parsed, time())
+    if not EARLIEST <= written.replace(tzinfo=None) <= LATEST:
+        raise ValueError(
+            f"must be between {EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}"
+        )
+    return parsed
+
+
+def _zone(raw: object) -> object:
+    """A time zone name Python can load (PostgreSQL's list is checked by :func:`open_scope`)."""
+    if raw is None or raw == "":
+        return "UTC"
+    if not isinstance(raw, str):
+        return raw
+    _text(raw)
+    if len(raw) > MAX_ZONE_LENGTH or raw.startswith(("/", ".")) or ".." in raw:
+        raise ValueError("not an IANA time zone name")
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("not an IANA time zone name") from None
+    return raw
+
+
+def _names(raw: object) -> object:
+    """Values of a list parameter: repeated and/or comma-separated, blanks dropped."""
+    if raw is None:
+        return None
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        return raw
+    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if len(names) > MAX_LIST_VALUES:
+        raise ValueError(f"at most {MAX_LIST_VALUES} values")
+    if any(len(name) > MAX_NAME_LENGTH for name in names):
+        raise ValueError(f"values are at most {MAX_NAME_LENGTH} characters")
+    for name in names:
+        _text(name)
+    return names
+
+
+#: A time parameter: ``date`` for an ISO date, ``datetime`` for a date-time.
+Moment = Annotated[datetime | date | None, BeforeValidator(_moment)]
+Zone = Annotated[str, BeforeValidator(_zone)]
+Names = Annotated[list[str] | None, BeforeValidator(_names)]
+
+
+def _names_among(choices: Sequence[str]) -> BeforeValidator:
+    def check(raw: object) -> object:
+        names = _names(raw)
+        if isinstance(names, list):
+            unknown = [name for name in names if name not in choices]
+            if unknown:
+                raise ValueError(f"must be among {', '.join(choices)}")
+        return names
+
+    return BeforeValidator(check)
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """A request's window as written, and the names of its parameters (for errors).
+
+    :ivar end_includes_date: an ``end`` given as a date includes that whole day (GitLab).
+    """
+
+    start: date | None
+    end: date | None
+    tz: str
+    start_name: str = "start"
+    end_name: str = "end"
+    end_includes_date: bool = False
+
+
+@dataclass(frozen=True)
+class FilterRequest:
+    """The filters of a request as written (names or ids)."""
+
+    environment: tuple[str, ...] = ()
+    team: tuple[str, ...] = ()
+    project: tuple[str, ...] = ()
+    repository: tuple[str, ...] = ()
+
+
+class ScopeQuery(BaseModel):
+    """The window and filters every DORA endpoint takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: Moment = Field(
+        None,
+        description="Start of the window (inclusive): an ISO 8601 date or date-time between "
+        "1970-01-01 and 2200-01-01; a date or a time without offset is read in tz. "
+        f"Default: {DEFAULT_WINDOW_DAYS} days before end.",
     )
+    end: Moment = Field(
+        None,
+        description="End of the window (exclusive), like start. Default: the start of "
+        "tomorrow in tz.",
+    )
+    tz: Zone = Field(
+        "UTC",
+        description="IANA time zone in which dates are read and day, week (Monday) and "
+        "month buckets start.",
+    )
+    environment: Names = Field(
+        None,
+        description="Environments (repeated or comma-separated). Default: the tenant's "
+        "production environments.",
+    )
+    team: Names = Field(
+        None, description="Teams by id or name: the repositories of their projects."
+    )
+    project: Names = Field(None, description="Projects by id, key or name.")
+    repository: Names = Field(None, description="Repositories by id, name or service.")
+
+    def window(self) -> WindowRequest:
+        """The window as written."""
+        return WindowRequest(self.start, self.end, self.tz)
+
+    def filters(self) -> FilterRequest:
+        """The filters as written."""
+        return FilterRequest(
+            tuple(self.environment or ()), tuple(self.team or ()), tuple(self.project or ()),
+            tuple(self.repository or ()),
+        )
+
+
+class SummaryQuery(ScopeQuery):
+    """``summary``: the window, filters and the benchmark of the performance levels."""
+
+    benchmark: Benchmark = Field("2024", description="The DORA report whose levels apply.")
+
+
+class SeriesQuery(ScopeQuery):
+    """``{metric}``: the window, filters and bucket size."""
+
+    interval: Interval = Field("day", description="Bucket size; all: the whole window.")
+
+
+class BreakdownQuery(ScopeQuery):
+    """``lead-time/breakdown``: the window, filters and bucket size."""
+
+    interval: Interval = Field("all", description="Bucket size; all: the whole window.")
+
+
+class DrilldownQuery(ScopeQuery, PageQuery):
+    """``{metric}/drilldown``: the window, filters and the page."""
+
+
+GitLabMetric = Literal[
+    "deployment_frequency", "lead_time_for_changes", "time_to_restore_service",
+    "change_failure_rate",
+]
+GitLabInterval = Literal["all", "monthly", "daily"]
+GitLabTier = Literal["production", "staging", "testing", "development", "other"]
+GITLAB_TIERS: tuple[GitLabTier, ...] = (
+    "production", "staging", "testing", "development", "other"
+)
+#: GitLab's default window: the 90 days before today.
+GITLAB_DEFAULT_DAYS = 90
+
+
+class GitLabQuery(BaseModel):
+    """GitLab's DORA API parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: GitLabMetric = Field(description="The metric.")
+    start_date: Moment = Field(
+        None, description=f"Start (UTC), a date or date-time. Default: {GITLAB_DEFAULT_DAYS} "
+        "days before today."
+    )
+    end_date: Moment = Field(
+        None, description="End (UTC); a date includes that whole day. Default: tomorrow."
+    )
+    interval: GitLabInterval = Field("daily", description="Bucket size.")
+    environment_tiers: Annotated[list[GitLabTier] | None, _names_among(GITLAB_TIERS)] = Field(
+        None, description="Tiers (repeated or comma-separated). Default: production."
+    )
+
+    def window(self) -> WindowRequest:
+        """The window as written, with GitLab's default start."""
+        start = self.start_date
+        if start is None:
+            start = datetime.now(UTC).date() - timedelta(days=GITLAB_DEFAULT_DAYS)
+        return WindowRequest(start, self.end_date, "UTC", "start_date", "end_date", True)
 
 
 @dataclass(frozen=True)
@@ -53,127 +286,89 @@ class Scope:
     repository_ids: tuple[str, ...] | None
     services: tuple[str, ...] | None
     config: DoraConfig
-    filters: dict[str, list[str]] = field(default_factory=dict)
+    filters: FilterRequest = field(default_factory=FilterRequest)
 
     def previous(self) -> Scope:
         """The window of the same length just before this one."""
         length = self.end - self.start
-        return Scope(
-            self.tenant_id, self.start - length, self.start, self.tz, self.interval,
-            self.environments, self.explicit_environment, self.project_ids,
-            self.repository_ids, self.services, self.config, self.filters,
-        )
+        return replace(self, start=self.start - length, end=self.start)
 
     def with_interval(self, interval: str) -> Scope:
         """The same scope bucketed by another interval."""
-        return Scope(
-            self.tenant_id, self.start, self.end, self.tz, interval, self.environments,
-            self.explicit_environment, self.project_ids, self.repository_ids, self.services,
-            self.config, self.filters,
-        )
+        return replace(self, interval=interval)
 
 
-def parse_zone(raw: str | None, parameter: str = "tz") -> str:
-    """An IANA time zone name (default UTC)."""
-    if raw is None or raw == "":
-        return "UTC"
-    if len(raw) > 64 or raw.startswith(("/", ".")) or ".." in raw:
-        raise invalid(parameter, "not an IANA time zone name")
-    try:
-        ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise invalid(parameter, "not an IANA time zone name") from None
-    return raw
-
-
-def parse_time(raw: str | None, parameter: str, zone: ZoneInfo) -> datetime | None:
-    """An ISO 8601 date or date-time; dates and naive times are read in ``zone``."""
-    if raw is None or raw == "":
+def _local(moment: date | None, zone: ZoneInfo, *, next_day: bool = False) -> datetime | None:
+    """A written time as an aware datetime: dates at midnight and naive times in ``zone``."""
+    if moment is None:
         return None
-    try:
-        if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time(), tzinfo=zone)
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(parameter, "not an ISO 8601 date or date-time") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+    if isinstance(moment, datetime):
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    day = moment + timedelta(days=1) if next_day else moment
+    return datetime.combine(day, time(), tzinfo=zone)
 
 
-def parse_choice(raw: str | None, parameter: str, choices: tuple[str, ...], default: str) -> str:
-    """One of ``choices`` (``default`` when absent)."""
-    if raw is None or raw == "":
-        return default
-    if raw not in choices:
-        raise invalid(parameter, f"must be one of {', '.join(choices)}")
-    return raw
+def window_bounds(window: WindowRequest, max_days: int) -> tuple[datetime, datetime]:
+    """``(start, end)`` in UTC; refuses a reversed window and one of more than ``max_days``.
 
-
-def parse_list(raw: str | None, parameter: str) -> list[str]:
-    """A comma-separated list of values (repeated parameters are joined first)."""
-    if raw is None:
-        return []
-    values = [value.strip() for value in raw.split(",") if value.strip()]
-    if len(values) > MAX_LIST_VALUES:
-        raise invalid(parameter, f"at most {MAX_LIST_VALUES} values")
-    if any(len(value) > 300 for value in values):
-        raise invalid(parameter, "values are at most 300 characters")
-    return values
-
-
-def parse_window(
-    args: Mapping[str, str],
-    config: DoraConfig,
-    settings: DoraSettings,
-    *,
-    start_name: str = "start",
-    end_name: str = "end",
-    tz_name: str = "tz",
-    end_inclusive_dates: bool = False,
-) -> tuple[datetime, datetime, str]:
-    """``(start, end, tz)`` of the request, in UTC; refuses reversed and too long windows.
-
-    Default: the 30 days before the start of tomorrow in ``tz``. With
-    ``end_inclusive_dates`` an end given as a date includes that whole day (GitLab style).
+    Default end: the start of tomorrow in the window's zone; default start:
+    :data:`DEFAULT_WINDOW_DAYS` before the end.
     """
-    zone_name = parse_zone(args.get(tz_name), tz_name)
-    zone = ZoneInfo(zone_name)
-    end = parse_time(args.get(end_name), end_name, zone)
-    if end is not None and end_inclusive_dates and len(args.get(end_name, "")) == 10:
-        end = datetime.combine(end.date() + timedelta(days=1), time(), tzinfo=zone)
-    start = parse_time(args.get(start_name), start_name, zone)
+    zone = ZoneInfo(window.tz)
+    end = _local(window.end, zone, next_day=window.end_includes_date)
     if end is None:
         tomorrow = datetime.now(zone).date() + timedelta(days=1)
         end = datetime.combine(tomorrow, time(), tzinfo=zone)
-    if start is None:
-        start = end - timedelta(days=DEFAULT_WINDOW_DAYS)
+    start = _local(window.start, zone) or end - timedelta(days=DEFAULT_WINDOW_DAYS)
     if end <= start:
-        raise invalid(end_name, f"must be after {start_name}")
-    max_days = config.max_window_days or settings.max_window_days
+        raise invalid_field(window.end_name, f"must be after {window.start_name}")
     if end - start > timedelta(days=max_days):
-        raise invalid(start_name, f"the window may span at most {max_days} days")
-    return start.astimezone(UTC), end.astimezone(UTC), zone_name
+        raise invalid_field(window.start_name, f"the window may span at most {max_days} days")
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def check_buckets(start: datetime, end: datetime, interval: str, limit: int) -> None:
+    """Refuse (422 naming ``interval``) a series of more than ``limit`` buckets."""
+    if interval not in _BUCKET_DAYS:
+        return
+    days = (end - start).total_seconds() / 86400
+    count = math.ceil(days / _BUCKET_DAYS[interval]) + 1
+    if count > limit:
+        raise invalid_field(
+            "interval", f"this window holds up to {count} {interval} buckets, more than "
+            f"{limit}: choose a longer interval or a shorter window")
+
+
+#: The time zone names the database knows, per engine (read once).
+TIME_ZONES = StashKey[frozenset[str]]()
+
+
+async def check_zone(engine: Engine, session: AsyncSession, zone: str, parameter: str) -> None:
+    """Refuse (422) a zone Python loads but PostgreSQL does not (``posixrules``, ``right/UTC``)."""
+    zones = engine.stash.get(TIME_ZONES)
+    if zones is None:
+        rows = await session.execute(text("SELECT name FROM pg_timezone_names"))
+        zones = engine.stash.setdefault(TIME_ZONES, frozenset(rows.scalars()))
+    if zone not in zones:
+        raise invalid_field(parameter, "not a time zone the database knows")
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _ids_and_names(values: list[str]) -> tuple[list[str], list[str]]:
-    ids = [str(uuid.UUID(value)) for value in values if _UUID.match(value)]
-    return ids, [value.lower() for value in values]
-
-
 async def _resolve(
-    session: AsyncSession, parameter: str, values: list[str], sql: str
+    session: AsyncSession, parameter: str, values: Sequence[str], sql: str
 ) -> list[tuple[str, str, str]]:
     """Rows ``(id, project_or_service, matched_value)`` for every value; 422 for unknown ones."""
     if not values:
         return []
-    ids, names = _ids_and_names(values)
+    ids = [str(uuid.UUID(value)) for value in values if _UUID.match(value)]
+    names = [value.lower() for value in values]
     rows = (await session.execute(text(sql), {"ids": ids, "names": names})).all()
     matched = {str(row[2]).lower() for row in rows}
     unknown = [value for value in values if value.lower() not in matched]
     if unknown:
-        raise invalid(parameter, f"unknown {parameter}: {', '.join(unknown[:5])}")
+        raise invalid_field(parameter, f"unknown {parameter}: {', '.join(unknown[:5])}")
     return [(str(row[0]), str(row[1]) if row[1] is not None else "", str(row[2])) for row in rows]
 
 
@@ -199,51 +394,124 @@ WHERE (r.id = ANY({_MATCH}) OR lower(r.name) = ANY(:names) OR lower(r.service) =
   AND m.value = ANY(:names)
 """
 
+
 async def resolve_scope(
     session: AsyncSession,
     tenant_id: str,
-    args: Mapping[str, str],
+    bounds: tuple[datetime, datetime],
+    tz: str,
+    filters: FilterRequest,
     config: DoraConfig,
-    settings: DoraSettings,
     *,
     interval: str = "all",
-    environments: list[str] | None = None,
+    environments: Sequence[str] | None = None,
 ) -> Scope:
-    """The :class:`Scope` of a request's window, time zone and filters.
+    """The :class:`Scope` of a window and the filters as written, resolved against the data.
 
     :param environments: environments chosen by the caller's own parameter (GitLab
-        tiers); by default the ``environment`` parameter, else the production set.
+        tiers; may be empty: nothing matches); by default the ``environment`` filter, else
+        the production set.
     """
-    start, end, tz = parse_window(args, config, settings)
-    explicit = environments if environments is not None else parse_list(
-        args.get("environment"), "environment"
-    )
-    chosen = explicit or await production_environments(session, tenant_id, config)
+    explicit = environments is not None or bool(filters.environment)
+    if environments is not None:
+        chosen = list(environments)
+    else:
+        chosen = list(filters.environment) or await production_environments(
+            session, tenant_id, config)
     project_ids: set[str] | None = None
-    teams = parse_list(args.get("team"), "team")
-    projects = parse_list(args.get("project"), "project")
-    if teams:
-        rows = await _resolve(session, "team", teams, _TEAMS)
+    if filters.team:
+        rows = await _resolve(session, "team", filters.team, _TEAMS)
         project_ids = {project for _, project, _ in rows if project}
-    if projects:
-        rows = await _resolve(session, "project", projects, _PROJECTS)
+    if filters.project:
+        rows = await _resolve(session, "project", filters.project, _PROJECTS)
         wanted = {project for project, _, _ in rows}
         project_ids = wanted if project_ids is None else project_ids & wanted
-    repositories = parse_list(args.get("repository"), "repository")
-    repository_rows = await _resolve(session, "repository", repositories, _REPOSITORIES)
+    repository_rows = await _resolve(session, "repository", filters.repository, _REPOSITORIES)
     return Scope(
         tenant_id=tenant_id,
-        start=start,
-        end=end,
+        start=bounds[0],
+        end=bounds[1],
         tz=tz,
         interval=interval,
         environments=tuple(chosen),
-        explicit_environment=bool(explicit),
+        explicit_environment=explicit,
         project_ids=tuple(sorted(project_ids)) if project_ids is not None else None,
         repository_ids=tuple(sorted({row[0] for row in repository_rows}))
         if repository_rows else None,
         services=tuple(sorted({row[1] for row in repository_rows if row[1]}))
         if repository_rows else None,
         config=config,
-        filters={"team": teams, "project": projects, "repository": repositories},
+        filters=filters,
     )
+
+
+def scope_query(values: dict[str, object]) -> ScopeQuery:
+    """A :class:`ScopeQuery` from values given in code; 422 naming what is wrong."""
+    try:
+        return ScopeQuery.model_validate(values)
+    except ValidationError as error:
+        raise validation_problem(field_errors(error)) from None
+
+
+@dataclass(frozen=True)
+class ScopedRequest:
+    """A request's resolved scope and how current the facts it reads are."""
+
+    scope: Scope
+    freshness: Freshness
+    config: DoraConfig
+
+
+async def open_scope(
+    engine: Engine,
+    settings: DoraSettings,
+    tenant_id: str,
+    window: WindowRequest,
+    filters: FilterRequest,
+    *,
+    interval: str = "all",
+    tiers: Sequence[str] | None = None,
+) -> ScopedRequest:
+    """Check a request against its tenant and data, and resolve its :class:`Scope`.
+
+    The freshness is read before any fact, so an answer never claims data newer than it
+    reflects.
+
+    :param tiers: GitLab environment tiers, instead of the ``environment`` filter.
+    """
+    config = await tenant_config(engine, tenant_id)
+    async with engine.db.tenant_session(tenant_id) as session:
+        await check_zone(engine, session, window.tz, "tz")
+        bounds = window_bounds(window, config.max_window_days or settings.max_window_days)
+        check_buckets(*bounds, interval, settings.max_buckets)
+        environments = None
+        if tiers is not None:
+            environments = await tier_environments(session, tenant_id, tiers, config)
+        freshness = await read_freshness(session, tenant_id)
+        scope = await resolve_scope(
+            session, tenant_id, bounds, window.tz, filters, config, interval=interval,
+            environments=environments,
+        )
+    return ScopedRequest(scope, freshness, config)
+
+
+async def tier_environments(
+    session: AsyncSession, tenant_id: str, tiers: Sequence[str], config: DoraConfig
+) -> list[str]:
+    """Environments of GitLab tiers: production per the tenant's config, others by name."""
+    production = await production_environments(session, tenant_id, config)
+    chosen: list[str] = []
+    if "production" in tiers:
+        chosen += production
+    others = [tier for tier in tiers if tier != "production"]
+    if others:
+        config_for_tiers = DoraConfig(
+            production_environments=[],
+            production_environment_patterns=[f"^{tier}" for tier in others],
+        )
+        chosen += [
+            name
+            for name in await production_environments(session, tenant_id, config_for_tiers)
+            if name not in production
+        ]
+    return chosen

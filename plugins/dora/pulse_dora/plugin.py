@@ -16,9 +16,9 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora import queries, tables
-from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
+from pulse_dora.config import DoraConfig, DoraSettings
 from pulse_dora.health import health_checks
-from pulse_dora.params import resolve_scope
+from pulse_dora.params import open_scope, scope_query
 from pulse_dora.refresh import (
     DORA_CACHE_TAG,
     REFRESH_QUEUE,
@@ -131,14 +131,10 @@ def _compute(engine: Engine, metric: str) -> Any:
     ) -> list[dict[str, Any]]:
         """``metric`` for the session's tenant: one point per bucket of ``interval``."""
         tenant_id = str(await session.scalar(text("SELECT current_setting('pulse.tenant_id')")))
-        config = await tenant_config(engine, tenant_id)
-        args = {
-            **{name: str(value) for name, value in (filters or {}).items()},
-            "start": window[0].isoformat(),
-            "end": window[1].isoformat(),
-        }
-        scope = await resolve_scope(session, tenant_id, args, config, settings, interval=interval)
-        return await queries.series(session, metric, scope)
+        query = scope_query({**(filters or {}), "start": window[0], "end": window[1]})
+        scoped = await open_scope(engine, settings, tenant_id, query.window(), query.filters(),
+                                  interval=interval)
+        return await queries.series(session, metric, scoped.scope)
 
     return compute
 

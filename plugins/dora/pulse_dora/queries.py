@@ -247,10 +247,7 @@ def point(metric: str, bucket: Bucket) -> dict[str, Any]:
     """The JSON of one bucket of ``metric``: value, its sample size and its parts."""
     row = bucket.row
     count = int(row.get("n") or 0)
-    document: dict[str, Any] = {
-        "start": bucket.start.isoformat(),
-        "end": bucket.end.isoformat(),
-    }
+    document: dict[str, Any] = {"start": bucket.start, "end": bucket.end}
     if metric == "deployment_frequency":
         days = _days(bucket)
         document.update(
@@ -433,11 +430,10 @@ async def drilldown(
 
 
 def _json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
+    """A column value as the drill-down item carries it (ids as strings)."""
     if isinstance(value, list | tuple):
         return [_json(item) for item in value]
-    if value is not None and not isinstance(value, str | int | float | bool):
+    if value is not None and not isinstance(value, str | int | float | bool | datetime):
         return str(value)
     return value
 
@@ -523,8 +519,8 @@ async def breakdown(session: AsyncSession, scope: Scope) -> list[dict[str, Any]]
     points = []
     for row in rows:
         document: dict[str, Any] = {
-            "start": row["bucket_start"].replace(tzinfo=zone).isoformat(),
-            "end": row["bucket_end"].replace(tzinfo=zone).isoformat(),
+            "start": row["bucket_start"].replace(tzinfo=zone),
+            "end": row["bucket_end"].replace(tzinfo=zone),
             "pull_requests": int(row["pull_requests"] or 0),
         }
         for phase in PHASES:

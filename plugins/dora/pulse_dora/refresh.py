@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, tenant_config
-from pulse_engine import Consumer, Message, analyze_tables
+from pulse_engine import Consumer, Freshness, Message, analyze_tables
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -90,7 +90,7 @@ latest AS (
 )
 INSERT INTO dora_refresh_state (tenant_id, refreshed_at, production_environments,
     last_deployment_at, last_production_deployment_at)
-SELECT :tenant, now(),
+SELECT :tenant, CAST(:began AS timestamptz),
        coalesce(string_agg(name, ',' ORDER BY name) FILTER (WHERE production), ''),
        max(finished_at), max(finished_at) FILTER (WHERE production)
 FROM latest
@@ -415,6 +415,24 @@ WHERE tenant_id = :tenant AND requested_at <= :began
 """
 
 
+_FRESHNESS = """
+SELECT (SELECT refreshed_at FROM dora_refresh_state WHERE tenant_id = :tenant) AS data_until,
+       EXISTS (SELECT 1 FROM dora_refresh_requests WHERE tenant_id = :tenant) AS pending
+"""
+
+
+async def read_freshness(session: AsyncSession, tenant_id: str) -> Freshness:
+    """How current the tenant's facts are.
+
+    ``data_until``: when the last refresh began (after it acquired the tenant's lock): the
+    facts reflect every load committed before then. ``refresh_pending``: a refresh request
+    (:func:`request_refresh`) is recorded that no refresh has covered yet, so data has
+    arrived that the facts do not reflect.
+    """
+    row = (await session.execute(text(_FRESHNESS), {"tenant": tenant_id})).one()
+    return Freshness(data_until=row.data_until, refresh_pending=bool(row.pending))
+
+
 async def request_refresh(engine: Engine, tenant_id: str, since: datetime | None) -> None:
     """Record a refresh of the tenant's facts from ``since`` (None: all), then queue it."""
     async with engine.db.tenant_session(tenant_id) as session:
@@ -469,6 +487,7 @@ async def refresh_session(
         {"tenant": tenant_id},
     )
     began_at = await session.scalar(text("SELECT clock_timestamp()"))
+    params["began"] = began_at
     await session.execute(
         text("SELECT set_config('work_mem', :work_mem, true)"), {"work_mem": REFRESH_WORK_MEM}
     )

@@ -1,34 +1,43 @@
-"""The DORA endpoints under ``/api/v1/metrics/dora/`` (any tenant role may read them)."""
+"""The DORA endpoints under ``{api_v1_prefix}/metrics/dora/`` (any tenant role may read them).
+
+Every view reads its query string through a model of :mod:`pulse_dora.params` and
+declares its answer with a model of :mod:`pulse_dora.schemas` (and its problems), so
+``/openapi.json`` describes each parameter and each answer exactly.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, date, datetime, timedelta
+import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from quart import Blueprint, request
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora import levels, queries
-from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
+from pulse_dora.config import DoraSettings
 from pulse_dora.params import (
-    BENCHMARKS,
-    INTERVALS,
+    BreakdownQuery,
+    DrilldownQuery,
+    FilterRequest,
+    GitLabQuery,
     Scope,
-    invalid,
-    parse_choice,
-    parse_list,
-    resolve_scope,
+    ScopedRequest,
+    ScopeQuery,
+    SeriesQuery,
+    SummaryQuery,
+    open_scope,
 )
-from pulse_dora.refresh import production_environments
+from pulse_dora.schemas import Breakdown, Drilldown, GitLabSeries, Series, Summary
 from pulse_engine import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
     Problem,
     current_tenant_id,
     decode_cursor,
     encode_cursor,
+    invalid_field,
+    problem_responses,
     require_role,
 )
 
@@ -37,23 +46,26 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-#: GitLab's metric names and the Pulse metric each maps to.
-GITLAB_METRICS = {
-    "deployment_frequency": "deployment_frequency",
-    "lead_time_for_changes": "lead_time_for_changes",
-    "time_to_restore_service": "time_to_restore_service",
-    "change_failure_rate": "change_failure_rate",
-}
 GITLAB_INTERVALS = {"all": "all", "monthly": "month", "daily": "day"}
-GITLAB_TIERS = ("production", "staging", "testing", "development", "other")
+
+#: The sort key of a drill-down row (see :mod:`pulse_dora.queries`), inside a cursor.
+_SORT_KEY = re.compile(r"^[0-9]{20}/[0-9a-f-]{36}$")
 
 
 def metric_name(raw: str) -> str:
     """The canonical name of a metric from its URL spelling; 422 naming ``metric`` if unknown."""
     name = queries.ALIASES.get(raw)
     if name is None:
-        raise invalid("metric", f"unknown metric; one of {', '.join(queries.METRICS)}")
+        raise invalid_field("metric", f"unknown metric; one of {', '.join(queries.METRICS)}")
     return name
+
+
+def drilldown_cursor(cursor: str | None) -> str | None:
+    """The sort key a drill-down cursor carries; 400 for anything but a DORA sort key."""
+    after = decode_cursor(cursor, str)
+    if after is not None and not _SORT_KEY.match(after):
+        raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
+    return after
 
 
 #: The metrics the summary computes from one scan of the deployments of each window.
@@ -61,7 +73,7 @@ DEPLOYMENT_METRICS = ("deployment_frequency", "change_failure_rate", "deployment
 
 
 async def summary_document(
-    engine: Engine, tenant_id: str, scope: Scope, benchmark: str
+    engine: Engine, scoped: ScopedRequest, benchmark: str
 ) -> dict[str, Any]:
     """Every metric over the window with its level and its change vs the previous window.
 
@@ -70,10 +82,11 @@ async def summary_document(
     metrics, and the current one the deployment-day medians), the lead time of each
     window, and the incident metrics of both windows.
     """
+    scope = scoped.scope
     previous = scope.previous()
 
     async def read(work: Callable[[AsyncSession], Awaitable[_T]]) -> _T:
-        async with engine.db.tenant_session(tenant_id) as session:
+        async with engine.db.tenant_session(scope.tenant_id) as session:
             return await work(session)
 
     async def incident_points(session: AsyncSession) -> dict[str, list[dict[str, Any]]]:
@@ -143,66 +156,54 @@ def _change(current: float | None, previous: float | None) -> dict[str, Any]:
 
 
 def _window(scope: Scope) -> dict[str, Any]:
-    return {"start": scope.start.isoformat(), "end": scope.end.isoformat(), "tz": scope.tz}
+    return {"start": scope.start, "end": scope.end, "tz": scope.tz}
 
 
 def _filters(scope: Scope) -> dict[str, Any]:
     return {
         "environments": list(scope.environments),
         "environment_source": "parameter" if scope.explicit_environment else "configuration",
-        **{name: values for name, values in scope.filters.items() if values},
+        "team": list(scope.filters.team),
+        "project": list(scope.filters.project),
+        "repository": list(scope.filters.repository),
     }
-
-
-def _args() -> dict[str, str]:
-    """Query parameters; a repeated parameter is joined with commas."""
-    return {name: ",".join(request.args.getlist(name)) for name in request.args}
-
-
-def _limit(args: Mapping[str, str]) -> int:
-    raw = args.get("limit")
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or int(raw) < 1:
-        raise invalid("limit", "must be a positive integer")
-    return min(int(raw), MAX_LIMIT)
 
 
 def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
     """The DORA blueprint (endpoint names ``dora.summary``, ``dora.series``...)."""
-    blueprint = Blueprint("dora", __name__, url_prefix="/api/v1/metrics/dora")
+    blueprint = Blueprint(
+        "dora", __name__, url_prefix=f"{engine.settings.api_v1_prefix}/metrics/dora"
+    )
 
-    async def context() -> tuple[str, DoraConfig]:
-        tenant_id = current_tenant_id()
-        return tenant_id, await tenant_config(engine, tenant_id)
+    async def scoped(query: ScopeQuery, interval: str = "all") -> ScopedRequest:
+        return await open_scope(
+            engine, settings, current_tenant_id(), query.window(), query.filters(),
+            interval=interval,
+        )
 
     @blueprint.get("/summary")
     @require_role("viewer")
-    async def summary() -> dict[str, Any]:
+    @validate_querystring(SummaryQuery)
+    @validate_response(Summary)
+    @problem_responses(503)
+    async def summary(query_args: SummaryQuery) -> dict[str, Any]:
         """Every DORA metric over the window, with performance level and change."""
-        args = _args()
-        benchmark = parse_choice(args.get("benchmark"), "benchmark", BENCHMARKS, "2024")
-        tenant_id, config = await context()
-        async with engine.db.tenant_session(tenant_id) as session:
-            scope = await resolve_scope(session, tenant_id, args, config, settings)
-        return await summary_document(engine, tenant_id, scope, benchmark)
+        return await summary_document(engine, await scoped(query_args), query_args.benchmark)
 
     @blueprint.get("/lead-time/breakdown")
     @require_role("viewer")
-    async def lead_time_breakdown() -> dict[str, Any]:
+    @validate_querystring(BreakdownQuery)
+    @validate_response(Breakdown)
+    @problem_responses(503)
+    async def lead_time_breakdown(query_args: BreakdownQuery) -> dict[str, Any]:
         """Coding, pickup, review and deploy time of merged pull requests per interval."""
-        args = _args()
-        interval = parse_choice(args.get("interval"), "interval", INTERVALS, "all")
-        tenant_id, config = await context()
-        async with engine.db.tenant_session(tenant_id) as session:
-            scope = await resolve_scope(
-                session, tenant_id, args, config, settings, interval=interval
-            )
+        scope = (await scoped(query_args, query_args.interval)).scope
+        async with engine.db.tenant_session(scope.tenant_id) as session:
             points = await queries.breakdown(session, scope)
         return {
             "metric": "lead_time_breakdown",
             "unit": "seconds",
-            "interval": interval,
+            "interval": query_args.interval,
             "window": _window(scope),
             "filters": _filters(scope),
             "phases": list(queries.PHASES),
@@ -211,60 +212,36 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
 
     @blueprint.get("/gitlab")
     @require_role("viewer")
-    async def gitlab() -> list[dict[str, Any]]:
+    @validate_querystring(GitLabQuery)
+    @validate_response(GitLabSeries)
+    @problem_responses(503)
+    async def gitlab(query_args: GitLabQuery) -> list[dict[str, Any]]:
         """GitLab's DORA API shape: a list of ``{"date", "value"}``."""
-        args = _args()
-        metric = args.get("metric", "")
-        if metric not in GITLAB_METRICS:
-            raise invalid("metric", f"must be one of {', '.join(GITLAB_METRICS)}")
-        interval = GITLAB_INTERVALS.get(args.get("interval") or "daily")
-        if interval is None:
-            raise invalid("interval", f"must be one of {', '.join(GITLAB_INTERVALS)}")
-        tiers = parse_list(args.get("environment_tiers"), "environment_tiers") or ["production"]
-        unknown = [tier for tier in tiers if tier not in GITLAB_TIERS]
-        if unknown:
-            raise invalid("environment_tiers", f"must be among {', '.join(GITLAB_TIERS)}")
-        tenant_id, config = await context()
-        window_args = {"start": args.get("start_date") or "", "end": "", "tz": "UTC"}
-        end_date = args.get("end_date") or ""
-        if len(end_date) == 10:
-            # GitLab's end_date is a date and includes that whole day
-            try:
-                window_args["end"] = (date.fromisoformat(end_date) + timedelta(days=1)).isoformat()
-            except ValueError:
-                raise invalid("end_date", "not an ISO 8601 date") from None
-        else:
-            window_args["end"] = end_date
-        if not window_args["start"]:
-            today = datetime.now(UTC).date()
-            window_args["start"] = (today - timedelta(days=90)).isoformat()
-        async with engine.db.tenant_session(tenant_id) as session:
-            environments = await _tier_environments(session, tenant_id, tiers, config)
-            try:
-                scope = await resolve_scope(
-                    session, tenant_id, window_args, config, settings, interval=interval,
-                    environments=environments or ["\x00none"],
-                )
-            except Problem as problem:
-                raise _gitlab_field(problem) from None
-            rows = await queries.series(session, GITLAB_METRICS[metric], scope)
+        scope = (await open_scope(
+            engine, settings, current_tenant_id(), query_args.window(), FilterRequest(),
+            interval=GITLAB_INTERVALS[query_args.interval],
+            tiers=query_args.environment_tiers or ["production"],
+        )).scope
+        async with engine.db.tenant_session(scope.tenant_id) as session:
+            rows = await queries.series(session, query_args.metric, scope)
         return [
-            {"date": row["start"][:10], "value": _gitlab_value(metric, row)} for row in rows
+            {"date": row["start"].date(), "value": _gitlab_value(query_args.metric, row)}
+            for row in rows
         ]
 
     @blueprint.get("/<metric>/drilldown")
     @require_role("viewer")
-    async def drilldown(metric: str) -> dict[str, Any]:
+    @validate_querystring(DrilldownQuery)
+    @validate_response(Drilldown)
+    @problem_responses(503)
+    async def drilldown(metric: str, query_args: DrilldownQuery) -> dict[str, Any]:
         """The deployments, changes or incidents behind a metric, newest first, paginated."""
         name = metric_name(metric)
-        args = _args()
-        limit = _limit(args)
-        after = decode_cursor(args.get("cursor"), str)
-        tenant_id, config = await context()
-        async with engine.db.tenant_session(tenant_id) as session:
-            scope = await resolve_scope(session, tenant_id, args, config, settings)
+        after = drilldown_cursor(query_args.cursor)
+        scope = (await scoped(query_args)).scope
+        async with engine.db.tenant_session(scope.tenant_id) as session:
             items, last = await queries.drilldown(
-                session, name, scope, limit=limit, after=after
+                session, name, scope, limit=query_args.capped_limit, after=after
             )
         return {
             "metric": name,
@@ -276,58 +253,25 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
 
     @blueprint.get("/<metric>")
     @require_role("viewer")
-    async def series(metric: str) -> dict[str, Any]:
+    @validate_querystring(SeriesQuery)
+    @validate_response(Series)
+    @problem_responses(503)
+    async def series(metric: str, query_args: SeriesQuery) -> dict[str, Any]:
         """One metric per day, week or month (or the whole window), empty buckets included."""
         name = metric_name(metric)
-        args = _args()
-        interval = parse_choice(args.get("interval"), "interval", INTERVALS, "day")
-        tenant_id, config = await context()
-        async with engine.db.tenant_session(tenant_id) as session:
-            scope = await resolve_scope(
-                session, tenant_id, args, config, settings, interval=interval
-            )
+        scope = (await scoped(query_args, query_args.interval)).scope
+        async with engine.db.tenant_session(scope.tenant_id) as session:
             points = await queries.series(session, name, scope)
         return {
             "metric": name,
             "unit": queries.UNITS[name],
-            "interval": interval,
+            "interval": query_args.interval,
             "window": _window(scope),
             "filters": _filters(scope),
             "points": points,
         }
 
     return blueprint
-
-
-async def _tier_environments(
-    session: AsyncSession, tenant_id: str, tiers: list[str], config: DoraConfig
-) -> list[str]:
-    """Environments of GitLab tiers: production per the tenant's config, others by name."""
-    production = await production_environments(session, tenant_id, config)
-    chosen: list[str] = []
-    if "production" in tiers:
-        chosen += production
-    others = [tier for tier in tiers if tier != "production"]
-    if others:
-        config_for_tiers = DoraConfig(
-            production_environments=[],
-            production_environment_patterns=[f"^{tier}" for tier in others],
-        )
-        chosen += [
-            name
-            for name in await production_environments(session, tenant_id, config_for_tiers)
-            if name not in production
-        ]
-    return chosen
-
-
-def _gitlab_field(error: Problem) -> Problem:
-    """Rename the window parameters of a validation problem to GitLab's names."""
-    renames = {"start": "start_date", "end": "end_date"}
-    for item in error.extra.get("errors", []):
-        item["field"] = renames.get(item["field"], item["field"])
-    error.detail = error.detail.replace("'start'", "'start_date'").replace("'end'", "'end_date'")
-    return error
 
 
 def _gitlab_value(metric: str, row: dict[str, Any]) -> float | int | None:

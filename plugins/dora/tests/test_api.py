@@ -185,7 +185,7 @@ async def test_registered_metrics(
     rows: Rows, dora_tenant: TenantFixture, engine: PulseEngine
 ) -> None:
     await core_scenario(rows)
-    names = {entry["name"] for entry in engine.metrics.catalog()}
+    names = {entry.name for entry in engine.metrics.catalog()}
     assert {f"dora.{name}" for name in (
         "deployment_frequency", "lead_time_for_changes", "change_failure_rate",
         "failed_deployment_recovery_time", "time_to_restore_service", "deployment_rework_rate",
