@@ -1,12 +1,13 @@
 """How ``/openapi.json`` describes Pulse's answers beyond what quart-schema knows.
 
 quart-schema documents every declared response as ``application/json`` with a body.
-Two kinds of Pulse answer are neither, and a client generated from the document (or a
+Three kinds of Pulse answer are not, and a client generated from the document (or a
 schemathesis run checking content types) must see them as they are sent:
 
 * problem documents (:class:`~pulse_engine.problems.ProblemDocument`, declared with
   ``problem_responses``) are ``application/problem+json``;
-* :func:`no_content` answers (``204``) have no body at all.
+* :func:`no_content` answers (``204``) have no body at all;
+* :func:`html_page` answers are ``text/html``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pulse_engine.problems import PROBLEM_CONTENT_TYPE, ProblemDocument
 F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_CONTENT_TYPE = "application/json"
+HTML_CONTENT_TYPE = "text/html"
 
 
 class NoContent(BaseModel):
@@ -38,8 +40,17 @@ def no_content(view: F) -> F:
     return document_response(NoContent, 204)(view)
 
 
+class HtmlPage(BaseModel):
+    """An HTML page for people, not for programs."""
+
+
+def html_page(view: F) -> F:
+    """Declare a view's ``200`` answer as an HTML page in ``/openapi.json``."""
+    return document_response(HtmlPage, 200)(view)
+
+
 class PulseOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's document, with problem+json and body-less answers as sent."""
+    """quart-schema's document, with problem+json, body-less and HTML answers as sent."""
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         """The path objects of ``rule``, with each response's media type corrected."""
@@ -56,7 +67,8 @@ class PulseOpenAPIProvider(OpenAPIProvider):
 
 
 def _correct_media_type(response: dict[str, Any], model: type[Any]) -> None:
-    """Move a problem schema to problem+json; drop the body of a no-content answer.
+    """Move a problem schema to problem+json; drop the body of a no-content answer; make
+    an HTML page's body a string of ``text/html``.
 
     Operations of one rule share their response objects, so this must be idempotent.
     """
@@ -65,6 +77,8 @@ def _correct_media_type(response: dict[str, Any], model: type[Any]) -> None:
         return
     if model is NoContent:
         del response["content"]
+    elif model is HtmlPage:
+        response["content"] = {HTML_CONTENT_TYPE: {"schema": {"type": "string"}}}
     elif model is ProblemDocument and JSON_CONTENT_TYPE in content:
         content[PROBLEM_CONTENT_TYPE] = content.pop(JSON_CONTENT_TYPE)
 

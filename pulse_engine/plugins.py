@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "pulse_engine.builtins.api_contract",
     "pulse_engine.builtins.core_tables",
     "pulse_engine.builtins.health_routes",
+    "pulse_engine.builtins.landing_page",
     "pulse_engine.builtins.plugins_api",
     "pulse_engine.builtins.metrics_api",
     "pulse_engine.builtins.events_ws",
