@@ -39,15 +39,32 @@ class Engine(Protocol):
     :ivar core_tables: the host's tables (``tenants``, ``users``...) for read-only joins.
     """
 
-    settings: Settings
-    db: Database
-    cache: Cache
-    queue: QueueBackend
-    events: EventBus
-    metrics: MetricRegistry
-    capabilities: Capabilities
-    stash: Stash
-    core_tables: Mapping[str, Table]
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def cache(self) -> Cache: ...
+
+    @property
+    def queue(self) -> QueueBackend: ...
+
+    @property
+    def events(self) -> EventBus: ...
+
+    @property
+    def metrics(self) -> MetricRegistry: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def stash(self) -> Stash: ...
+
+    @property
+    def core_tables(self) -> Mapping[str, Table]: ...
 
     async def announce_data_loaded(
         self,

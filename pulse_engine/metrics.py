@@ -48,16 +48,22 @@ class MetricFilter(BaseModel):
 class MetricValue(BaseModel):
     """One value of a metric: over the whole window, or over one bucket of a series."""
 
-    start: datetime | None = Field(None, description="Start of the window or bucket.")
-    end: datetime | None = Field(None, description="End (exclusive) of the window or bucket.")
+    start: datetime | None = Field(default=None, description="Start of the window or bucket.")
+    end: datetime | None = Field(
+        default=None, description="End (exclusive) of the window or bucket."
+    )
     value: float | None = Field(description="The metric's value; null when nothing to measure.")
     sample_size: int = Field(ge=0, description="How many observations the value rests on.")
-    numerator: float | None = Field(None, description="Ratios and rates: the numerator.")
-    denominator: float | None = Field(None, description="Ratios and rates: the denominator.")
-    percentiles: dict[str, float | None] | None = Field(
-        None, description="Distributions: p50, p75, p90... of the observations."
+    numerator: float | None = Field(default=None, description="Ratios and rates: the numerator.")
+    denominator: float | None = Field(
+        default=None, description="Ratios and rates: the denominator."
     )
-    mean: float | None = Field(None, description="Distributions: the mean of the observations.")
+    percentiles: dict[str, float | None] | None = Field(
+        default=None, description="Distributions: p50, p75, p90... of the observations."
+    )
+    mean: float | None = Field(
+        default=None, description="Distributions: the mean of the observations."
+    )
 
 
 class Freshness(BaseModel):

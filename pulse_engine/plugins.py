@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 from pluggy import HookImpl
@@ -291,7 +291,7 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
         def guarded_wrapper(*args: Any) -> Generator[Any, Any, Any]:
             if manager.is_failed(plugin_name):
                 return (yield)
-            generator = function(*args)
+            generator = cast(Generator[Any, Any, Any], function(*args))
             try:
                 next(generator)
             except Exception as error:
@@ -330,7 +330,8 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
         guarded = guarded_call
     functools.update_wrapper(guarded, function)
     guarded.__pulse_guarded__ = True
-    impl.function = guarded
+    # pluggy types the attribute Final; the guard replaces it once, at registration
+    impl.function = guarded  # type: ignore[misc]
 
 
 async def _guard_awaitable(

@@ -52,9 +52,11 @@ def _clean_text(value: str) -> str:
 
 def _split_list(raw: object) -> object:
     values = raw if isinstance(raw, list) else [raw]
-    if not all(isinstance(value, str) for value in values):
-        return raw  # pydantic says what is wrong with it
-    parts = [part.strip() for value in values for part in value.split(",")]
+    parts: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            return raw  # pydantic says what is wrong with it
+        parts.extend(part.strip() for part in value.split(","))
     return [part for part in parts if part]
 
 

@@ -61,3 +61,20 @@ def test_index_links_every_page() -> None:
     linked = set(LINK.findall((DOCS / "index.md").read_text()))
     pages = {page.name for page in DOCS.glob("*.md")} - {"index.md"}
     assert pages <= linked, f"docs/index.md does not link {sorted(pages - linked)}"
+
+
+def test_every_public_api_name_is_documented() -> None:
+    """Each name of ``pulse_engine.__all__`` has a ``### `name` `` section in
+    docs/plugin-api.md, and each section names something exported (Datasette's
+    ``@documented`` check)."""
+    import pulse_engine
+    from pulse_engine import api
+
+    page = (ROOT / "docs" / "plugin-api.md").read_text()
+    documented = set(re.findall(r"^### `([A-Za-z_][A-Za-z0-9_]*)`$", page, re.MULTILINE))
+    exported = set(api.__all__)
+    assert exported - documented == set(), "exported but not documented"
+    assert documented - exported == set(), "documented but not exported"
+    assert set(pulse_engine.__all__) == exported | {"__version__"}
+    for name in exported:
+        assert getattr(pulse_engine, name) is getattr(api, name)

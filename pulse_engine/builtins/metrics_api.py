@@ -51,15 +51,17 @@ class MetricReadQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: BoundedDatetime | None = Field(None, description="Start (default: end - 30 days).")
-    end: BoundedDatetime | None = Field(None, description="End, exclusive (default: now).")
-    interval: MetricInterval = Field("all", description="Bucket size of the series.")
-    tz: TimeZoneName = Field("UTC", description="IANA zone in which buckets start.")
-    project: QueryList | None = Field(None, description="Project names or ids.")
-    team: QueryList | None = Field(None, description="Team names or ids.")
-    repository: QueryList | None = Field(None, description="Repository names or ids.")
-    environment: QueryList | None = Field(None, description="Deployment environments.")
-    service: QueryList | None = Field(None, description="Services.")
+    start: BoundedDatetime | None = Field(
+        default=None, description="Start (default: end - 30 days)."
+    )
+    end: BoundedDatetime | None = Field(default=None, description="End, exclusive (default: now).")
+    interval: MetricInterval = Field(default="all", description="Bucket size of the series.")
+    tz: TimeZoneName = Field(default="UTC", description="IANA zone in which buckets start.")
+    project: QueryList | None = Field(default=None, description="Project names or ids.")
+    team: QueryList | None = Field(default=None, description="Team names or ids.")
+    repository: QueryList | None = Field(default=None, description="Repository names or ids.")
+    environment: QueryList | None = Field(default=None, description="Deployment environments.")
+    service: QueryList | None = Field(default=None, description="Services.")
 
 
 class MetricWindow(BaseModel):

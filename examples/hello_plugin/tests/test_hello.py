@@ -6,6 +6,7 @@ Run them with the plugin installed: ``pip install -e . && pytest``.
 from __future__ import annotations
 
 from quart import Quart
+from sqlalchemy import text
 
 from pulse_engine.testing import TenantFixture, make_tenant
 
@@ -50,3 +51,26 @@ async def test_health_check(pulse_app: Quart) -> None:
     body = await response.get_json()
     assert response.status_code == 200, body
     assert body["checks"]["greetings_table"]["status"] == "healthy"
+
+
+async def test_greetings_metric_counts_the_rows(pulse_app: Quart, tenant: TenantFixture) -> None:
+    for message in ("one", "two", "three"):
+        await tenant.analyst_client.post("/api/v1/hello/greetings", json={"message": message})
+    engine = pulse_app.extensions["pulse"]
+    async with engine.db.tenant_session(tenant.id) as session:
+        stored = await session.scalar(text("SELECT count(*) FROM hello_greetings"))
+    response = await tenant.viewer_client.get(
+        "/api/v1/metrics/hello.greetings?start=2020-01-01&end=2200-01-01"
+    )
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    assert body["kind"] == "count"
+    assert body["value"]["value"] == stored == 3
+    assert body["freshness"]["refresh_pending"] is False
+    weekly = await tenant.viewer_client.get(
+        "/api/v1/metrics/hello.greetings?start=2026-01-01&end=2026-03-01&interval=week"
+    )
+    series = (await weekly.get_json())["series"]
+    assert len(series) == 9  # the partial week of 1 January to the one of 1 March
+    assert series[0]["start"] == "2026-01-01T00:00:00Z"
+    assert series[-1]["end"] == "2026-03-01T00:00:00Z"

@@ -1,4 +1,5 @@
-"""The hello plugin: a tenant table, a cached listing, a validated create, a health check."""
+"""The hello plugin: a tenant table, a cached listing, a validated create, a metric and a
+health check, on the public plugin API only (``from pulse_engine import ...``)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,16 @@ from sqlalchemy.dialects.postgresql import UUID
 
 from pulse_engine import (
     CachePolicy,
+    Freshness,
+    MetricComputation,
+    MetricDefinition,
+    MetricQuery,
+    MetricValue,
     PageQuery,
     current_tenant_id,
     fetch_page,
     hookimpl,
+    problem_responses,
     require_role,
     tenant_session,
 )
@@ -95,6 +102,7 @@ def register_routes(engine: Engine) -> Blueprint:
     @blueprint.get("/greetings")
     @validate_querystring(PageQuery)
     @validate_response(GreetingPage)
+    @problem_responses()
     async def list_greetings(query_args: PageQuery) -> dict[str, Any]:
         """The caller's tenant's greetings, oldest first, one page at a time."""
         async with tenant_session() as session:
@@ -117,6 +125,7 @@ def register_routes(engine: Engine) -> Blueprint:
     @require_role("analyst")
     @validate_request(NewGreeting)
     @validate_response(Greeting, 201)
+    @problem_responses()
     async def add_greeting(data: NewGreeting) -> tuple[Greeting, int]:
         """Store a greeting for the caller's tenant."""
         tenant_id = current_tenant_id()
@@ -143,6 +152,65 @@ def register_cache_policies() -> list[CachePolicy]:
             ttl=60,
             key_params=("limit", "cursor"),
             tags=(GREETINGS_TAG,),
+        )
+    ]
+
+
+#: Greetings per bucket of the window: every bucket of ``interval`` (in ``tz``) that
+#: overlaps [start, end), empty ones included, cut to the window at both ends.
+GREETINGS_PER_BUCKET = text("""
+WITH bounds AS (
+    SELECT CAST(:start AS timestamptz) AS w_start, CAST(:end AS timestamptz) AS w_end,
+           CAST(CAST(:step AS text) AS interval) AS step
+), buckets AS (
+    SELECT greatest(local_start AT TIME ZONE :tz, w_start) AS b_start,
+           least((local_start + step) AT TIME ZONE :tz, w_end) AS b_end
+    FROM bounds, generate_series(
+        date_trunc(:unit, w_start AT TIME ZONE :tz),
+        w_end AT TIME ZONE :tz - interval '1 microsecond',
+        step) AS local_start
+)
+SELECT b_start, b_end, count(g.id) AS greetings
+FROM buckets LEFT JOIN hello_greetings g
+  ON g.created_at >= b_start AND g.created_at < b_end
+GROUP BY b_start, b_end ORDER BY b_start
+""")
+
+
+async def count_greetings(engine: Engine, query: MetricQuery) -> MetricComputation:
+    """The ``hello.greetings`` metric: greetings created in the window, and per bucket."""
+    unit, step = {"all": ("millennium", "1000 years"), "day": ("day", "1 day"),
+                  "week": ("week", "7 days"), "month": ("month", "1 month")}[query.interval]
+    async with engine.db.tenant_session(query.tenant_id) as session:
+        rows = (await session.execute(GREETINGS_PER_BUCKET, {
+            "start": query.start, "end": query.end, "tz": query.tz, "unit": unit, "step": step,
+        })).all()
+        newest = await session.scalar(select(func.max(greetings.c.created_at)))
+    series = [
+        MetricValue(start=row.b_start, end=row.b_end, value=row.greetings,
+                    sample_size=row.greetings)
+        for row in rows
+    ]
+    total = sum(row.greetings for row in rows)
+    value = MetricValue(start=query.start, end=query.end, value=total, sample_size=total)
+    if query.interval == "all":
+        series = [value]
+    # greetings are counted as they are read: the answer is never behind its data
+    return MetricComputation(value, series, Freshness(data_until=newest, refresh_pending=False))
+
+
+@hookimpl
+def register_metrics() -> list[MetricDefinition]:
+    """``hello.greetings``, readable at ``GET /api/v1/metrics/hello.greetings``."""
+    return [
+        MetricDefinition(
+            name="hello.greetings",
+            unit="count",
+            kind="count",
+            description="Greetings created in the window.",
+            higher_is_better=True,
+            compute=count_greetings,
+            cache_tags=(GREETINGS_TAG,),
         )
     ]
 
