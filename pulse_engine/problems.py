@@ -59,9 +59,11 @@ class ProblemDocument(BaseModel):
     title: str = Field(description="The HTTP status phrase.")
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="A human explanation of this occurrence.")
-    instance: str | None = Field(None, description="The request id, as a URN.")
-    errors: list[FieldError] | None = Field(None, description="Validation: offending fields.")
-    plugin: str | None = Field(None, description="The plugin a 404 or 503 is about.")
+    instance: str | None = Field(default=None, description="The request id, as a URN.")
+    errors: list[FieldError] | None = Field(
+        default=None, description="Validation: offending fields."
+    )
+    plugin: str | None = Field(default=None, description="The plugin a 404 or 503 is about.")
 
 
 #: The 4xx answers every authenticated route can give, declared by :func:`problem_responses`.
