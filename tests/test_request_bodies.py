@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from pulse_engine.problems import PROBLEM_CONTENT_TYPE
 from pulse_engine.request_body import MAX_JSON_DEPTH, parse_json_body
-from pulse_engine.testing import TenantFixture
+from pulse_engine.testing import ApiClient, TenantFixture
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 STORED_TABLES = ("tenants", "users", "api_keys", "tenant_plugins", "audit_log", "refresh_tokens")
@@ -50,9 +50,8 @@ def body_routes(tenant: TenantFixture) -> list[tuple[str, str, Any]]:
 
 async def send(app: Quart, client: Any, method: str, path: str, raw: bytes) -> Any:
     """Send a raw JSON body, with the client's token when there is a client."""
-    if client is None:
-        return await app.test_client().open(path, method=method, data=raw, headers=JSON_HEADERS)
-    return await client.request(method, path, data=raw, headers=JSON_HEADERS)
+    caller = client if client is not None else ApiClient(app, None)
+    return await caller.request(method, path, data=raw, headers=JSON_HEADERS)
 
 
 async def assert_problem(response: Any, status: int, what: str) -> dict[str, Any]:
