@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pulse_etl.model import DATA_CACHE_TAGS
 from quart import Blueprint
-from sqlalchemy import MetaData, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import MetaData
 
-from pulse_dora import queries, tables
+from pulse_dora import tables
 from pulse_dora.config import DoraConfig, DoraSettings
 from pulse_dora.health import health_checks
-from pulse_dora.params import open_scope, scope_query
+from pulse_dora.metrics import definitions
 from pulse_dora.refresh import (
     DORA_CACHE_TAG,
     REFRESH_QUEUE,
@@ -45,30 +43,6 @@ settings = DoraSettings()
 
 #: Every cached DORA answer is dropped when ETL data or DORA facts of its tenant change.
 CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, DORA_CACHE_TAG)
-
-_DESCRIPTIONS = {
-    "deployment_frequency": "Successful production deployments (also per day and deployment "
-    "days).",
-    "lead_time_for_changes": "Seconds from a change's author time to the first successful "
-    "production deployment that shipped it (median; p75, p90, mean).",
-    "change_failure_rate": "Share of successful production deployments linked to an incident "
-    "(or followed by a failed one, when configured).",
-    "failed_deployment_recovery_time": "Seconds from the start to the resolution of incidents "
-    "linked to a deployment (median; p75, p90, mean).",
-    "time_to_restore_service": "Seconds from creation to resolution of every resolved "
-    "incident (median; p75, p90, mean).",
-    "deployment_rework_rate": "Share of successful production deployments that were unplanned "
-    "fixes of a production incident (hotfixes).",
-}
-_HIGHER_IS_BETTER = {"deployment_frequency"}
-_KINDS: dict[str, Any] = {
-    "deployment_frequency": "count",
-    "lead_time_for_changes": "distribution",
-    "change_failure_rate": "ratio",
-    "failed_deployment_recovery_time": "distribution",
-    "time_to_restore_service": "distribution",
-    "deployment_rework_rate": "ratio",
-}
 
 #: the task following configuration changes, per engine
 CONFIG_LISTENER = StashKey[asyncio.Task[None]]()
@@ -122,38 +96,11 @@ def register_tenant_config_schema() -> type[DoraConfig]:
     return DoraConfig
 
 
-def _compute(engine: Engine, metric: str) -> Any:
-    async def compute(
-        session: AsyncSession,
-        window: tuple[datetime, datetime],
-        interval: str,
-        filters: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """``metric`` for the session's tenant: one point per bucket of ``interval``."""
-        tenant_id = str(await session.scalar(text("SELECT current_setting('pulse.tenant_id')")))
-        query = scope_query({**(filters or {}), "start": window[0], "end": window[1]})
-        scoped = await open_scope(engine, settings, tenant_id, query.window(), query.filters(),
-                                  interval=interval)
-        return await queries.series(session, metric, scoped.scope)
-
-    return compute
-
-
 @hookimpl
-def register_metrics(engine: Engine) -> list[MetricDefinition]:
-    """The six DORA metrics, computable by other plugins through ``engine.metrics``."""
-    return [
-        MetricDefinition(
-            name=f"dora.{metric}",
-            unit=queries.UNITS[metric],
-            description=_DESCRIPTIONS[metric],
-            kind=_KINDS[metric],
-            higher_is_better=metric in _HIGHER_IS_BETTER,
-            compute=_compute(engine, metric),
-            cache_tags=CACHE_TAGS,
-        )
-        for metric in queries.METRICS
-    ]
+def register_metrics() -> list[MetricDefinition]:
+    """The six DORA metrics (:mod:`pulse_dora.metrics`), for ``GET /api/v1/metrics`` and
+    other plugins."""
+    return definitions(settings, CACHE_TAGS)
 
 
 async def _follow_configuration(engine: Engine) -> None:
@@ -219,10 +166,14 @@ async def data_loaded(
     stats: dict[str, dict[str, int]],
     since: datetime | None,
 ) -> None:
-    """Queue a refresh of the tenant's facts from the earliest event the load touched."""
+    """Record and queue a refresh of the tenant's facts from the earliest event the load
+    touched, then drop the tenant's cached DORA answers: from here on they say
+    ``refresh_pending`` until the refresh has run."""
     if not any(
         entity in DORA_INPUTS and (counts.get("created") or counts.get("updated"))
         for entity, counts in stats.items()
     ):
         return
     await request_refresh(engine, tenant_id, since)
+    # answers cached between the load's commit and the request say no refresh is pending
+    await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])

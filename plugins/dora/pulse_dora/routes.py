@@ -126,6 +126,7 @@ async def summary_document(
         "filters": _filters(scope),
         "benchmark": benchmark,
         "metrics": metrics,
+        "freshness": scoped.freshness,
     }
 
 
@@ -197,7 +198,8 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
     @problem_responses(503)
     async def lead_time_breakdown(query_args: BreakdownQuery) -> dict[str, Any]:
         """Coding, pickup, review and deploy time of merged pull requests per interval."""
-        scope = (await scoped(query_args, query_args.interval)).scope
+        request = await scoped(query_args, query_args.interval)
+        scope = request.scope
         async with engine.db.tenant_session(scope.tenant_id) as session:
             points = await queries.breakdown(session, scope)
         return {
@@ -208,6 +210,7 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
             "filters": _filters(scope),
             "phases": list(queries.PHASES),
             "points": points,
+            "freshness": request.freshness,
         }
 
     @blueprint.get("/gitlab")
@@ -238,7 +241,8 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
         """The deployments, changes or incidents behind a metric, newest first, paginated."""
         name = metric_name(metric)
         after = drilldown_cursor(query_args.cursor)
-        scope = (await scoped(query_args)).scope
+        request = await scoped(query_args)
+        scope = request.scope
         async with engine.db.tenant_session(scope.tenant_id) as session:
             items, last = await queries.drilldown(
                 session, name, scope, limit=query_args.capped_limit, after=after
@@ -249,6 +253,7 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
             "filters": _filters(scope),
             "items": items,
             "next_cursor": encode_cursor(last) if last is not None else None,
+            "freshness": request.freshness,
         }
 
     @blueprint.get("/<metric>")
@@ -259,7 +264,8 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
     async def series(metric: str, query_args: SeriesQuery) -> dict[str, Any]:
         """One metric per day, week or month (or the whole window), empty buckets included."""
         name = metric_name(metric)
-        scope = (await scoped(query_args, query_args.interval)).scope
+        request = await scoped(query_args, query_args.interval)
+        scope = request.scope
         async with engine.db.tenant_session(scope.tenant_id) as session:
             points = await queries.series(session, name, scope)
         return {
@@ -269,6 +275,7 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
             "window": _window(scope),
             "filters": _filters(scope),
             "points": points,
+            "freshness": request.freshness,
         }
 
     return blueprint

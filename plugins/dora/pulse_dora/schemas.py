@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from pulse_dora.params import Benchmark, Interval
+from pulse_engine import Freshness
 
 MetricName = Literal[
     "deployment_frequency", "lead_time_for_changes", "change_failure_rate",
@@ -116,6 +117,7 @@ class Series(_Exact):
     window: Window
     filters: Filters
     points: list[MetricPoint] = Field(description="Buckets in order.")
+    freshness: Freshness = Field(description="How current the facts behind the answer are.")
 
 
 class Change(_Exact):
@@ -213,6 +215,7 @@ class Summary(_Exact):
     filters: Filters
     benchmark: Benchmark
     metrics: SummaryMetrics
+    freshness: Freshness = Field(description="How current the facts behind the answer are.")
 
 
 class PhasePoint(_Exact):
@@ -237,6 +240,7 @@ class Breakdown(_Exact):
     filters: Filters
     phases: list[str] = Field(description="The phases, in order.")
     points: list[PhasePoint]
+    freshness: Freshness = Field(description="How current the facts behind the answer are.")
 
 
 class DeploymentItem(_Exact):
@@ -307,6 +311,7 @@ class Drilldown(_Exact):
     filters: Filters
     items: list[DrilldownItem]
     next_cursor: str | None = Field(description="The next page's cursor; null on the last.")
+    freshness: Freshness = Field(description="How current the facts behind the answer are.")
 
 
 class GitLabPoint(_Exact):

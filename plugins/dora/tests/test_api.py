@@ -1,9 +1,8 @@
-"""DORA endpoints: validation, drill-down, GitLab shape, breakdown, caching, health, registry."""
+"""DORA endpoints: validation, drill-down, GitLab shape, breakdown, caching, health."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from dora_rows import Rows, at
@@ -180,19 +179,3 @@ async def test_health_reports_counts_only(
     assert checks["freshness"]["status"] == "healthy"
     assert dora_tenant.id not in str(document)
 
-
-async def test_registered_metrics(
-    rows: Rows, dora_tenant: TenantFixture, engine: PulseEngine
-) -> None:
-    await core_scenario(rows)
-    names = {entry.name for entry in engine.metrics.catalog()}
-    assert {f"dora.{name}" for name in (
-        "deployment_frequency", "lead_time_for_changes", "change_failure_rate",
-        "failed_deployment_recovery_time", "time_to_restore_service", "deployment_rework_rate",
-    )} <= names
-    definition = engine.metrics.get("dora.lead_time_for_changes")
-    assert definition is not None and definition.unit == "seconds"
-    window = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC))
-    async with engine.db.tenant_session(dora_tenant.id) as session:
-        points = await definition.compute(session, window, "all", {"team": "core"})
-    assert points[0]["median"] == pytest.approx(115200) and points[0]["sample_size"] == 4

@@ -12,9 +12,13 @@ from pulse_dora.refresh import DORA_CACHE_TAG, refresh_tenant, request_refresh, 
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
 from pulse_etl.service import load_batch
+from pulse_etl.settings import EtlSettings
 from quart import Quart
 from sqlalchemy import text
+from test_git_repository import build_repository
+from test_metrics import ok
 
+from pulse_engine import MetricQuery
 from pulse_engine.app import PulseEngine
 from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
 
@@ -183,3 +187,63 @@ async def test_with_a_broker_only_stale_requests_are_queued_again_at_start(
     published.clear()
     await requeue_pending(engine)
     assert {dora_tenant.id, other.id} <= set(published)
+
+
+async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_ran(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ETL job reports ``succeeded``; until the refresh its load queued has run, every
+    DORA answer says the facts it reads do not reflect that load yet."""
+    window = {"start": "2024-01-01", "end": "2024-05-01"}
+    await refresh_tenant(engine, dora_tenant.id)
+    before = await ok(dora_tenant, "summary", **window)
+    assert before["freshness"]["refresh_pending"] is False
+    assert before["freshness"]["data_until"] is not None
+    # hold the refresh the load queues, as a busy queue would
+    held: list[dict[str, Any]] = []
+    publish = engine.queue.publish
+
+    async def hold_refreshes(queue: str, body: dict[str, Any], **kwargs: Any) -> str:
+        if queue == "dora.refresh":
+            held.append(body)
+            return "held"
+        return await publish(queue, body, **kwargs)
+
+    monkeypatch.setattr(engine.queue, "publish", hold_refreshes)
+    repo = tmp_path / "service"
+    repo.mkdir()
+    build_repository(repo)
+    service = service_for(engine)
+    monkeypatch.setattr(service, "settings", EtlSettings(git_roots=str(tmp_path)))
+    job = await service.create_job(
+        dora_tenant.id,
+        {"connector": "git", "config": {"path": str(repo), "deploy_tags": r"^v\d+$"}},
+        None, enqueue=False,
+    )
+    assert await service.run_job(dora_tenant.id, job["id"]) == "succeeded"
+    assert held, "the load queued no refresh"
+
+    pending = {"data_until": before["freshness"]["data_until"], "refresh_pending": True}
+    during = await ok(dora_tenant, "summary", **window)
+    assert during["freshness"] == pending
+    assert during["metrics"]["deployment_frequency"]["sample_size"] == 0  # the facts before
+    for path, query in (("deployment_frequency", {"interval": "month"}),
+                        ("lead_time_for_changes/drilldown", {}),
+                        ("lead-time/breakdown", {})):
+        assert (await ok(dora_tenant, path, **window, **query))["freshness"] == pending, path
+    definition = engine.metrics.get("dora.deployment_frequency")
+    assert definition is not None
+    query = MetricQuery(dora_tenant.id, datetime(2024, 1, 1, tzinfo=UTC),
+                        datetime(2024, 5, 1, tzinfo=UTC))
+    computed = await definition.compute(engine, query)
+    assert computed.freshness.refresh_pending is True
+
+    since = held[0]["since"]
+    await refresh_tenant(engine, dora_tenant.id, datetime.fromisoformat(since) if since else None)
+    after = await ok(dora_tenant, "summary", **window)
+    assert after["freshness"]["refresh_pending"] is False
+    assert datetime.fromisoformat(after["freshness"]["data_until"]) > datetime.fromisoformat(
+        before["freshness"]["data_until"])
+    assert after["metrics"]["deployment_frequency"]["sample_size"] == 9  # the nine tags
+    assert (await definition.compute(engine, query)).freshness.refresh_pending is False
