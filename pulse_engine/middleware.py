@@ -9,6 +9,7 @@ for the caller's tenant (otherwise 404 naming the plugin, as if the route did no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from quart import Quart, Response, g, request, websocket
+from werkzeug.exceptions import HTTPException
 
 from pulse_engine.authorization import AccessRequest, FullLookups, authorize
 from pulse_engine.request_limits import REQUEST_LIMITS, limits_for
@@ -33,6 +35,26 @@ def request_id_from(header: str | None) -> str:
     if header and REQUEST_ID_PATTERN.match(header):
         return header
     return uuid.uuid4().hex
+
+
+#: How long an answer given before its request body arrived (a 401, a 405) waits for the
+#: rest of the body, so that the connection can serve the client's next request.
+BODY_DRAIN_SECONDS = 2.0
+
+
+async def settle_request_body(response: Response) -> None:
+    """Read what is left of the request body, or say the connection will close.
+
+    HTTP/1.1 can carry the next request on a connection only after this one's body has
+    been read. A view or the gate may answer without reading it; the body is then drained
+    here (up to the size limit, for at most :data:`BODY_DRAIN_SECONDS`), and when that
+    fails the answer says ``Connection: close`` instead of the server dropping the
+    connection silently under the client's next request.
+    """
+    try:
+        await asyncio.wait_for(request.get_data(cache=False), BODY_DRAIN_SECONDS)
+    except (TimeoutError, HTTPException):  # too slow, or larger than the limit (413)
+        response.headers["Connection"] = "close"
 
 
 def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
@@ -90,6 +112,7 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
 
     @app.after_request
     async def _after_request(response: Response) -> Response:
+        await settle_request_body(response)
         request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
         response.headers["X-Request-ID"] = request_id
         started = getattr(g, "started", None)
