@@ -8,6 +8,11 @@ schemathesis run checking content types) must see them as they are sent:
   ``problem_responses``) are ``application/problem+json``;
 * :func:`no_content` answers (``204``) have no body at all;
 * :func:`html_page` answers are ``text/html``.
+
+Two more corrections make a generated client usable: a declared request body is
+``required`` (``validate_request`` refuses a request without one) unless the view says
+:func:`optional_json_body`; and operation ids come from the endpoint (``blueprint.view``,
+unique in an app), not the view's bare name, which two plugins may share.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from quart import Quart
-from quart_schema import document_response
-from quart_schema.openapi import OpenAPIProvider
+from quart_schema import document_request, document_response
+from quart_schema.openapi import QUART_SCHEMA_OPERATION_ID_ATTRIBUTE, OpenAPIProvider
 from quart_schema.validation import QUART_SCHEMA_RESPONSE_ATTRIBUTE
 from werkzeug.routing import Rule
 
@@ -28,6 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_CONTENT_TYPE = "application/json"
 HTML_CONTENT_TYPE = "text/html"
+OPTIONAL_BODY_ATTRIBUTE = "_pulse_optional_body"
 
 
 class NoContent(BaseModel):
@@ -49,18 +55,34 @@ def html_page(view: F) -> F:
     return document_response(HtmlPage, 200)(view)
 
 
+def optional_json_body(model: type[BaseModel]) -> Callable[[F], F]:
+    """Document a JSON body the view may also be called without (it parses it itself)."""
+
+    def decorate(view: F) -> F:
+        setattr(view, OPTIONAL_BODY_ATTRIBUTE, True)
+        return document_request(model)(view)
+
+    return decorate
+
+
 class PulseOpenAPIProvider(OpenAPIProvider):
     """quart-schema's document, with problem+json, body-less and HTML answers as sent."""
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The path objects of ``rule``, with each response's media type corrected."""
+        """The path objects of ``rule``, corrected as the module says."""
         paths, components = super().build_paths(rule)
         view = self._app.view_functions[rule.endpoint]
         declared: dict[int, tuple[type[Any], Any]] = getattr(
             view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {}
         )
+        explicit_id = hasattr(view, QUART_SCHEMA_OPERATION_ID_ATTRIBUTE)
         for operations in paths.values():
-            for operation in operations.values():
+            for method, operation in operations.items():
+                if not explicit_id:
+                    operation["operationId"] = f"{method}_{rule.endpoint.replace('.', '_')}"
+                body = operation.get("requestBody")
+                if body is not None:
+                    body["required"] = not getattr(view, OPTIONAL_BODY_ATTRIBUTE, False)
                 for status, response in operation["responses"].items():
                     _correct_media_type(response, declared[status][0])
         return paths, components

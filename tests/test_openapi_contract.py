@@ -337,6 +337,16 @@ def test_the_route_table_holds_every_plugin() -> None:
     }
 
 
+async def test_operation_ids_are_unique(contract: Contract) -> None:
+    """A generated client names its functions and types after them."""
+    seen: dict[str, str] = {}
+    for path, operations in contract.spec["paths"].items():
+        for method, operation in operations.items():
+            operation_id = operation["operationId"]
+            assert operation_id not in seen, (operation_id, seen[operation_id], method, path)
+            seen[operation_id] = f"{method} {path}"
+
+
 @pytest.mark.parametrize("operation", operation_cases(OPERATIONS))
 async def test_every_operation_declares_a_2xx_with_a_schema(
     contract: Contract, operation: Operation

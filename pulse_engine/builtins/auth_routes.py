@@ -11,16 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, request
-from quart_schema import (
-    RequestSchemaValidationError,
-    document_request,
-    validate_request,
-    validate_response,
-)
+from quart_schema import RequestSchemaValidationError, validate_request, validate_response
 
 from pulse_engine import hookimpl, sessions
 from pulse_engine.auth import public
-from pulse_engine.openapi import no_content
+from pulse_engine.openapi import no_content, optional_json_body
 from pulse_engine.problems import problem_responses
 from pulse_engine.request_body import parse_json_body
 from pulse_engine.tenancy import current_principal
@@ -130,7 +125,7 @@ def register_routes(engine: PulseEngine) -> Blueprint:
         return pair.as_dict()
 
     @blueprint.post("/logout")
-    @document_request(LogoutRequest)
+    @optional_json_body(LogoutRequest)
     @no_content
     @problem_responses(413, 503)
     async def logout() -> tuple[str, int]:
