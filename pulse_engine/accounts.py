@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import audit
 from pulse_engine.auth import new_api_key
-from pulse_engine.events import API_KEY_REVOKED_EVENT
 from pulse_engine.pagination import Page, fetch_page
 from pulse_engine.passwords import hash_password, validate_password_strength
 from pulse_engine.problems import Problem
@@ -561,6 +560,5 @@ async def revoke_api_key(
             row = (
                 await session.execute(select(*_api_key_columns(engine)).where(table.c.id == key_id))
             ).one()
-    engine.authenticator.forget_api_key(row.prefix)
-    await engine.events.publish(None, API_KEY_REVOKED_EVENT, {"prefix": row.prefix})
+    engine.authenticator.forget_api_key(row.prefix)  # the others hear it from PostgreSQL
     return _api_key(row)

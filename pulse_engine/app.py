@@ -29,13 +29,7 @@ from pulse_engine.cache import Cache, CachePolicy, create_cache_backend
 from pulse_engine.capabilities import Capabilities
 from pulse_engine.db import Database
 from pulse_engine.embedded import load_or_create_secret
-from pulse_engine.events import (
-    API_KEY_REVOKED_EVENT,
-    CAPABILITY_CHANGED_EVENT,
-    TOKEN_REVOKED_EVENT,
-    EventBus,
-    create_event_bus,
-)
+from pulse_engine.events import EventBus, create_event_bus
 from pulse_engine.health import HealthRegistry
 from pulse_engine.logs import configure_logging
 from pulse_engine.metrics import MetricRegistry
@@ -98,7 +92,6 @@ class PulseEngine:
         self.stash = Stash()
         self._setup_done = False
         self._started = False
-        self._system_listener: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
 
     def _token_config(self) -> Any:
@@ -234,7 +227,7 @@ class PulseEngine:
         await self.db.connect()
         if self.settings.migrate_at_start:
             await self.migrate()
-        await self.authenticator.load_revocations()
+        await self.authenticator.start_feed()
         consumers_here = (
             self.settings.consumers_in_server if run_consumers is None else run_consumers
         )
@@ -261,8 +254,6 @@ class PulseEngine:
         while not (events_up and queue_up):
             if not events_up:
                 events_up = await self._try("event bus", self.events.start)
-                if events_up:
-                    self._system_listener = asyncio.create_task(self._listen_system_events())
             if not queue_up:
                 queue_up = await self._try("queue", self.queue.connect)
                 if queue_up and consumers_here:
@@ -316,16 +307,6 @@ class PulseEngine:
 
         return should_skip
 
-    async def _listen_system_events(self) -> None:
-        async with self.events.subscribe(None) as subscription:
-            async for event in subscription:
-                if event.type == CAPABILITY_CHANGED_EVENT:
-                    self.capabilities.forget(event.data["tenant_id"])
-                elif event.type == TOKEN_REVOKED_EVENT:
-                    self.authenticator.note_revoked(event.data["jti"], event.data["expires_at"])
-                elif event.type == API_KEY_REVOKED_EVENT:
-                    self.authenticator.forget_api_key(event.data["prefix"])
-
     async def stop(self) -> None:
         """Drain consumers, run ``shutdown`` hooks, close every connection."""
         if not self._started:
@@ -336,9 +317,7 @@ class PulseEngine:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.stop()
         await self.plugins.call_each("shutdown", engine=self)
-        if self._system_listener is not None:
-            self._system_listener.cancel()
-            await asyncio.gather(self._system_listener, return_exceptions=True)
+        await self.authenticator.stop_feed()
         await self.events.stop()
         await self.cache.backend.close()
         await self.rate_limiter.aclose()

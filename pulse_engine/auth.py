@@ -9,6 +9,8 @@ enabled for the caller's tenant (404 naming the plugin when it is not).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import select, update
 
 from pulse_engine.problems import Problem
+from pulse_engine.revocations import RevocationFeed
 from pulse_engine.tokens import Principal, TokenError, role_satisfies
 
 if TYPE_CHECKING:
@@ -99,7 +102,13 @@ def session_revocation_key(family_id: str) -> str:
 
 
 class Authenticator:
-    """Turns a credential into a :class:`Principal`; caches verified API keys briefly."""
+    """Turns a credential into a :class:`Principal`; caches verified API keys briefly.
+
+    Revocations live in PostgreSQL and reach this process as notices
+    (:mod:`pulse_engine.revocations`). While the notices are live, revocations are checked
+    in memory; while they may be missed (the LISTEN connection is down, or not started),
+    every check reads the database and nothing is taken from the API-key cache.
+    """
 
     API_KEY_CACHE_SECONDS = 30.0
 
@@ -107,6 +116,24 @@ class Authenticator:
         self.engine = engine
         self.revoked_jtis: dict[str, float] = {}
         self._api_keys: dict[str, tuple[Principal, float]] = {}
+        self.feed: RevocationFeed | None = None
+        self._change = asyncio.Event()
+
+    @property
+    def live(self) -> bool:
+        """Whether this process hears every revocation as it is committed."""
+        return self.feed is not None and self.feed.live
+
+    async def start_feed(self) -> None:
+        """Listen for revocation notices (loads the list; retries in the background)."""
+        dsn = self.engine.db.libpq_url(app=True)
+        self.feed = RevocationFeed(self, self.engine.capabilities, dsn)
+        await self.feed.start()
+
+    async def stop_feed(self) -> None:
+        """Stop listening."""
+        if self.feed is not None:
+            await self.feed.stop()
 
     async def authenticate(self, credential: str) -> Principal:
         """Verify a bearer credential; raises a 401 :class:`Problem` when it is not valid."""
@@ -116,12 +143,20 @@ class Authenticator:
             principal = self.engine.tokens.verify_access(credential)
         except TokenError as error:
             raise unauthorized(f"The access token is not valid ({error.reason}).") from None
-        if self.principal_revoked(principal):
+        revoked = (
+            self.principal_revoked(principal)
+            if self.live
+            else await self._revoked_in_database(principal)
+        )
+        if revoked:
             raise unauthorized("The access token has been revoked.")
         return principal
 
     def authenticate_cached(self, credential: str) -> Principal | None:
-        """The fast path: a verified, unrevoked JWT principal, or None to take the full path."""
+        """The fast path: a verified, unrevoked principal from memory, or None to take the
+        full path (always None while revocation notices may be missed)."""
+        if not self.live:
+            return None
         if credential.startswith(API_KEY_PREFIX):
             cached = self._api_keys.get(credential)
             if cached and cached[1] > time.monotonic():
@@ -135,12 +170,72 @@ class Authenticator:
             return None
         return principal
 
+    @staticmethod
+    def revocation_keys(principal: Principal) -> list[str]:
+        """The revocation-list keys that end ``principal``: its token, its login session,
+        and its user (a deleted user's key)."""
+        keys = [principal.jti, f"user:{principal.user_id}"]
+        if principal.family_id is not None:
+            keys.append(session_revocation_key(principal.family_id))
+        return keys
+
     def principal_revoked(self, principal: Principal) -> bool:
-        """Whether the access token, or the login session it was issued in, is revoked."""
-        if self.is_revoked(principal.jti):
+        """Whether the access token, its login session or its user is revoked (memory)."""
+        return any(self.is_revoked(key) for key in self.revocation_keys(principal))
+
+    async def _revoked_in_database(self, principal: Principal) -> bool:
+        table = self.engine.core_tables["revoked_access_tokens"]
+        async with self.engine.db.system_session() as session:
+            found = await session.scalar(
+                select(table.c.jti)
+                .where(
+                    table.c.jti.in_(self.revocation_keys(principal)),
+                    table.c.expires_at > datetime.now(UTC),
+                )
+                .limit(1)
+            )
+        return found is not None
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether a principal verified earlier may still act (long-lived connections).
+
+        False once its token or key expired, its token, login session or user was revoked,
+        or its API key was revoked or its tenant deactivated.
+        """
+        if principal.expires_at <= time.time():
+            return False
+        if principal.kind != "api_key":
+            if self.live:
+                return not self.principal_revoked(principal)
+            return not await self._revoked_in_database(principal)
+        if self.live and any(cached.jti == principal.jti for cached, _ in self._api_keys.values()):
             return True
-        return principal.family_id is not None and self.is_revoked(
-            session_revocation_key(principal.family_id))
+        return await self._api_key_valid(principal.jti.removeprefix("api_key:"))
+
+    async def _api_key_valid(self, prefix: str) -> bool:
+        table = self.engine.core_tables["api_keys"]
+        tenants = self.engine.core_tables["tenants"]
+        async with self.engine.db.system_session() as session:
+            row = (
+                await session.execute(
+                    select(table.c.revoked_at, table.c.expires_at, tenants.c.active)
+                    .join(tenants, tenants.c.id == table.c.tenant_id)
+                    .where(table.c.prefix == prefix)
+                )
+            ).first()
+        return (
+            row is not None
+            and row.revoked_at is None
+            and row.active
+            and (row.expires_at is None or row.expires_at > datetime.now(UTC))
+        )
+
+    async def wait_until_ended(self, principal: Principal, recheck_seconds: float = 5.0) -> None:
+        """Return once ``principal`` may no longer act: woken by every revocation notice,
+        at its expiry, and at least every ``recheck_seconds`` while notices may be missed."""
+        while await self.still_valid(principal):
+            until_expiry = max(0.0, principal.expires_at - time.time())
+            await self.wait_for_change(min(recheck_seconds, until_expiry + 0.01))
 
     def is_revoked(self, jti: str) -> bool:
         """True when an access token's id (or a session's key) is on the revocation list."""
@@ -153,9 +248,10 @@ class Authenticator:
         self.revoked_jtis[jti] = expires_at
         for stale in [key for key, expiry in self.revoked_jtis.items() if expiry <= now]:
             del self.revoked_jtis[stale]
+        self.changed()
 
     async def load_revocations(self) -> None:
-        """Load the unexpired revocations at start (later ones arrive as events)."""
+        """Load every unexpired revocation (at start, and after notices may have been lost)."""
         table = self.engine.core_tables["revoked_access_tokens"]
         async with self.engine.db.system_session() as session:
             rows = (
@@ -165,17 +261,39 @@ class Authenticator:
                     )
                 )
             ).all()
-        for jti, expires_at in rows:
-            self.revoked_jtis[jti] = expires_at.timestamp()
+        self.revoked_jtis = {jti: expires_at.timestamp() for jti, expires_at in rows}
+        self.changed()
 
     def forget_api_key(self, prefix: str) -> None:
         """Drop a revoked key from this process's short cache."""
         for key in [key for key in self._api_keys if key.startswith(f"{API_KEY_PREFIX}{prefix}_")]:
             del self._api_keys[key]
+        self.changed()
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop the cached API keys of a tenant whose state changed (deactivated...)."""
+        for key in [k for k, (p, _) in self._api_keys.items() if p.tenant_id == tenant_id]:
+            del self._api_keys[key]
+        self.changed()
+
+    def forget_cached_credentials(self) -> None:
+        """Drop every cached API key (after notices may have been missed)."""
+        self._api_keys.clear()
+        self.changed()
+
+    def changed(self) -> None:
+        """Wake everything waiting in :meth:`wait_for_change`."""
+        self._change.set()
+        self._change = asyncio.Event()
+
+    async def wait_for_change(self, seconds: float) -> None:
+        """Return when a revocation or credential change arrives, or after ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._change.wait(), seconds)
 
     async def _authenticate_api_key(self, full_key: str) -> Principal:
         cached = self._api_keys.get(full_key)
-        if cached and cached[1] > time.monotonic():
+        if cached and cached[1] > time.monotonic() and self.live:
             return cached[0]
         parts = full_key[len(API_KEY_PREFIX) :].split("_", 1)
         if len(parts) != 2 or len(full_key) > 200:

@@ -2,8 +2,10 @@
 
 Every installed plugin is enabled for a tenant until that tenant's admin disables it. The
 state lives in the ``tenant_plugins`` table; each process keeps a copy per tenant, loaded
-on first use and dropped when a ``capabilities.changed`` system event arrives, so a change
-takes effect at once on every process.
+on first use and dropped when PostgreSQL announces a change of them
+(:mod:`pulse_engine.revocations`), so a change takes effect at once on every process; while
+those notices may be missed, every read goes to the database. ``capabilities.changed`` is
+still published on the event bus for plugins that react to a configuration change.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Capabilities:
 
     def cached_enabled(self, tenant_id: str, plugin: str) -> bool | None:
         """The fast path: True/False when this tenant's switches are cached, else None."""
+        if not self.engine.authenticator.live:
+            return None  # notices may have been missed: only the database knows
         switches = self._by_tenant.get(tenant_id)
         if switches is None:
             return None
@@ -106,9 +110,13 @@ class Capabilities:
         """Drop this process's copy of a tenant's switches."""
         self._by_tenant.pop(tenant_id, None)
 
+    def forget_all(self) -> None:
+        """Drop every tenant's copy (after missing notices while disconnected)."""
+        self._by_tenant.clear()
+
     async def _switches(self, tenant_id: str) -> dict[str, tuple[bool, dict[str, Any]]]:
         cached = self._by_tenant.get(tenant_id)
-        if cached is not None:
+        if cached is not None and self.engine.authenticator.live:
             return cached
         table = self.engine.core_tables["tenant_plugins"]
         async with self.engine.db.system_session() as session:

@@ -40,10 +40,6 @@ DEFAULT_BUFFER = 1000
 #: System event (tenant None): a tenant's plugin switches or configuration changed;
 #: ``data = {"tenant_id": ...}``.
 CAPABILITY_CHANGED_EVENT = "capabilities.changed"
-#: System event: an access token (or a login session's family) was revoked.
-TOKEN_REVOKED_EVENT = "auth.token_revoked"
-#: System event: an API key was revoked.
-API_KEY_REVOKED_EVENT = "auth.api_key_revoked"
 MAX_RECONNECT_DELAY = 5.0
 SUBSCRIBE_TIMEOUT = 2.0
 

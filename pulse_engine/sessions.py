@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import audit
 from pulse_engine.auth import session_revocation_key, unauthorized
-from pulse_engine.events import TOKEN_REVOKED_EVENT
 from pulse_engine.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from pulse_engine.problems import Problem
 from pulse_engine.tokens import Principal, TokenError
@@ -245,12 +244,10 @@ async def revoke_sessions(
 
 
 async def announce_revoked_sessions(engine: PulseEngine, revoked: RevokedSessions) -> None:
-    """Tell this process and every other one about committed session revocations."""
+    """Note committed session revocations in this process at once (the others hear them
+    from PostgreSQL, :mod:`pulse_engine.revocations`)."""
     for key in revoked.keys:
         engine.authenticator.note_revoked(key, revoked.expires_at)
-        await engine.events.publish(
-            None, TOKEN_REVOKED_EVENT, {"jti": key, "expires_at": revoked.expires_at}
-        )
 
 
 async def _revoke_family(
@@ -356,9 +353,6 @@ async def logout(
             client_address=client_address,
         )
     engine.authenticator.note_revoked(principal.jti, principal.expires_at)
-    await engine.events.publish(
-        None, TOKEN_REVOKED_EVENT, {"jti": principal.jti, "expires_at": principal.expires_at}
-    )
     await announce_revoked_sessions(engine, sessions)
 
 

@@ -214,6 +214,10 @@ class ApiClient:
         """PUT to a path."""
         return await self.request("PUT", path, **kwargs)
 
+    async def patch(self, path: str, **kwargs: Any) -> Any:
+        """PATCH a path."""
+        return await self.request("PATCH", path, **kwargs)
+
     async def delete(self, path: str, **kwargs: Any) -> Any:
         """DELETE a path."""
         return await self.request("DELETE", path, **kwargs)
