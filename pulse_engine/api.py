@@ -62,6 +62,7 @@ from pulse_engine.queryparams import (
     check_window,
 )
 from pulse_engine.queue import Consumer, Message
+from pulse_engine.request_body import parse_json_body
 from pulse_engine.request_limits import statement_timeout
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash, StashKey
@@ -122,6 +123,7 @@ __all__ = [
     "invalid_field",
     "load_or_create_secret",
     "no_content",
+    "parse_json_body",
     "problem_responses",
     "public",
     "require_role",

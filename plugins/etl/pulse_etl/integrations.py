@@ -13,17 +13,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_engine import Page, Problem, fetch_page, invalid_field
+from pulse_engine import Page, Problem, fetch_page
 from pulse_etl import model
 from pulse_etl.configs import validate_config
 from pulse_etl.values import is_uuid, iso
 
 if TYPE_CHECKING:
     from pulse_etl.service import EtlService
-
-#: The longest integration name.
-MAX_NAME_LENGTH = 200
-
 
 def integration_document(row: Any) -> dict[str, Any]:
     """The public JSON of an integration row: secrets are reported by name only."""
@@ -38,15 +34,6 @@ def integration_document(row: Any) -> dict[str, Any]:
     }
 
 
-def _checked_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
-        raise invalid_field(
-            "name", f"a non-empty string of at most {MAX_NAME_LENGTH} characters",
-            type="string_type",
-        )
-    return name
-
-
 class Integrations:
     """Integration CRUD for one engine."""
 
@@ -56,10 +43,11 @@ class Integrations:
 
     async def create(self, tenant_id: str, body: Mapping[str, Any], created_by: str | None
                      ) -> dict[str, Any]:
-        """Create an integration from ``{"connector", "name", "config"}``."""
+        """Create an integration from ``{"connector", "name", "config"}`` (validated by
+        :class:`pulse_etl.schemas.IntegrationCreate`)."""
         service = self.service
         connector = service.connectors.get(body.get("connector"))
-        name = _checked_name(body.get("name"))
+        name = body["name"]
         public, secret_values = validate_config(connector, body.get("config", {}),
                                                 service.settings)
         integration_id = str(uuid.uuid4())
@@ -99,7 +87,7 @@ class Integrations:
             connector = service.connectors.get(row.connector)
             values: dict[str, Any] = {"updated_at": func.now()}
             if "name" in body:
-                values["name"] = _checked_name(body["name"])
+                values["name"] = body["name"]
             if "config" in body:
                 old_secrets = service.box.decrypt(row.secrets)
                 raw = body["config"]

@@ -18,6 +18,10 @@ class EtlSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PULSE_ETL_", env_file=".env", extra="ignore")
 
+    url_prefix: str = Field(
+        default="/app/etl", pattern=r"^/app(/[A-Za-z0-9_-]+)+$",
+        description="Where the ETL routes are served: under /app/, whose routes the host "
+                    "authenticates.")
     git_roots: str = Field(default="", description="os.pathsep-separated allowed roots.")
     secret_key: str | None = Field(default=None, description="Key material for secrets.")
     cache_dir: Path | None = Field(default=None, description="Clone cache (default: data dir).")

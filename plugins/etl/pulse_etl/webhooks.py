@@ -1,14 +1,17 @@
 """Webhook receivers (GitHub's and the generic connector's): verify, deduplicate, map, load.
 
-``POST /app/etl/webhooks/github/{integration_id}`` is public: the request is trusted only
-when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the raw body under the integration's
-``webhook_secret`` (compared in constant time). Deliveries are deduplicated by
+``POST {prefix}/webhooks/github/{integration_id}`` (prefix ``PULSE_ETL_URL_PREFIX``) is
+public: the request is trusted only when ``X-Hub-Signature-256`` is the HMAC-SHA256 of the
+raw body under the integration's ``webhook_secret`` (compared in constant time). Only then
+is the body parsed (the engine's strict JSON parser) and checked against the event's
+model (:mod:`pulse_etl.connectors.github_events`). Deliveries are deduplicated by
 ``X-GitHub-Delivery`` in the transaction that loads them. Answers: 202 with
-``{"status": "processed" | "ignored" | "duplicate"}``; 401 for a bad signature (nothing
-stored); 400 for a malformed body; 404 for an unknown integration; 413 above
-``PULSE_ETL_WEBHOOK_MAX_BYTES``.
+``{"status": "processed" | "ignored" | "duplicate"}``; 401 for a bad signature; 400 for a
+body that is not a JSON object; 422 for a payload of the wrong shape (or holding a NUL
+character or a lone surrogate); 404 for an unknown integration; 413 above
+``PULSE_ETL_WEBHOOK_MAX_BYTES``. Nothing is stored unless the answer is 202.
 
-``POST /app/etl/webhooks/generic/{integration_id}`` works alike with
+``POST {prefix}/webhooks/generic/{integration_id}`` works alike with
 ``X-Pulse-Signature-256: sha256=<hex HMAC>`` and a body ``{"entity", "data"}`` (see
 :mod:`pulse_etl.connectors.generic`); an invalid row is a 422 naming the row and field
 (``data.2.created_at``). ``X-Pulse-Delivery`` (optional; default: the body's SHA-256)
@@ -19,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,11 +31,12 @@ from quart import request
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from pulse_engine import Problem, field_errors, validation_problem
+from pulse_engine import Problem, field_errors, parse_json_body, validation_problem
 from pulse_etl import model
 from pulse_etl.connectors import generic
 from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.connectors.github import GithubConfig
+from pulse_etl.connectors.github_events import EVENT_MODELS
 from pulse_etl.service import EtlService
 
 HANDLED_EVENTS = frozenset({
@@ -90,25 +92,40 @@ def github_batch(event: str, payload: Mapping[str, Any], options: gm.GithubOptio
 
 
 def _payload(body: bytes, content_type: str) -> dict[str, Any]:
-    try:
-        if content_type.startswith("application/x-www-form-urlencoded"):
+    """The JSON object a delivery carries (a form's ``payload`` field, or the body).
+
+    Parsed by the engine's strict JSON parser: not UTF-8, not JSON or nested too deeply is
+    a 400; a string holding a NUL character or a lone surrogate is a 422 naming it.
+    """
+    raw = body
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        try:
             fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
-            payload = json.loads(fields["payload"][0])
-        else:
-            payload = json.loads(body)
-    except (ValueError, KeyError, UnicodeDecodeError):
-        raise Problem(400, "malformed-body", "The webhook body is not a JSON payload.") from None
+            raw = fields["payload"][0].encode("utf-8")
+        except (ValueError, KeyError, UnicodeDecodeError):
+            raise Problem(400, "malformed-body",
+                          "The webhook form has no JSON payload field.") from None
+    payload = parse_json_body(raw)
     if not isinstance(payload, dict):
         raise Problem(400, "malformed-body", "The webhook payload must be a JSON object.")
     return payload
 
 
+def _event_shape(event: str, payload: dict[str, Any]) -> None:
+    """Check a handled event's payload against its model (422 naming the fields)."""
+    event_model = EVENT_MODELS.get(event)
+    if event_model is None:
+        return
+    try:
+        event_model.model_validate(payload)
+    except ValidationError as error:
+        raise validation_problem(
+            field_errors(error), f"The {event} payload does not have the shape of the event."
+        ) from None
+
+
 async def _route(service: EtlService, integration_id: str, connector: str) -> str:
     """The tenant of a ``connector`` integration's webhook URL (404 when there is none)."""
-    try:
-        uuid.UUID(integration_id)
-    except ValueError:
-        raise Problem(404, "not-found", "No such webhook.") from None
     engine = service.engine.db.app_engine
     if engine is None:
         raise RuntimeError("database is not connected")
@@ -176,6 +193,7 @@ async def receive_github(service: EtlService, integration_id: str
         raise Problem(400, "malformed-delivery",
                       "X-GitHub-Event and X-GitHub-Delivery headers are required.")
     payload = _payload(body, request.headers.get("Content-Type", "application/json"))
+    _event_shape(event, payload)
     options = GithubConfig.model_validate({**integration.config, **secret_values})
     try:
         batch = github_batch(event, payload, options)

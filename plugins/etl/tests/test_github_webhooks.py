@@ -113,7 +113,9 @@ async def test_duplicates_malformed_unknown_and_large(etl_app, etl, etl_tenant, 
     lacking = b'{"repository": {"full_name": "a/b"}}'
     response = await client.post(hook, data=lacking,
                                  headers=signed(lacking, "pull_request", "l"))
-    assert response.status_code == 400
+    assert response.status_code == 422  # the shape of a pull_request event is checked
+    fields = {error["field"] for error in (await response.get_json())["errors"]}
+    assert fields == {"repository.name", "pull_request"}
     huge = b" " * (etl.settings.webhook_max_bytes + 1)
     response = await client.post(hook, data=huge, headers=signed(huge, "push", "h"))
     assert response.status_code == 413
