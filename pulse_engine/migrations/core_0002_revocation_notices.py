@@ -27,16 +27,30 @@ depends_on: str | Sequence[str] | None = None
 #: How long a deleted user's key stays on the list: longer than any access token lives.
 DELETED_USER_DAYS = 30
 
-FUNCTIONS = (
-    """
-CREATE OR REPLACE FUNCTION pulse_notify_revoked() RETURNS trigger LANGUAGE plpgsql AS $$
+
+def notice_function(name: str, row: str, fields: str) -> str:
+    """A trigger function that NOTIFYs ``pulse_auth`` with ``fields`` of the ``row``
+    (``NEW`` or ``OLD``) as a JSON object."""
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('pulse_auth', json_build_object(
-        'kind', 'revoked', 'jti', NEW.jti,
-        'expires_at', extract(epoch FROM NEW.expires_at))::text);
+    PERFORM pg_notify('pulse_auth', json_build_object({fields.format(row=row)})::text);
     RETURN NULL;
 END $$
-""",
+"""
+
+
+FUNCTIONS = (
+    notice_function(
+        "pulse_notify_revoked", "NEW",
+        "'kind', 'revoked', 'jti', {row}.jti, 'expires_at', extract(epoch FROM {row}.expires_at)",
+    ),
+    notice_function("pulse_notify_api_key", "OLD", "'kind', 'api_key', 'prefix', {row}.prefix"),
+    notice_function("pulse_notify_tenant", "OLD", "'kind', 'tenant', 'tenant_id', {row}.id"),
+    notice_function(
+        "pulse_notify_capabilities", "OLD",
+        "'kind', 'capabilities', 'tenant_id', coalesce(NEW.tenant_id, {row}.tenant_id)",
+    ),
     f"""
 CREATE OR REPLACE FUNCTION pulse_revoke_deleted_user() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, public AS $$
@@ -44,30 +58,6 @@ BEGIN
     INSERT INTO revoked_access_tokens (jti, expires_at)
     VALUES ('user:' || OLD.id, now() + interval '{DELETED_USER_DAYS} days')
     ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at;
-    RETURN NULL;
-END $$
-""",
-    """
-CREATE OR REPLACE FUNCTION pulse_notify_api_key() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pulse_auth', json_build_object(
-        'kind', 'api_key', 'prefix', OLD.prefix)::text);
-    RETURN NULL;
-END $$
-""",
-    """
-CREATE OR REPLACE FUNCTION pulse_notify_tenant() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pulse_auth', json_build_object(
-        'kind', 'tenant', 'tenant_id', OLD.id)::text);
-    RETURN NULL;
-END $$
-""",
-    """
-CREATE OR REPLACE FUNCTION pulse_notify_capabilities() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('pulse_auth', json_build_object(
-        'kind', 'capabilities', 'tenant_id', coalesce(NEW.tenant_id, OLD.tenant_id))::text);
     RETURN NULL;
 END $$
 """,
