@@ -198,8 +198,8 @@ def _incident_statements(since: datetime | None) -> list[str]:
         ) scope
         LEFT JOIN LATERAL (
             SELECT linked.deployment_id, linked.environment, linked.reason FROM (
-                -- 1. pulse-etl resolved an explicit reference (deployment id, external id,
-                --    or the deployed SHA)
+                -- 1. the deployment the incident's source names (its id or external id,
+                --    as pulse-etl records it in incidents.deployment_id)
                 SELECT d.deployment_id, d.environment, 'explicit' AS reason, 1 AS rank,
                        d.finished_at
                 FROM dora_deployments d
@@ -213,11 +213,30 @@ def _incident_statements(since: datetime | None) -> list[str]:
                   AND c.sha = i.deployment_ref
                   AND c.environment = ANY(CAST(:environments AS text[]))
                 UNION ALL
-                -- 3. the latest successful production deployment of the service within
+                -- 3. an explicit SHA no shipped change records (its commits are not
+                --    loaded): the first successful production deployment of it, in the
+                --    incident's repository or its service's (an index lookup each)
+                SELECT head.deployment_id, head.environment, 'explicit_commit', 3,
+                       head.finished_at
+                FROM (
+                    SELECT d.deployment_id, d.environment, d.finished_at
+                    FROM repositories sr
+                    JOIN deployments src ON src.tenant_id = sr.tenant_id
+                     AND src.repository_id = sr.id AND src.sha = i.deployment_ref
+                    JOIN dora_deployments d
+                      ON d.tenant_id = src.tenant_id AND d.deployment_id = src.id
+                    WHERE i.deployment_ref IS NOT NULL AND sr.tenant_id = i.tenant_id
+                      AND (sr.id = i.repository_id OR sr.service = scope.service)
+                      AND d.environment = ANY(CAST(:environments AS text[]))
+                      AND d.result = 'success'
+                    ORDER BY d.finished_at, d.deployment_id LIMIT 1
+                ) head
+                UNION ALL
+                -- 4. the latest successful production deployment of the service within
                 --    the tenant's link window before the incident started (per production
                 --    environment a backward walk of the service index that stops at the
                 --    first match, whatever the statistics say)
-                SELECT latest.deployment_id, latest.environment, 'latest_deployment', 3,
+                SELECT latest.deployment_id, latest.environment, 'latest_deployment', 4,
                        latest.finished_at
                 FROM unnest(CAST(:environments AS text[])) AS production(name)
                 CROSS JOIN LATERAL (

@@ -12,7 +12,7 @@ from typing import Any
 
 from pulse_dora.refresh import RefreshStats, refresh_tenant
 from pulse_etl import model
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from pulse_engine.app import PulseEngine
 
@@ -110,3 +110,11 @@ class Rows:
     async def refresh(self, since: datetime | None = None) -> RefreshStats:
         """Recompute the tenant's DORA facts."""
         return await refresh_tenant(self.engine, self.tenant_id, since)
+
+
+async def forget_migration_refreshes(engine: PulseEngine) -> None:
+    """Drop the refreshes ``dora_0004`` recorded for every tenant with facts when a test
+    re-ran it (the database is shared by the session: later apps would queue them)."""
+    async with engine.db.system_session() as session:
+        await session.execute(text(
+            "DELETE FROM dora_refresh_requests WHERE requested_at = timestamptz 'epoch'"))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dora_rows import Rows
+from dora_rows import Rows, forget_migration_refreshes
 from pulse_dora.refresh import DORA_CACHE_TAG, refresh_tenant, request_refresh, requeue_pending
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
@@ -247,3 +247,129 @@ async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_
         before["freshness"]["data_until"])
     assert after["metrics"]["deployment_frequency"]["sample_size"] == 9  # the nine tags
     assert (await definition.compute(engine, query)).freshness.refresh_pending is False
+
+
+async def test_the_incident_links_pulse_etl_and_dora_expose_agree(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture
+) -> None:
+    """With a 1-day link window (the old fixed rule of pulse-etl used 7 days): DORA links
+    by the tenant's settings, and what ``incidents.deployment_id`` holds (only what the
+    source named) is the same deployment."""
+    response = await dora_tenant.admin_client.put(
+        f"/api/v1/admin/tenants/{dora_tenant.id}/plugins/dora",
+        json={"enabled": True, "config": {"incident_link_window_days": 1}},
+    )
+    assert response.status_code == 200, await response.get_json()
+    repository = stable_id("repositories", "test", "api")
+    shipped, unshipped = "c" * 40, "e" * 40
+
+    def deployment(key: str, finished: datetime, environment: str = "production",
+                   sha: str | None = None) -> dict[str, object]:
+        return {**production_deployment(key, finished), "repository_id": repository,
+                "environment": environment, "sha": sha or stable_id("sha", key)[:40]}
+
+    def incident(key: str, created: datetime, reference: str | None) -> dict[str, object]:
+        return {"id": stable_id("incidents", "test", key), "source": "test",
+                "external_id": key, "service": "api", "created_at_source": created,
+                "resolved_at": created + timedelta(hours=1), "deployment_ref": reference}
+
+    day = timedelta(days=1)
+    batch = {
+        "repositories": [{"id": repository, "source": "test", "external_id": "api",
+                          "name": "api", "service": "api"}],
+        "commits": [{"id": stable_id("commits", repository, shipped), "repository_id": repository,
+                     "sha": shipped, "source": "test", "message": "change",
+                     "authored_at": FINISHED - day, "committed_at": FINISHED - day}],
+        "deployments": [
+            deployment("d1", FINISHED),
+            deployment("d2", FINISHED + 5 * day),
+            deployment("staging", FINISHED + 5 * day, "staging", shipped),
+            deployment("d3", FINISHED + 6 * day, sha=shipped),
+            deployment("d4", FINISHED + 8 * day, sha=unshipped),  # its commit is not loaded
+        ],
+        "incidents": [
+            incident("soon-after", FINISHED + timedelta(hours=3), None),
+            incident("named", FINISHED + 5 * day + timedelta(hours=1), "d2"),
+            incident("by-sha", FINISHED + 5 * day + timedelta(hours=2), shipped),
+            incident("by-deployed-sha", FINISHED + 8 * day + timedelta(hours=1), unshipped),
+            incident("days-later", FINISHED + 3 * day, None),  # within 7 days, not 1
+        ],
+    }
+    await load_batch(service_for(engine), dora_tenant.id, batch, "test")
+    assert await engine.queue.wait_idle(30)
+    drilldown = await ok(dora_tenant, "time_to_restore_service/drilldown",
+                         start="2026-02-01", end="2026-03-01")
+    dora = {item["external_id"]: (item["deployment_id"], item["link_reason"])
+            for item in drilldown["items"]}
+    async with engine.db.tenant_session(dora_tenant.id) as session:
+        stored = {row.external_id: (row.deployment_id, row.link_reason) for row in (
+            await session.execute(text(
+                "SELECT external_id, deployment_id::text, link_reason FROM incidents")))}
+    # pulse-etl holds what the source named, which is DORA's link, and nothing else
+    assert {key: link for key, link in stored.items() if link != (None, None)} == {
+        key: link for key, link in dora.items() if link[1] == "explicit"}
+    ids = {key: stable_id("deployments", "test", key) for key in ("d1", "d2", "d3", "d4")}
+    assert dora == {
+        "soon-after": (ids["d1"], "latest_deployment"),
+        "named": (ids["d2"], "explicit"),
+        "by-sha": (ids["d3"], "explicit_commit"),
+        "by-deployed-sha": (ids["d4"], "explicit_commit"),
+        "days-later": (None, None),
+    }
+    failures = await ok(dora_tenant, "change_failure_rate", interval="all",
+                        start="2026-02-01", end="2026-03-01")
+    assert failures["points"][0]["failed_deployments"] == 4
+
+
+async def test_the_link_migrations_apply_the_rule_to_stored_rows(
+    dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture
+) -> None:
+    """``etl_0003`` keeps only the links sources state (its downgrade recomputes the old
+    fixed rule's), and ``dora_0004`` records a full refresh of every tenant with facts."""
+    from alembic import command
+    from sqlalchemy.engine import Connection
+
+    from pulse_engine.migrations import alembic_config
+
+    rows = Rows(engine, dora_tenant.id)
+    repository = await rows.repository("api")
+    named = await rows.deployment(repository, "api", "2026-02-10 15:00")
+    await rows.incident("api", "2026-02-10 17:00", "2026-02-10 18:00", external_id="later")
+    await rows.incident("api", "2026-02-10 19:00", "2026-02-10 20:00", external_id="named",
+                        deployment_ref=named)
+    await rows.refresh()
+
+    async def migrate(plugin: str, down_to: str | None = None) -> None:
+        """Downgrade ``plugin``'s history to ``down_to``, or (None) upgrade it to its head."""
+        def run(connection: Connection) -> None:
+            config = alembic_config(plugin, engine.migration_folders[plugin], engine.metadata)
+            config.attributes["connection"] = connection
+            if down_to is None:
+                command.upgrade(config, "heads")
+            else:
+                command.downgrade(config, down_to)
+
+        assert engine.db.owner_engine is not None
+        async with engine.db.owner_engine.begin() as connection:
+            await connection.run_sync(run)
+
+    async def links() -> dict[str, tuple[str | None, str | None]]:
+        async with engine.db.tenant_session(dora_tenant.id) as session:
+            return {row.external_id: (row.deployment_id, row.link_reason) for row in (
+                await session.execute(text(
+                    "SELECT external_id, deployment_id::text, link_reason FROM incidents")))}
+
+    await migrate("etl", "etl_0002")
+    assert await links() == {"later": (named, "latest_deployment"), "named": (named, "explicit")}
+    await migrate("etl")
+    assert await links() == {"later": (None, None), "named": (named, "explicit")}
+
+    assert await pending_requests(engine, dora_tenant.id) == []
+    await migrate("dora", "dora_0003")
+    await migrate("dora")
+    assert [tuple(row) for row in await pending_requests(engine, dora_tenant.id)] == [
+        (None, True)]
+    await refresh_tenant(engine, dora_tenant.id)
+    assert await pending_requests(engine, dora_tenant.id) == []
+    await forget_migration_refreshes(engine)
+

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dora_rows import Rows, at
+from dora_rows import Rows, at, forget_migration_refreshes
 
 from pulse_engine.testing import TenantFixture
 
@@ -504,4 +504,5 @@ async def test_migration_backfills_the_failure_flags_as_the_refresh_computes_the
     assert engine.db.owner_engine is not None
     async with engine.db.owner_engine.begin() as connection:
         await connection.run_sync(again)
+    await forget_migration_refreshes(engine)
     assert await _failure_flags(rows) == computed

@@ -6,16 +6,19 @@
   (repository, environment) in finish order, the set shipped so far is closed under
   ancestry, so a walk from the deployed SHA that stops at already-shipped commits yields
   exactly that set.
-* incident links: an explicit reference (deployment id, external id or SHA) wins;
-  otherwise the latest successful production deployment of the same service that
-  finished before the incident started, within :data:`LINK_WINDOW`; otherwise unlinked.
+* what an incident's source states about its deployment: a ``deployment_ref`` that names
+  a deployment (its id or external id) sets ``incidents.deployment_id``
+  (``link_reason = 'explicit'``). Everything else about linking (a SHA, which names a
+  commit shipped to several environments; the latest production deployment before the
+  incident within a window) depends on the tenant's DORA settings and is decided by
+  pulse-dora's refresh alone, so the two can never disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -23,14 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_etl.model import is_revert, reverted_sha, stable_id
 
-#: Default window within which an incident is attributed to the preceding deployment.
-LINK_WINDOW = timedelta(days=7)
-
 #: What a revert's message says before the reverted commit's SHA.
 REVERT_MARKER = "This reverts commit "
-
-#: Environments treated as production by default.
-PRODUCTION_ENVIRONMENTS: tuple[str, ...] = ("production", "prod")
 
 #: Deployments walked together by one statement at most; batches start at one deployment
 #: and double up to this size (see :func:`materialise_deployment_commits`).
@@ -372,56 +369,53 @@ async def revert_incidents(
     return list(incidents.values())
 
 
-async def link_incidents(
-    session: AsyncSession,
-    tenant_id: str,
-    *,
-    window: timedelta = LINK_WINDOW,
-    environments: Sequence[str] = PRODUCTION_ENVIRONMENTS,
-) -> int:
-    """(Re)link the tenant's incidents to deployments; returns how many links changed."""
-    # an explicit reference wins; a SHA shipped to several environments names the latest
-    # successful production deployment of it
-    explicit: Any = await session.execute(
-        text(
-            "WITH referenced AS ("
-            " SELECT i.id, (SELECT d.id FROM deployments d"
-            "   WHERE d.tenant_id = :tenant AND (d.id::text = i.deployment_ref"
-            "     OR d.external_id = i.deployment_ref OR d.sha = i.deployment_ref)"
-            "   ORDER BY (d.id::text = i.deployment_ref OR d.external_id = i.deployment_ref) DESC,"
-            "     (d.result = 'success' AND d.environment = ANY(:environments)) DESC,"
-            "     d.finished_at DESC NULLS LAST, d.id LIMIT 1) AS deployment_id"
-            " FROM incidents i WHERE i.tenant_id = :tenant AND i.deployment_ref IS NOT NULL)"
-            " UPDATE incidents i SET deployment_id = r.deployment_id, link_reason = 'explicit',"
-            " updated_at = now() FROM referenced r"
-            " WHERE i.tenant_id = :tenant AND i.id = r.id AND r.deployment_id IS NOT NULL"
-            " AND (i.deployment_id IS DISTINCT FROM r.deployment_id"
-            "      OR i.link_reason IS DISTINCT FROM 'explicit')"
-        ),
-        {"tenant": tenant_id, "environments": list(environments)},
-    )
-    implicit: Any = await session.execute(
-        text(
-            "WITH candidates AS ("
-            " SELECT i.id, (SELECT d.id FROM deployments d"
-            "   WHERE d.tenant_id = :tenant AND d.result = 'success'"
-            "   AND d.environment = ANY(:environments)"
-            "   AND (d.service = i.service OR d.repository_id = i.repository_id)"
-            "   AND d.finished_at <= i.created_at_source"
-            "   AND d.finished_at > i.created_at_source - CAST(:window AS interval)"
-            "   ORDER BY d.finished_at DESC, d.id LIMIT 1) AS deployment_id"
-            " FROM incidents i WHERE i.tenant_id = :tenant"
-            " AND i.link_reason IS DISTINCT FROM 'explicit')"
-            " UPDATE incidents i SET deployment_id = c.deployment_id,"
-            " link_reason = CASE WHEN c.deployment_id IS NULL THEN NULL"
-            "   ELSE 'latest_deployment' END, updated_at = now()"
-            " FROM candidates c WHERE i.tenant_id = :tenant AND i.id = c.id"
-            " AND i.deployment_id IS DISTINCT FROM c.deployment_id"
-        ),
-        {
-            "tenant": tenant_id,
-            "environments": list(environments),
-            "window": window,
-        },
-    )
-    return int((explicit.rowcount or 0) + (implicit.rowcount or 0))
+_UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+#: SQL: set the tenant's incidents' ``deployment_id`` (``link_reason = 'explicit'``) to the
+#: deployment their ``deployment_ref`` names by id or by external id (the id wins; among
+#: equal external ids of several sources, the latest finished), and clear it where the
+#: reference names none; only rows that change are written. Two joins that an index or a
+#: hash can serve, not one ``OR``.
+STATE_LINKS = f"""
+WITH named AS (
+    SELECT DISTINCT ON (named.incident_id) named.incident_id, named.deployment_id
+    FROM (
+        SELECT i.id AS incident_id, d.id AS deployment_id, 0 AS rank, d.finished_at
+        FROM incidents i
+        JOIN deployments d ON d.tenant_id = i.tenant_id
+         AND d.id = CAST(substring(i.deployment_ref FROM '{_UUID_PATTERN}') AS uuid)
+        WHERE i.tenant_id = :tenant AND i.deployment_ref ~ '{_UUID_PATTERN}'
+        UNION ALL
+        SELECT i.id, d.id, 1, d.finished_at
+        FROM incidents i
+        JOIN deployments d ON d.tenant_id = i.tenant_id AND d.external_id = i.deployment_ref
+        WHERE i.tenant_id = :tenant AND i.deployment_ref IS NOT NULL
+    ) named
+    ORDER BY named.incident_id, named.rank, named.finished_at DESC NULLS LAST,
+             named.deployment_id
+),
+stated AS (
+    SELECT s.id, n.deployment_id,
+           CASE WHEN n.deployment_id IS NULL THEN NULL ELSE 'explicit' END AS link_reason
+    FROM incidents s LEFT JOIN named n ON n.incident_id = s.id
+    WHERE s.tenant_id = :tenant AND (s.deployment_id IS NOT NULL OR n.deployment_id IS NOT NULL)
+)
+UPDATE incidents i SET deployment_id = stated.deployment_id,
+    link_reason = stated.link_reason, updated_at = now()
+FROM stated
+WHERE i.tenant_id = :tenant AND i.id = stated.id
+  AND (i.deployment_id IS DISTINCT FROM stated.deployment_id
+       OR i.link_reason IS DISTINCT FROM stated.link_reason)
+"""
+
+
+async def link_incidents(session: AsyncSession, tenant_id: str) -> int:
+    """Record which deployment each of the tenant's incidents names (by id or external id),
+    and nothing else; returns how many incidents changed.
+
+    An incident whose reference names no stored deployment (a SHA, a deployment not
+    loaded yet, or none) has no ``deployment_id`` here; pulse-dora links it by the
+    tenant's rules.
+    """
+    result: Any = await session.execute(text(STATE_LINKS), {"tenant": tenant_id})
+    return int(result.rowcount or 0)

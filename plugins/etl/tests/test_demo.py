@@ -67,8 +67,6 @@ async def test_demo_data_feeds_every_dora_input_and_matches_the_derivation(
         assert await count("SELECT count(*) FROM deployments WHERE result = 'failure'") > 0
         assert await count("SELECT count(*) FROM deployments WHERE ref LIKE 'hotfix/%'") > 0
         assert await count("SELECT count(*) FROM incidents WHERE link_reason = 'explicit'") > 0
-        assert await count(
-            "SELECT count(*) FROM incidents WHERE link_reason = 'latest_deployment'") > 0
         assert await count("SELECT count(*) FROM incidents WHERE deployment_id IS NULL") > 0
         assert await count("SELECT count(DISTINCT pull_request_id) FROM reviews") > 100
         assert await count("SELECT count(*) FROM commits WHERE is_merge") > 100

@@ -1,7 +1,7 @@
 """Derived facts: shipped commits per METRICS.md (hand-built and random histories, merges,
 maintenance branches, failures, out-of-order arrival, parents after children, moved
-deployments) and incident links (explicit references win, and a shared SHA names the
-production deploy)."""
+deployments) and what incidents state about their deployment (an id or external id; the
+rest of the link rule is pulse-dora's)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pulse_etl import derive, model
 from pulse_etl.loads import Loaded
 from pulse_etl.model import stable_id
 from pulse_etl.service import EtlService
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine.testing import TenantFixture
@@ -51,33 +51,50 @@ def incident(key: str, created: datetime, reference: str | None) -> dict[str, ob
     }
 
 
-async def test_shared_sha_links_to_production_and_windows_apply(
+async def test_incidents_keep_only_the_deployment_their_source_names(
     etl: EtlService, etl_tenant: TenantFixture
 ) -> None:
-    # staging got the SHA after production: the explicit SHA must still name production
+    """A reference by id or external id is stated by the source; a SHA names a commit (which
+    deployment shipped it to production is the tenant's DORA settings' question, as is a
+    link by time), so pulse-etl records no deployment for it."""
     production = deployment("production", T0)
     staging = deployment("staging", T0 + timedelta(hours=2))
     batch = {
         "deployments": [production, staging],
         "incidents": [
+            incident("by-id", T0 + timedelta(hours=3), str(production["id"])),
+            incident("by-external-id", T0 + timedelta(hours=3), "staging"),
             incident("by-sha", T0 + timedelta(hours=3), SHA),
             incident("implicit", T0 + timedelta(days=1), None),
-            incident("too-late", T0 + timedelta(days=9), None),
             incident("unknown-ref", T0 + timedelta(hours=1), "no-such-deploy"),
         ],
     }
+
+    async def links() -> dict[str, tuple[Any, Any]]:
+        async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+            await derive.link_incidents(session, etl_tenant.id)
+            return {
+                row.external_id: (row.deployment_id, row.link_reason)
+                for row in await session.execute(select(model.incidents))
+            }
+
     async with etl.engine.db.tenant_session(etl_tenant.id) as session:
         await etl.loader.load(session, etl_tenant.id, batch)
-        await derive.link_incidents(session, etl_tenant.id)
-        rows = {
-            row.external_id: (row.deployment_id, row.link_reason)
-            for row in await session.execute(select(model.incidents))
-        }
-    assert rows["by-sha"] == (production["id"], "explicit")
-    assert rows["implicit"] == (production["id"], "latest_deployment")
-    assert rows["too-late"] == (None, None)  # outside the 7-day window
-    # a reference that matches nothing falls back to the window rule
-    assert rows["unknown-ref"] == (production["id"], "latest_deployment")
+        # a link by time, as the previous rule stored it
+        await session.execute(
+            update(model.incidents).where(model.incidents.c.external_id == "implicit")
+            .values(deployment_id=production["id"], link_reason="latest_deployment"))
+    rows = await links()
+    assert rows["by-id"] == (production["id"], "explicit")
+    assert rows["by-external-id"] == (staging["id"], "explicit")
+    assert rows["by-sha"] == (None, None)
+    assert rows["implicit"] == (None, None)
+    assert rows["unknown-ref"] == (None, None)
+    # a reference the source drops again unlinks the incident
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        await etl.loader.load(session, etl_tenant.id, {
+            "incidents": [incident("by-id", T0 + timedelta(hours=3), None)]})
+    assert (await links())["by-id"] == (None, None)
 
 
 # --- shipped commits (deployment_commits) ------------------------------------------------

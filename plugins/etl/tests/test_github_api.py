@@ -107,7 +107,8 @@ async def test_full_sync_through_the_api(etl: EtlService, etl_tenant: TenantFixt
     assert deployments["1"].result == "failure"
     assert deployments["release:1"].environment == "production"
     assert "release:2" not in deployments  # a draft
-    assert incident.link_reason == "explicit" and incident.deployment_id == deployments["3"].id
+    # the body names the deployed SHA: pulse-dora links it by the tenant's production set
+    assert incident.deployment_ref == deployments["3"].sha and incident.deployment_id is None
     assert items[f"{FULL}#10"].type == "bug" and items[f"{FULL}#13"].status == "closed"
     assert merge.pull_request_number == 1347
     assert "mona@github.com" in people  # "Mona@GitHub.com" and "mona@github.com": one person
