@@ -25,7 +25,6 @@ from quart_schema import (
 )
 
 from pulse_engine import (
-    PageQuery,
     current_principal,
     current_tenant_id,
     no_content,
@@ -42,10 +41,12 @@ from pulse_etl.schemas import (
     Integration,
     IntegrationCreate,
     IntegrationPage,
+    IntegrationPageQuery,
     IntegrationUpdate,
     Job,
     JobCreate,
     JobPage,
+    JobPageQuery,
     WebhookOutcome,
 )
 from pulse_etl.service import EtlService
@@ -85,10 +86,10 @@ def build_blueprint(service: EtlService) -> Blueprint:
         return job, 202, {"Location": f"{prefix}/jobs/{job['id']}"}
 
     @blueprint.get("/jobs")
-    @validate_querystring(PageQuery)
+    @validate_querystring(JobPageQuery)
     @validate_response(JobPage)
     @problem_responses(503)
-    async def list_jobs(query_args: PageQuery) -> dict[str, Any]:
+    async def list_jobs(query_args: JobPageQuery) -> dict[str, Any]:
         """The tenant's jobs, newest first (``limit``, ``cursor``)."""
         page = await service.jobs.page(current_tenant_id(), query_args.capped_limit,
                                        query_args.cursor)
@@ -118,10 +119,10 @@ def build_blueprint(service: EtlService) -> Blueprint:
         return await service.jobs.retry(current_tenant_id(), str(job_id)), 202
 
     @blueprint.get("/integrations")
-    @validate_querystring(PageQuery)
+    @validate_querystring(IntegrationPageQuery)
     @validate_response(IntegrationPage)
     @problem_responses(503)
-    async def list_integrations(query_args: PageQuery) -> dict[str, Any]:
+    async def list_integrations(query_args: IntegrationPageQuery) -> dict[str, Any]:
         """The tenant's integrations, by name; secrets are never returned."""
         page = await service.integrations.page(current_tenant_id(), query_args.capped_limit,
                                                query_args.cursor)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from pulse_engine import PageQuery, QueryText, decode_cursor
 from pulse_etl.loader import Stats
+from pulse_etl.values import is_uuid
 
 #: The longest integration name.
 MAX_NAME_LENGTH = 200
@@ -41,6 +43,33 @@ class JobCreate(BaseModel):
     config: dict[str, Any] | None = Field(
         None, description="An ad-hoc configuration (the connector's schema); not with "
                           "``integration_id``.")
+
+
+_QUERY_TEXT: TypeAdapter[str] = TypeAdapter(QueryText)
+
+
+class JobPageQuery(PageQuery):
+    """The query of the job list: its cursor must hold a job id."""
+
+    @field_validator("cursor")
+    @classmethod
+    def _job_cursor(cls, cursor: str | None) -> str | None:
+        value = decode_cursor(cursor, str)
+        if value is not None and not is_uuid(value):
+            raise ValueError("not a cursor of the job list; use a next_cursor value")
+        return cursor
+
+
+class IntegrationPageQuery(PageQuery):
+    """The query of the integration list: its cursor must hold an integration name."""
+
+    @field_validator("cursor")
+    @classmethod
+    def _name_cursor(cls, cursor: str | None) -> str | None:
+        value = decode_cursor(cursor, str)
+        if value is not None:
+            _QUERY_TEXT.validate_python(value)
+        return cursor
 
 
 class Job(BaseModel):

@@ -1,5 +1,7 @@
 """The GitHub webhook receiver with GitHub's real payloads (and a review comment event built
-from the real review event with a comment object in GitHub's documented shape)."""
+from the real review event with a comment object in GitHub's documented shape). Signed
+deliveries of a handled event but the wrong shape, or holding a NUL character or a lone
+surrogate, are 422 problems and store nothing (issue 11 item 2)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import hmac
 import json
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from pulse_etl import model
 from pulse_etl.service import EtlService
+from quart import Quart
 from sqlalchemy import func, select
 
 from pulse_engine.testing import TenantFixture
@@ -163,3 +168,84 @@ async def test_review_comment_event(etl_app, etl: EtlService, etl_tenant, hook) 
         hook, data=deleted, headers=signed(deleted, "pull_request_review_comment", "c-2"))
     assert response.status_code == 202
     assert await _count(etl, etl_tenant.id, model.review_comments) == 1
+
+
+STORED_TABLES = (model.webhook_deliveries, model.repositories, model.pull_requests,
+                 model.deployments, model.commits, model.integrations)
+
+
+async def stored(etl: EtlService, tenant_id: str) -> dict[str, int]:
+    """Rows per table that a delivery or an integration could have written."""
+    async with etl.engine.db.tenant_session(tenant_id) as session:
+        return {table.name: int(await session.scalar(
+            select(func.count()).select_from(table)) or 0) for table in STORED_TABLES}
+
+
+def changed(name: str, edit: Any) -> bytes:
+    """A real payload with ``edit(document)`` applied, as JSON bytes."""
+    document = json.loads(payload(name))
+    edit(document)
+    return json.dumps(document).encode()
+
+
+def _set(path: str, value: Any) -> Any:
+    def edit(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for part in parents:
+            document = document[part]
+        document[last] = value
+    return edit
+
+
+WRONG_SHAPES = [
+    ("pull_request", changed("pull_request--opened.payload", _set("pull_request", "str")),
+     "pull_request"),
+    ("deployment", changed("deployment--payload", _set("deployment", None)), "deployment"),
+    ("deployment_status", changed("deployment_status--payload",
+                                  _set("deployment_status", "x")), "deployment_status"),
+    ("pull_request", changed("pull_request--opened.payload",
+                             _set("pull_request.number", "seven")), "pull_request.number"),
+    ("push", changed("push--payload", _set("commits", {"id": "not a list"})), "commits"),
+    ("issues", changed("issues--opened.payload", _set("issue.labels", "bug")), "issue.labels"),
+    ("release", changed("release--published.payload", _set("release", [])), "release"),
+    ("pull_request_review", changed("pull_request_review--submitted.payload",
+                                    _set("review.user", "octocat")), "review.user"),
+]
+
+
+@pytest.mark.parametrize(("event", "body", "field"), WRONG_SHAPES,
+                         ids=[f"{event}-{field}" for event, _, field in WRONG_SHAPES])
+async def test_a_signed_delivery_of_the_wrong_shape_is_a_422(
+        etl_app: Quart, etl: EtlService, etl_tenant: TenantFixture, hook: str,
+        event: str, body: bytes, field: str) -> None:
+    before = await stored(etl, etl_tenant.id)
+    response = await etl_app.test_client().post(hook, data=body,
+                                                headers=signed(body, event, "d-1"))
+    problem = await response.get_json()
+    assert response.status_code == 422, problem
+    assert response.content_type == "application/problem+json"
+    assert field in {error["field"] for error in problem["errors"]}, problem
+    assert await stored(etl, etl_tenant.id) == before
+
+
+UNSTORABLE = {"nul": "Hello\x00World", "surrogate": "Hello\ud800World"}
+
+
+@pytest.mark.parametrize("kind", sorted(UNSTORABLE))
+async def test_unstorable_text_in_a_signed_payload_is_a_422(
+        etl_app: Quart, etl: EtlService, etl_tenant: TenantFixture, hook: str,
+        kind: str) -> None:
+    before = await stored(etl, etl_tenant.id)
+    body = changed("push--payload", _set("repository.name", UNSTORABLE[kind]))
+    assert b"\\u" in body  # the JSON escape of the character, as a sender would send it
+    response = await etl_app.test_client().post(hook, data=body,
+                                                headers=signed(body, "push", f"u-{kind}"))
+    problem = await response.get_json()
+    assert response.status_code == 422, problem
+    assert "repository.name" in {error["field"] for error in problem["errors"]}
+    form = urlencode({"payload": body.decode()}).encode()
+    headers = {**signed(form, "push", f"f-{kind}"),
+               "Content-Type": "application/x-www-form-urlencoded"}
+    response = await etl_app.test_client().post(hook, data=form, headers=headers)
+    assert response.status_code == 422, await response.get_json()
+    assert await stored(etl, etl_tenant.id) == before
