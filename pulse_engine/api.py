@@ -36,6 +36,7 @@ from pulse_engine.metrics import (
     MetricValue,
 )
 from pulse_engine.openapi import no_content
+from pulse_engine.outbound import GuardedTransport, OutboundPolicy, OutboundRefused
 from pulse_engine.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -85,6 +86,7 @@ __all__ = [
     "Engine",
     "Event",
     "FieldError",
+    "GuardedTransport",
     "Freshness",
     "Message",
     "MetricComputation",
@@ -94,6 +96,8 @@ __all__ = [
     "MetricKind",
     "MetricQuery",
     "MetricValue",
+    "OutboundPolicy",
+    "OutboundRefused",
     "Page",
     "PageQuery",
     "Principal",

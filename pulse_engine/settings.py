@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=300, alias="PULSE_LOGIN_WINDOW_SECONDS")
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="CORS_ORIGINS")
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="PULSE_OUTBOUND_ALLOW",
+        description="Internal networks and host names connectors may reach (comma-separated).",
+    )
     api_v1_prefix: str = Field(default="/api/v1", alias="API_V1_PREFIX")
     max_request_bytes: int = Field(default=1_048_576, alias="PULSE_MAX_REQUEST_BYTES", ge=1024)
     health_timeout_seconds: float = Field(default=3.0, alias="PULSE_HEALTH_TIMEOUT", gt=0)
@@ -81,7 +85,7 @@ class Settings(BaseSettings):
     run_consumers_in_server: bool | None = Field(default=None, alias="PULSE_RUN_CONSUMERS")
     auto_migrate: bool | None = Field(default=None, alias="PULSE_AUTO_MIGRATE")
 
-    @field_validator("plugins", mode="before")
+    @field_validator("plugins", "outbound_allow", mode="before")
     @classmethod
     def _split_plugins(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,5 +1,6 @@
-"""Connector configurations: validated against the connector's model and the operator's
-policy, and split into the public part (stored and shown) and the secrets (encrypted)."""
+"""Connector configurations: validated against the connector's model, the operator's
+policy and the outbound policy, and split into the public part (stored and shown) and the
+secrets (encrypted)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,33 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pulse_engine import field_errors, invalid_field, validation_problem
+from pulse_engine import (
+    OutboundPolicy,
+    OutboundRefused,
+    field_errors,
+    invalid_field,
+    validation_problem,
+)
 from pulse_etl.connector import ConfigError, Connector
 from pulse_etl.settings import EtlSettings
 
 
-def validate_config(connector: Connector, raw: Any, settings: EtlSettings,
-                    field: str = "config") -> tuple[dict[str, Any], dict[str, Any]]:
+async def check_outbound(connector: Connector, config: BaseModel, policy: OutboundPolicy,
+                         field: str = "config") -> None:
+    """Check the hosts a configuration connects to (the connector's ``outbound``); a
+    refused one is a 422 naming its field under ``field``."""
+    hosts = getattr(connector, "outbound", None)
+    for name, (host, port) in (hosts(config) if hosts is not None else {}).items():
+        try:
+            await policy.check_host(host, port)
+        except OutboundRefused as refused:
+            raise invalid_field(f"{field}.{name}", f"{refused.host}: {refused.reason}",
+                                type="outbound_refused") from None
+
+
+async def validate_config(connector: Connector, raw: Any, settings: EtlSettings,
+                          policy: OutboundPolicy, field: str = "config"
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate a configuration; return ``(public config, secrets)`` or raise a 422 naming
     the offending fields under ``field``."""
     if not isinstance(raw, Mapping):
@@ -34,6 +55,7 @@ def validate_config(connector: Connector, raw: Any, settings: EtlSettings,
               "type": "config_refused"}],
             f"The connector configuration is refused: {error.message}",
         ) from None
+    await check_outbound(connector, config, policy, field)
     document = config.model_dump(mode="json", exclude_none=True)
     secret_values = {k: document.pop(k) for k in list(document) if k in connector.secret_fields}
     return document, secret_values

@@ -18,8 +18,11 @@ from pydantic import BaseModel
 from pulse_etl.loader import Batch, Stats
 
 if TYPE_CHECKING:
-    from pulse_engine import Engine
+    from pulse_engine import Engine, OutboundPolicy
     from pulse_etl.settings import EtlSettings
+
+#: Hosts a configuration makes a connector connect to: ``{field: (host, port)}``.
+OutboundHosts = Mapping[str, tuple[str, int]]
 
 
 class ConfigError(Exception):
@@ -57,6 +60,9 @@ class SyncRun(Protocol):
     secrets: Mapping[str, Any]
     engine: Engine
     settings: EtlSettings
+    #: The operator's outbound policy: give it to every HTTP client
+    #: (:class:`pulse_engine.GuardedTransport`) and check other remotes with it.
+    outbound: OutboundPolicy
 
     async def cursor(self, stream: str) -> dict[str, Any] | None:
         """The saved cursor of ``stream`` for this integration (or ad-hoc config), if any."""
@@ -86,6 +92,11 @@ class Connector(Protocol):
     :ivar description: one line for ``GET /app/etl/connectors``.
     :ivar config_model: pydantic model of the configuration (secrets included).
     :ivar secret_fields: fields of ``config_model`` stored encrypted and never returned.
+
+    A connector that connects to hosts a configuration names also has
+    ``outbound(config) -> {field: (host, port)}`` (:data:`OutboundHosts`): each host is
+    checked against the operator's outbound policy when a configuration is saved and
+    before each run (422, or a failed job, naming the field).
     """
 
     name: str

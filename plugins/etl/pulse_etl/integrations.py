@@ -48,8 +48,8 @@ class Integrations:
         service = self.service
         connector = service.connectors.get(body.get("connector"))
         name = body["name"]
-        public, secret_values = validate_config(connector, body.get("config", {}),
-                                                service.settings)
+        public, secret_values = await validate_config(connector, body.get("config", {}),
+                                                      service.settings, service.outbound)
         integration_id = str(uuid.uuid4())
         table = model.integrations
         async with service.engine.db.tenant_session(tenant_id) as session:
@@ -93,7 +93,8 @@ class Integrations:
                 raw = body["config"]
                 if isinstance(raw, Mapping):
                     raw = {**{k: v for k, v in old_secrets.items() if k not in raw}, **raw}
-                public, secret_values = validate_config(connector, raw, service.settings)
+                public, secret_values = await validate_config(connector, raw, service.settings,
+                                                             service.outbound)
                 values["config"] = public
                 values["secrets"] = service.box.encrypt(secret_values)
             updated = (

@@ -21,7 +21,7 @@ from sqlalchemy import func, update
 
 from pulse_engine import Problem
 from pulse_etl import model
-from pulse_etl.configs import build_config
+from pulse_etl.configs import build_config, check_outbound
 from pulse_etl.connector import Connector, JobCancelled, LeaseLost
 from pulse_etl.cursors import cursor_scope, read_cursor, save_cursor
 from pulse_etl.jobs import publish_progress
@@ -55,6 +55,7 @@ class JobRun:
         self.service = service
         self.engine = service.engine
         self.settings = service.settings
+        self.outbound = service.outbound
         self.tenant_id = tenant_id
         self.job_id = str(row.id)
         self.owner = owner
@@ -113,6 +114,7 @@ class JobRun:
             self.secrets = service.box.decrypt(self.row.secrets)
         config = build_config(connector, public, self.secrets)
         connector.check(config, self.settings)
+        await check_outbound(connector, config, self.outbound)
         self.scope = cursor_scope(
             str(self.row.integration_id) if self.row.integration_id else None,
             connector.name, public,

@@ -93,8 +93,8 @@ class Jobs:
             raise invalid_field("config", "give integration_id or config, not both",
                                 type="conflict")
         if integration_id is None:
-            public, secret_values = validate_config(connector, body.get("config", {}),
-                                                    service.settings)
+            public, secret_values = await validate_config(
+                connector, body.get("config", {}), service.settings, service.outbound)
             secret_token = service.box.encrypt(secret_values)
         job_id = new_job_id()
         table = model.etl_jobs

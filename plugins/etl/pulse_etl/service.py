@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pulse_engine import OutboundPolicy
 from pulse_etl.crypto import SecretBox
 from pulse_etl.integrations import Integrations
 from pulse_etl.job_run import ProgressCallback
@@ -49,6 +50,12 @@ class EtlService:
         self.worker = JobWorker(self)
         self.loads = Loads(engine, self.loader)
         self._box: SecretBox | None = None
+
+    @property
+    def outbound(self) -> OutboundPolicy:
+        """The operator's outbound policy (``PULSE_OUTBOUND_ALLOW``), read from the engine's
+        settings."""
+        return OutboundPolicy(self.engine.settings.outbound_allow)
 
     @property
     def box(self) -> SecretBox:

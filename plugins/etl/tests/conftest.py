@@ -36,10 +36,16 @@ def etl_env(git_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+#: What the tests' apps may connect to: the local replay servers (``PULSE_OUTBOUND_ALLOW``).
+REPLAY_ALLOW = ["127.0.0.1"]
+
+
 @pytest.fixture
 async def etl_app(pulse_settings: Settings, etl_env: None) -> AsyncIterator[Quart]:
-    """A started app with every installed plugin and the ETL test environment."""
-    async with running_app(pulse_settings) as app:
+    """A started app with every installed plugin and the ETL test environment, allowed to
+    reach the local replay servers."""
+    allowed = pulse_settings.model_copy(update={"outbound_allow": REPLAY_ALLOW})
+    async with running_app(allowed) as app:
         yield app
 
 

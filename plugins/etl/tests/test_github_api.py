@@ -15,8 +15,10 @@ from pulse_etl.connectors.http import HttpPolicy
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select
 
+from pulse_engine import OutboundPolicy
 from pulse_engine.testing import TenantFixture
 
+from .conftest import REPLAY_ALLOW
 from .replay import NOW, FakeTime, ReplayServer, install_fake_time, load_recording
 
 FULL = "octocat/Hello-World"
@@ -281,7 +283,8 @@ async def test_an_organisation_lists_its_repositories(
         assert server.paths(f"/repos/{FULL}/commits") == [f"/repos/{FULL}/commits"]
         left_out = ("/repos/octocat/Spoon-Knife-fork", "/repos/octocat/linguist")
         assert not [path for path in server.paths("/repos/") if path.startswith(left_out)]
-        policy = HttpPolicy(max_retries=0, max_wait=0, sleep=fake_time.sleep, clock=fake_time.clock)
+        policy = HttpPolicy(max_retries=0, max_wait=0, sleep=fake_time.sleep, clock=fake_time.clock,
+                            outbound=OutboundPolicy(REPLAY_ALLOW))
         client = github_client(GithubConfig(api_url=server.url), None, policy)
         try:
             every = await GithubConnector._organization_repositories(client, GithubConfig(

@@ -4,7 +4,10 @@ Config: ``{"path": local path or clone URL, "branch": "HEAD", "deploy_tags": reg
 "repository": name, "environment": "production"}``. Local paths must lie under one of the
 operator's roots (``PULSE_ETL_GIT_ROOTS``; real paths are compared, so a symlink cannot
 escape); ``https://`` and ``ssh://`` (or ``user@host:path``) URLs are cloned into a cache
-under the data folder; ``file://`` URLs only inside the roots.
+under the data folder, their host checked against the operator's outbound policy (when the
+configuration is saved, and again before each clone or fetch, git then pinned to the
+checked address); ``file://`` URLs only inside the roots (a local use, governed by the
+roots rather than the outbound policy).
 
 One ``git log --topo-order --reverse --numstat`` pass reads every commit not loaded yet
 (parents before children), in batches committed with a cursor holding the loaded tips, so
@@ -29,7 +32,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pulse_etl.connector import ConfigError, SourceError, SyncRun
+from pulse_engine import OutboundPolicy, OutboundRefused
+from pulse_etl.connector import ConfigError, OutboundHosts, SourceError, SyncRun
 from pulse_etl.connectors.common import Row, identity_rows, repository_row
 from pulse_etl.model import ID_NAMESPACE, stable_id
 from pulse_etl.settings import EtlSettings
@@ -107,6 +111,41 @@ def _under(path: str, roots: list[Path]) -> bool:
     return False
 
 
+def remote_endpoint(path: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a clone URL (``https``, ``ssh``, scp-like ``ssh``), or
+    None for local paths and ``file://`` URLs."""
+    if SCP_URL.match(path):
+        host = path.split("@", 1)[1].split(":", 1)[0]
+        return "ssh", host, 22
+    parts = urlsplit(path) if "://" in path else None
+    if parts is None or parts.scheme not in ("https", "ssh") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 22)
+
+
+async def pinned_remote(path: str, policy: OutboundPolicy) -> Remote:
+    """Check a clone URL's host against the outbound policy now, and pin git to the
+    addresses checked: ``http.curloptResolve`` for https (redirects are not followed), the
+    ssh command's ``HostName`` for ssh (host keys are still checked for the name)."""
+    endpoint = remote_endpoint(path)
+    if endpoint is None:
+        return Remote()
+    scheme, host, port = endpoint
+    try:
+        addresses = await policy.resolve(host, port)
+    except OutboundRefused as refused:
+        raise SourceError(f"git remote {refused.host}: {refused.reason}") from None
+    except OSError:
+        raise SourceError(f"git remote {host} does not resolve") from None
+    address = str(addresses[0])
+    if scheme == "https":
+        pinned = f"[{address}]" if ":" in address else address
+        return Remote(options=(f"http.curloptResolve={host}:{port}:{pinned}",
+                               "http.followRedirects=false"))
+    command = f"ssh -o HostName={address} -o HostKeyAlias={host}"
+    return Remote(env=(("GIT_SSH_COMMAND", command),))
+
+
 def is_url(path: str) -> bool:
     """True for ``scheme://`` and scp-like ``user@host:path`` locations."""
     return "://" in path or bool(SCP_URL.match(path))
@@ -170,16 +209,35 @@ def parse_record(record: bytes) -> GitCommit:
     return commit
 
 
-async def _git(repo: str, *args: str, stdin: bytes | None = None) -> bytes:
+def git_error(command: str, stderr: bytes) -> SourceError:
+    """A failed git command's error: git's own message, without what the remote said
+    (``remote:`` lines: job errors are visible to viewers)."""
+    lines = [line for line in stderr.decode("utf-8", "replace").splitlines()
+             if line.strip() and not line.startswith("remote:")]
+    return SourceError(f"git {command} failed: {' '.join(lines)[:300]}")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """How to reach a clone URL's host: git options that pin the connection to checked
+    addresses, and the environment of the git process."""
+
+    options: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+async def _git(repo: str, *args: str, stdin: bytes | None = None,
+               remote: Remote = Remote()) -> bytes:
+    options = [item for option in remote.options for item in ("-c", option)]
     process = await asyncio.create_subprocess_exec(
-        "git", "-C", repo, *args,
+        "git", "-C", repo, *options, *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **dict(remote.env)},
     )
     out, err = await process.communicate(stdin)
     if process.returncode != 0:
-        raise SourceError(f"git {args[0]} failed: {err.decode('utf-8', 'replace').strip()[:500]}")
+        raise git_error(args[0], err)
     return out
 
 
@@ -214,7 +272,7 @@ async def stream_log(repo: str, revisions: list[str]) -> AsyncGenerator[GitCommi
         assert process.stderr is not None
         err = await process.stderr.read()
         if await process.wait() != 0:
-            raise SourceError(f"git log failed: {err.decode('utf-8', 'replace').strip()[:500]}")
+            raise git_error("log", err)
     finally:
         if process.returncode is None:
             process.kill()
@@ -285,18 +343,26 @@ class GitConnector:
         if not Path(os.path.realpath(path)).is_dir():
             raise ConfigError("path", "does not exist")
 
+    def outbound(self, config: GitConfig) -> OutboundHosts:
+        """The remote's host, for https, ssh and scp-like URLs (local paths and
+        ``file://`` URLs are governed by the git roots instead)."""
+        endpoint = remote_endpoint(config.path)
+        return {"path": endpoint[1:]} if endpoint is not None else {}
+
     async def _checkout(self, config: GitConfig, run: SyncRun) -> str:
         if not is_url(config.path):
             return await asyncio.to_thread(os.path.realpath, config.path)
+        remote = await pinned_remote(config.path, run.outbound)
         base = run.settings.cache_dir or (run.engine.settings.data_dir / "etl" / "git")
         digest = hashlib.sha256(f"{run.tenant_id}\x00{config.path}".encode()).hexdigest()[:24]
         target = Path(base) / f"{digest}.git"
         target.parent.mkdir(parents=True, exist_ok=True)
         if (target / "HEAD").exists():
             await _git(str(target), "fetch", "--prune", "--force", "origin",
-                       "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+                       "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", remote=remote)
         else:
-            await _git(str(target.parent), "clone", "--mirror", "--", config.path, str(target))
+            await _git(str(target.parent), "clone", "--mirror", "--", config.path, str(target),
+                       remote=remote)
         return str(target)
 
     async def run(self, run: SyncRun) -> None:

@@ -30,10 +30,10 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from pulse_etl.connector import SourceError, SyncRun
+from pulse_etl.connector import OutboundHosts, SourceError, SyncRun
 from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.connectors.common import parse_time
-from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep
+from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep, url_endpoint
 from pulse_etl.settings import EtlSettings
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -115,12 +115,17 @@ class GithubConnector:
         """Nothing beyond the model's validation (an empty config fails the job, not the
         request: an integration may be saved before its repositories are chosen)."""
 
+    def outbound(self, config: GithubConfig) -> OutboundHosts:
+        """The API host."""
+        return {"api_url": url_endpoint(config.api_url)}
+
     async def run(self, run: SyncRun) -> None:
         """Sync every configured repository, stream by stream (see the module docstring)."""
         config: GithubConfig = run.config
         if not config.repositories and not config.organizations:
             raise SourceError("no repositories or organizations configured")
-        policy = HttpPolicy.from_settings(run.settings, sleep=self.sleep, clock=self.clock)
+        policy = HttpPolicy.from_settings(run.settings, run.outbound, sleep=self.sleep,
+                                          clock=self.clock)
         client = github_client(config, run.secrets.get("token"), policy)
         try:
             names = list(dict.fromkeys(

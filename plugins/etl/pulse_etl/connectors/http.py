@@ -2,6 +2,9 @@
 
 :class:`ApiClient` wraps one ``httpx.AsyncClient`` per job run:
 
+* every connection, redirects included, goes to an address the operator's outbound policy
+  allows (:class:`pulse_engine.GuardedTransport`); errors name the status and the path,
+  never the source's response body (job errors are visible to viewers);
 * network errors and 5xx answers are retried with exponential backoff and jitter, at most
   ``max_retries`` times;
 * rate-limited answers (429, or 403 carrying ``retry-after`` or ``x-ratelimit-remaining: 0``)
@@ -24,13 +27,14 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from pulse_engine import GuardedTransport, OutboundPolicy, OutboundRefused
 from pulse_etl.connector import SourceError
 from pulse_etl.connectors.common import parse_time
 from pulse_etl.settings import EtlSettings
@@ -42,6 +46,8 @@ NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 RATE_LIMITED_STATUSES = frozenset({403, 429})
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_BACKOFF = 60.0
+#: Redirects followed per request (each to an address the outbound policy allows).
+MAX_REDIRECTS = 5
 
 
 class RateLimited(SourceError):
@@ -57,6 +63,7 @@ class HttpPolicy:
     :param max_wait: the longest rate-limit wait accepted, in seconds.
     :param sleep: awaited to wait (``asyncio.sleep``).
     :param clock: the current epoch time (``time.time``), to compute reset waits.
+    :param outbound: which addresses may be connected to (by default: public ones only).
     """
 
     timeout: float = 30.0
@@ -64,13 +71,21 @@ class HttpPolicy:
     max_wait: float = 900.0
     sleep: Sleep = asyncio.sleep
     clock: Clock = time.time
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     @classmethod
-    def from_settings(cls, settings: EtlSettings, *, sleep: Sleep = asyncio.sleep,
-                      clock: Clock = time.time) -> HttpPolicy:
-        """The policy of the operator's ``PULSE_ETL_HTTP_*`` settings."""
+    def from_settings(cls, settings: EtlSettings, outbound: OutboundPolicy, *,
+                      sleep: Sleep = asyncio.sleep, clock: Clock = time.time) -> HttpPolicy:
+        """The policy of the operator's ``PULSE_ETL_HTTP_*`` settings and outbound policy."""
         return cls(timeout=settings.http_timeout, max_retries=settings.http_max_retries,
-                   max_wait=settings.rate_limit_max_wait, sleep=sleep, clock=clock)
+                   max_wait=settings.rate_limit_max_wait, sleep=sleep, clock=clock,
+                   outbound=outbound)
+
+
+def url_endpoint(url: str) -> tuple[str, int]:
+    """The host and port a URL connects to (a connector's ``outbound`` entry)."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def backoff(attempt: int) -> float:
@@ -147,8 +162,10 @@ class ApiClient:
         self.source = source
         self.policy = policy
         self._origin = urlsplit(base_url)[:2]
-        self._http = httpx.AsyncClient(base_url=base_url, headers=dict(headers or {}),
-                                       auth=auth, timeout=policy.timeout)
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=dict(headers or {}), auth=auth, timeout=policy.timeout,
+            transport=GuardedTransport(policy.outbound), trust_env=False,
+            follow_redirects=True, max_redirects=MAX_REDIRECTS)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -165,10 +182,15 @@ class ApiClient:
         while True:
             try:
                 response = await self._http.request(method, url, params=params, json=json)
+            except OutboundRefused as refused:
+                raise SourceError(f"{self.source}: {refused.host}: {refused.reason}") from None
+            except httpx.TooManyRedirects:
+                raise SourceError(f"{self.source}: more than {MAX_REDIRECTS} redirects") from None
             except httpx.TransportError as error:
                 attempt += 1
                 if attempt > self.policy.max_retries:
-                    raise SourceError(f"{self.source} unreachable: {error!r}") from error
+                    raise SourceError(f"{self.source} unreachable: "
+                                      f"{type(error).__name__}") from error
                 await self.policy.sleep(backoff(attempt))
                 continue
             wait = rate_limit_wait(response, self.policy.clock())
@@ -185,8 +207,8 @@ class ApiClient:
                 await self.policy.sleep(backoff(attempt))
                 continue
             if response.status_code >= 400:
-                raise SourceError(f"{self.source} answered {response.status_code} for "
-                                  f"{response.request.url.path}: {response.text[:200]}")
+                raise SourceError(f"{self.source} answered {response.status_code} "
+                                  f"{response.reason_phrase} for {response.request.url.path}")
             return response
 
     async def get_json(self, url: str, params: Mapping[str, Any] | None = None) -> Any:

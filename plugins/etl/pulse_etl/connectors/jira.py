@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pulse_etl.connector import ConfigError, SourceError, SyncRun
+from pulse_etl.connector import ConfigError, OutboundHosts, SourceError, SyncRun
 from pulse_etl.connectors.common import (
     Fragment,
     Row,
@@ -39,7 +39,7 @@ from pulse_etl.connectors.common import (
     parse_time,
     sha_reference,
 )
-from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep
+from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep, url_endpoint
 from pulse_etl.model import stable_id
 from pulse_etl.settings import EtlSettings
 
@@ -149,10 +149,15 @@ class JiraConnector:
         if config.jql and ORDER_BY.search(config.jql):
             raise ConfigError("jql", "may not contain ORDER BY")
 
+    def outbound(self, config: JiraConfig) -> OutboundHosts:
+        """The Jira host."""
+        return {"base_url": url_endpoint(config.base_url)}
+
     async def run(self, run: SyncRun) -> None:
         """Read the issues updated since the cursor, a committed page at a time."""
         config: JiraConfig = run.config
-        policy = HttpPolicy.from_settings(run.settings, sleep=self.sleep, clock=self.clock)
+        policy = HttpPolicy.from_settings(run.settings, run.outbound, sleep=self.sleep,
+                                          clock=self.clock)
         client = jira_client(config, run.secrets.get("api_token"), policy)
         saved = await run.cursor(CURSOR_STREAM) or {}
         since = parse_time(saved.get("since")) or config.since
