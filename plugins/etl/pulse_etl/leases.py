@@ -4,6 +4,8 @@ A worker claims a job by writing its ``lease_owner`` and a fresh ``heartbeat_at`
 the lease with a heartbeat every ``PULSE_ETL_HEARTBEAT_SECONDS``. A lease lapses when the
 heartbeat is older than ``PULSE_ETL_LEASE_SECONDS``: its worker stalled or died, and
 another may take the job over (resuming from the last committed cursor).
+
+Nobody has to: :mod:`pulse_etl.sweeper` queues such jobs again by itself.
 """
 
 from __future__ import annotations
@@ -95,3 +97,4 @@ async def claim_job(engine: Engine, tenant_id: str, job_id: str, owner: str,
             )
         ).one()
     return Claim(True, row)
+

@@ -20,6 +20,7 @@ from pulse_etl.connectors.git import GitConnector
 from pulse_etl.connectors.github import GithubConnector
 from pulse_etl.connectors.jira import JiraConnector
 from pulse_etl.service import EtlService
+from pulse_etl.sweeper import LeaseSweeper
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 SERVICE = StashKey[EtlService]()
+SWEEPER = StashKey[LeaseSweeper]()
 
 
 def service_for(engine: Engine) -> EtlService:
@@ -64,6 +66,23 @@ def register_routes(engine: Engine) -> Blueprint:
 def register_queue_consumers(engine: Engine) -> list[Consumer]:
     """The ``etl.jobs`` worker."""
     return [service_for(engine).worker.consumer()]
+
+
+@hookimpl
+def startup(engine: Engine) -> None:
+    """Start queueing again the jobs whose lease lapsed (:mod:`pulse_etl.sweeper`)."""
+    settings = service_for(engine).settings
+    sweeper = LeaseSweeper(engine, settings.lease_seconds, settings.sweep_seconds)
+    engine.stash[SWEEPER] = sweeper
+    sweeper.start()
+
+
+@hookimpl
+async def shutdown(engine: Engine) -> None:
+    """Stop the lease sweeper."""
+    sweeper = engine.stash.get(SWEEPER)
+    if sweeper is not None:
+        await sweeper.stop()
 
 
 @hookimpl

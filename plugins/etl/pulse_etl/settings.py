@@ -28,6 +28,8 @@ class EtlSettings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1, description="Rows per committed batch.")
     lease_seconds: float = Field(default=60.0, gt=0, description="A job's lease without heartbeat.")
     heartbeat_seconds: float = Field(default=5.0, gt=0, description="Heartbeat interval.")
+    sweep_seconds: float = Field(
+        default=30.0, gt=0, description="How often jobs whose lease lapsed are queued again.")
     webhook_max_bytes: int = Field(default=1_048_576, ge=1024, description="Webhook body cap.")
     copy_threshold: int = Field(default=1000, ge=1, description="Rows from which COPY is used.")
     http_timeout: float = Field(default=30.0, gt=0, description="Source API request timeout.")

@@ -33,6 +33,7 @@ def etl_env(git_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("PULSE_ETL_GIT_ROOTS", str(git_root))
     monkeypatch.setenv("PULSE_ETL_HEARTBEAT_SECONDS", "0.2")
     monkeypatch.setenv("PULSE_ETL_LEASE_SECONDS", "1.5")
+    monkeypatch.setenv("PULSE_ETL_SWEEP_SECONDS", "0.3")
     yield
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pulse_etl import model
 from pulse_etl.service import EtlService
+from pulse_etl.sweeper import requeue_lapsed
 from sqlalchemy import func, select, update
 
 from pulse_engine.testing import ApiClient, TenantFixture, make_tenant
@@ -103,7 +104,7 @@ async def test_cancel_queued_job(etl: EtlService, etl_tenant: TenantFixture,
     assert await _commits(etl, etl_tenant.id) == 0
 
 
-async def test_a_job_abandoned_by_a_stopped_process_can_be_retried(
+async def test_a_job_abandoned_by_a_stopped_process_finishes_by_itself(
         etl: EtlService, etl_tenant: TenantFixture, git_root: Path) -> None:
     repo = build_repository(git_root / "abandoned", commits=3)
     client = etl_tenant.analyst_client
@@ -112,15 +113,57 @@ async def test_a_job_abandoned_by_a_stopped_process_can_be_retried(
     # queued a moment ago: its message may still be on the way
     response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
     assert response.status_code == 409
-    # its worker died mid-run (an in-memory queue took the message with it)
+    # its worker died mid-run (an in-memory queue took the message with it): nobody
+    # retries it, the lease sweep queues it again
     async with etl.engine.db.tenant_session(etl_tenant.id) as session:
         await session.execute(update(model.etl_jobs).where(model.etl_jobs.c.id == job["id"])
                               .values(status="running", lease_owner="gone",
                                       heartbeat_at=func.now() - timedelta(minutes=10)))
-    response = await client.post(f"/app/etl/jobs/{job['id']}/retry")
-    assert response.status_code == 202, await response.get_json()
     await finished(client, job["id"], "succeeded")
     assert await _commits(etl, etl_tenant.id) == 3
+
+
+async def test_a_killed_worker_s_job_resumes_by_itself_without_duplicates(
+        etl: EtlService, etl_tenant: TenantFixture, git_root: Path) -> None:
+    repo = build_repository(git_root / "killed", commits=70)
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    etl.settings.batch_size = 10
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo), "branch": "main"}}, None, enqueue=False)
+    first_batch = asyncio.Event()
+
+    def progress(document: dict[str, Any]) -> None:
+        if document["stats"].get("commits", {}).get("created", 0) >= 20:
+            first_batch.set()
+
+    worker = asyncio.create_task(etl.run_job(etl_tenant.id, job["id"], on_progress=progress))
+    await asyncio.wait_for(first_batch.wait(), 30)
+    worker.cancel()  # killed between batches, its message gone with it
+    await asyncio.gather(worker, return_exceptions=True)
+    partial = await _commits(etl, etl_tenant.id)
+    assert 20 <= partial < expected
+    await finished(etl_tenant.viewer_client, job["id"], "succeeded")
+    final = await etl.get_job(etl_tenant.id, job["id"])
+    assert await _commits(etl, etl_tenant.id) == expected
+    assert final["stats"]["commits"] == {"created": expected, "updated": 0}  # no duplicates
+    assert final["attempts"] == 2
+
+
+async def test_concurrent_sweeps_queue_each_lapsed_job_once(
+        etl: EtlService, etl_tenant: TenantFixture, git_root: Path) -> None:
+    repo = build_repository(git_root / "swept", commits=2)
+    ids = [(await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo)}}, None, enqueue=False))["id"] for _ in range(6)]
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        await session.execute(update(model.etl_jobs).where(model.etl_jobs.c.id.in_(ids))
+                              .values(status="running", lease_owner="gone",
+                                      heartbeat_at=func.now() - timedelta(minutes=10)))
+    sweeps = await asyncio.gather(*(requeue_lapsed(etl.engine, 60.0) for _ in range(4)))
+    swept = [job_id for sweep in sweeps for tenant, job_id in sweep if tenant == etl_tenant.id]
+    # the app's own sweeper may have taken some first; none is queued twice
+    assert len(swept) == len(set(swept))
+    for job_id in ids:
+        await finished(etl_tenant.viewer_client, job_id, "succeeded")
 
 
 async def test_list_paginates_newest_first_and_is_tenant_scoped(

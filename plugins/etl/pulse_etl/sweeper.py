@@ -1,0 +1,90 @@
+"""Jobs interrupted by a stopped process finish by themselves.
+
+:func:`requeue_lapsed`, run by every process at start and then every
+``PULSE_ETL_SWEEP_SECONDS`` (:class:`LeaseSweeper`, started by the plugin's ``startup``),
+puts each job whose lease lapsed (:func:`pulse_etl.leases.lease_lapsed`: ``running`` with
+a stale heartbeat, or ``queued`` and untouched for longer than the lease) back on the
+queue, with the in-memory queue (whose messages died with the process) and a broker alike.
+It is one conditional ``UPDATE`` over rows locked with ``SKIP LOCKED``, which also stamps
+the rows, so processes sweeping together queue each job once; a message that reaches a job
+someone else holds or has finished is a no-op (:func:`pulse_etl.leases.claim_job`). The
+job resumes from its last committed cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+from pulse_etl.jobs import enqueue_job
+
+if TYPE_CHECKING:
+    from pulse_engine import Engine
+
+log = logging.getLogger(__name__)
+
+#: Jobs one sweep re-queues at most (the next sweep takes the rest).
+SWEEP_BATCH = 500
+
+_LAPSED = text("""
+UPDATE etl_jobs SET status = 'queued', lease_owner = NULL, heartbeat_at = NULL,
+                    updated_at = now()
+WHERE (tenant_id, id) IN (
+    SELECT tenant_id, id FROM etl_jobs
+    WHERE status IN ('queued', 'running')
+      AND coalesce(heartbeat_at, updated_at) < now() - CAST(:lease AS interval)
+    ORDER BY updated_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED)
+RETURNING tenant_id, id
+""")
+
+
+async def requeue_lapsed(engine: Engine, lease_seconds: float) -> list[tuple[str, str]]:
+    """Queue again every job nobody holds (see :func:`lease_lapsed`); returns their
+    ``(tenant, job)`` ids. Safe to run in several processes at once."""
+    async with engine.db.system_session() as session:
+        rows = (await session.execute(_LAPSED, {
+            "lease": timedelta(seconds=lease_seconds), "batch": SWEEP_BATCH})).all()
+    jobs = [(str(row.tenant_id), str(row.id)) for row in rows]
+    for tenant_id, job_id in jobs:
+        log.info("job %s: lease lapsed, queued again", job_id)
+        await enqueue_job(engine, tenant_id, job_id)
+    return jobs
+
+
+class LeaseSweeper:
+    """Runs :func:`requeue_lapsed` at start and then every ``interval`` seconds."""
+
+    def __init__(self, engine: Engine, lease_seconds: float, interval: float) -> None:
+        """Sweep ``engine``'s jobs."""
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start sweeping in the background."""
+        self._task = asyncio.create_task(self._sweep_forever(), name="etl-lease-sweeper")
+
+    async def stop(self) -> None:
+        """Stop sweeping."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await requeue_lapsed(self.engine, self.lease_seconds)
+            except Exception:
+                log.warning("ETL lease sweep failed; retrying in %.0f s", self.interval,
+                            exc_info=True)
+            await asyncio.sleep(self.interval)
