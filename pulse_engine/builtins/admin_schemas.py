@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from pulse_engine.accounts import SCOPE_PATTERN, TENANT_ROLES
 from pulse_engine.pagination import PageQuery
+from pulse_engine.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from pulse_engine.tokens import ROLE_RANK
 
 NEXT_CURSOR = Field(description="Pass as ``cursor`` for the next page; None on the last.")
 PLUGIN_STATUS = Literal["loaded", "failed"]
+
+#: Role names, documented as enums; ``accounts`` checks them (and who may give which).
+RoleName = Annotated[
+    str, Field(max_length=20), WithJsonSchema({"type": "string", "enum": list(ROLE_RANK)})
+]
+KeyRoleName = Annotated[
+    str, Field(max_length=20), WithJsonSchema({"type": "string", "enum": list(TENANT_ROLES)})
+]
+Scope = Annotated[str, Field(pattern=SCOPE_PATTERN.pattern)]
 
 
 class _Request(BaseModel):
@@ -61,9 +73,18 @@ class TenantPage(BaseModel):
 class UserCreate(_Request):
     """A new user; ``tenant_id`` only for superadmins (admins create in their own tenant)."""
 
-    email: str = Field(min_length=3, max_length=320, description="A unique email address.")
-    password: str = Field(min_length=1, max_length=1024, description="The initial password.")
-    role: str = Field(max_length=20, description="viewer, analyst, admin or superadmin.")
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        json_schema_extra={"format": "email"},
+        description="A unique email address.",
+    )
+    password: str = Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        description="The initial password (not one of the most common ones).",
+    )
+    role: RoleName = Field(description="Their role.")
     tenant_id: uuid.UUID | None = Field(
         None, description="Superadmins: the user's tenant (none for a superadmin)."
     )
@@ -72,7 +93,7 @@ class UserCreate(_Request):
 class UserUpdate(_Request):
     """Change a user's role or active flag."""
 
-    role: str | None = Field(None, max_length=20, description="A new role.")
+    role: RoleName | None = Field(None, description="A new role.")
     active: bool | None = Field(None, description="False deactivates and ends their sessions.")
 
 
@@ -113,8 +134,8 @@ class ApiKeyCreate(_Request):
     """A new API key (service account) of a tenant."""
 
     name: str = Field(min_length=1, max_length=200, description="What the key is for.")
-    role: str = Field("viewer", max_length=20, description="viewer, analyst or admin.")
-    scopes: list[str] = Field(
+    role: KeyRoleName = Field("viewer", description="The key's role.")
+    scopes: list[Scope] = Field(
         default_factory=list,
         max_length=64,
         description="Plugin names (``etl``) or ``<plugin>:read``; empty: the role decides.",
