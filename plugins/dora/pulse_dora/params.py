@@ -4,14 +4,14 @@ The models are read through quart-schema's ``validate_querystring``; each checks
 parameters one by one, so a bad parameter is a 422 ``validation-error`` whose
 ``errors[].field`` names it. Times are ISO 8601 dates or date-times written between
 :data:`EARLIEST` and :data:`LATEST` (PostgreSQL and Python agree on every instant in
-between, and no bucket series can run away); names are at most
-:data:`MAX_NAME_LENGTH` characters, without NUL, at most :data:`MAX_LIST_VALUES` per
-parameter. What needs the tenant or the data is checked by :func:`open_scope`, naming
-the parameter too: the time zone against the names PostgreSQL knows, the window against
-the tenant's longest window and the number of buckets it would have, teams, projects and
-repositories against the tenant's rows (resolved to ids; unknown ones refused). The
-default environment set is the tenant's production configuration matched against the
-environments its deployments actually use.
+between, and no bucket series can run away); names and zones are the engine's
+:data:`~pulse_engine.QueryList` and :data:`~pulse_engine.TimeZoneName`. What needs the
+tenant or the data is checked by :func:`open_scope`, naming the parameter too: the zone
+against the names this PostgreSQL knows, the window against the tenant's longest window
+and the number of buckets it would have, teams, projects and repositories against the
+tenant's rows (resolved to ids; unknown ones refused). The default environment set is the
+tenant's production configuration matched against the environments its deployments
+actually use.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +34,9 @@ from pulse_dora.refresh import production_environments, read_freshness
 from pulse_engine import (
     Freshness,
     PageQuery,
+    QueryList,
     StashKey,
+    TimeZoneName,
     field_errors,
     invalid_field,
     validation_problem,
@@ -48,9 +50,6 @@ Benchmark = Literal["2021", "2023", "2024"]
 INTERVALS: tuple[Interval, ...] = ("day", "week", "month", "all")
 
 DEFAULT_WINDOW_DAYS = 30
-MAX_LIST_VALUES = 50
-MAX_NAME_LENGTH = 300
-MAX_ZONE_LENGTH = 64
 #: The earliest and latest time a window may name, as written (before any offset).
 EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(2200, 1, 1)
@@ -90,42 +89,30 @@ def _moment(raw: object) -> object:
     return parsed
 
 
-def _zone(raw: object) -> object:
-    """A time zone name Python can load (PostgreSQL's list is checked by :func:`open_scope`)."""
-    if raw is None or raw == "":
-        return "UTC"
-    if not isinstance(raw, str):
-        return raw
-    _text(raw)
-    if len(raw) > MAX_ZONE_LENGTH or raw.startswith(("/", ".")) or ".." in raw:
-        raise ValueError("not an IANA time zone name")
-    try:
-        ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError("not an IANA time zone name") from None
-    return raw
+def _default_zone(raw: object) -> object:
+    return "UTC" if raw is None or raw == "" else raw
+
+
+_QUERY_LIST: TypeAdapter[list[str]] = TypeAdapter(QueryList)
 
 
 def _names(raw: object) -> object:
-    """Values of a list parameter: repeated and/or comma-separated, blanks dropped."""
+    """A list parameter as the engine's :data:`QueryList` reads it (repeated and/or
+    comma-separated; NUL, surrogates, long values and long lists refused), with any error
+    reported on the parameter itself rather than on one of its items."""
     if raw is None:
         return None
-    values = [raw] if isinstance(raw, str) else raw
-    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
-        return raw
-    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    if len(names) > MAX_LIST_VALUES:
-        raise ValueError(f"at most {MAX_LIST_VALUES} values")
-    if any(len(name) > MAX_NAME_LENGTH for name in names):
-        raise ValueError(f"values are at most {MAX_NAME_LENGTH} characters")
-    for name in names:
-        _text(name)
-    return names
+    try:
+        return _QUERY_LIST.validate_python(raw)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        reason = problem.get("ctx", {}).get("error")
+        raise ValueError(str(reason) if reason is not None else problem["msg"]) from None
 
 
 #: A time parameter: ``date`` for an ISO date, ``datetime`` for a date-time.
 Moment = Annotated[datetime | date | None, BeforeValidator(_moment)]
-Zone = Annotated[str, BeforeValidator(_zone)]
+Zone = Annotated[TimeZoneName, BeforeValidator(_default_zone)]
 Names = Annotated[list[str] | None, BeforeValidator(_names)]
 
 
@@ -282,6 +269,8 @@ class Scope:
     interval: str
     environments: tuple[str, ...]
     explicit_environment: bool
+    #: whether ``environments`` is the tenant's production set (given or by default)
+    production_set: bool
     project_ids: tuple[str, ...] | None
     repository_ids: tuple[str, ...] | None
     services: tuple[str, ...] | None
@@ -413,11 +402,11 @@ async def resolve_scope(
         the production set.
     """
     explicit = environments is not None or bool(filters.environment)
+    production = await production_environments(session, tenant_id, config)
     if environments is not None:
         chosen = list(environments)
     else:
-        chosen = list(filters.environment) or await production_environments(
-            session, tenant_id, config)
+        chosen = list(filters.environment) or production
     project_ids: set[str] | None = None
     if filters.team:
         rows = await _resolve(session, "team", filters.team, _TEAMS)
@@ -435,6 +424,7 @@ async def resolve_scope(
         interval=interval,
         environments=tuple(chosen),
         explicit_environment=explicit,
+        production_set=set(chosen) == set(production),
         project_ids=tuple(sorted(project_ids)) if project_ids is not None else None,
         repository_ids=tuple(sorted({row[0] for row in repository_rows}))
         if repository_rows else None,

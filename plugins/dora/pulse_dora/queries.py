@@ -8,8 +8,10 @@ Durations are aggregated with ``percentile_cont`` (median, p75, p90) and ``avg``
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -357,76 +359,154 @@ async def deployment_totals(
 
 # --- drill-down ------------------------------------------------------------------------
 
-_SORT_KEY = "to_char({column} AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || '/' || {id}::text"
+
+@dataclass(frozen=True)
+class SortKey:
+    """Where a drill-down page ends: the row's time, id and (changes) SHA, newest first.
+
+    Encoded in a cursor as ``YYYYMMDDHHMMSSffffff/<uuid>[/<sha>]`` (UTC).
+    """
+
+    at: datetime
+    id: str
+    sha: str | None = None
+
+    _PATTERN = re.compile(r"^([0-9]{20})/([0-9a-f-]{36})(?:/([^/\x00]{1,64}))?$")
+
+    def encode(self) -> str:
+        """The key as a cursor's text."""
+        text_key = f"{self.at.astimezone(UTC):%Y%m%d%H%M%S%f}/{self.id}"
+        return text_key if self.sha is None else f"{text_key}/{self.sha}"
+
+    @classmethod
+    def decode(cls, raw: str) -> SortKey | None:
+        """The key a cursor's text names, or None when it names none."""
+        match = cls._PATTERN.match(raw)
+        if match is None:
+            return None
+        try:
+            at = datetime.strptime(match.group(1), "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+            identifier = str(uuid.UUID(match.group(2)))
+        except ValueError:
+            return None
+        return cls(at, identifier, match.group(3))
 
 
-def _drilldown_sql(metric: str, scope: Scope) -> tuple[str, str]:
-    """``(select without ORDER BY, sort key expression)`` of the rows behind a metric."""
+@dataclass(frozen=True)
+class _Page:
+    """How one kind of drill-down row is paged: first a page of facts alone, read in key
+    order (newest first, so an index scan of the window can stop after one page), then
+    only that page joined to pulse-etl's tables for the item's details.
+
+    :ivar facts: ``SELECT ... FROM <facts> <alias> WHERE {filter}``.
+    :ivar key: the page's columns that order it (a :class:`SortKey`: time, id[, sha]).
+    :ivar item: the item's columns, over ``page`` and ``joins``.
+    """
+
+    alias: str
+    facts: str
+    key: tuple[str, ...]
+    item: str
+    joins: str
+
+
+_PAGES = {
+    "deployment": _Page(
+        "d",
+        "SELECT d.tenant_id, d.deployment_id, d.service, d.environment, d.result, "
+        "d.started_at, d.finished_at, d.is_rework, {failure} AS caused_failure "
+        "FROM dora_deployments d WHERE {filter}",
+        ("finished_at", "deployment_id"),
+        "'deployment' AS kind, page.deployment_id AS id, src.external_id, page.service, "
+        "page.environment, page.result, src.sha, src.ref, src.name, page.started_at, "
+        "page.finished_at, page.is_rework, page.caused_failure, "
+        "(SELECT count(*) FROM dora_changes c WHERE c.tenant_id = page.tenant_id "
+        "AND c.deployment_id = page.deployment_id) AS changes, "
+        "(SELECT coalesce(array_agg(li.incident_id::text ORDER BY li.incident_id), '{}') "
+        "FROM dora_incidents li WHERE li.tenant_id = page.tenant_id "
+        "AND li.deployment_id = page.deployment_id) AS incidents",
+        "JOIN deployments src ON src.tenant_id = page.tenant_id AND src.id = page.deployment_id",
+    ),
+    "change": _Page(
+        "c",
+        "SELECT c.tenant_id, c.repository_id, c.sha, c.environment, c.deployment_id, "
+        "c.authored_at, c.deployed_at, c.lead_seconds "
+        "FROM dora_changes c WHERE {filter} AND c.lead_seconds > 0",
+        ("deployed_at", "repository_id", "sha"),
+        "'change' AS kind, m.id AS id, page.sha, page.repository_id, page.environment, "
+        "page.deployment_id, m.author_name, m.message, page.authored_at, page.deployed_at, "
+        "page.lead_seconds",
+        "JOIN commits m ON m.tenant_id = page.tenant_id AND m.repository_id = page.repository_id "
+        "AND m.sha = page.sha",
+    ),
+    "incident": _Page(
+        "i",
+        "SELECT i.tenant_id, i.incident_id, i.service, i.created_at, i.resolved_at, "
+        "i.restore_seconds, i.deployment_id, i.deployment_environment, i.link_reason "
+        "FROM dora_incidents i WHERE {filter}",
+        ("resolved_at", "incident_id"),
+        "'incident' AS kind, page.incident_id AS id, src.external_id, src.title, src.url, "
+        "page.service, page.created_at, page.resolved_at, page.restore_seconds, "
+        "page.deployment_id, page.deployment_environment, page.link_reason",
+        "JOIN incidents src ON src.tenant_id = page.tenant_id AND src.id = page.incident_id",
+    ),
+}
+
+#: The bind parameters of a :class:`SortKey`, in key order, typed.
+_KEY_BOUNDS = ("CAST(:after_at AS timestamptz)", "CAST(:after_id AS uuid)", ":after_sha")
+
+
+def drilldown_kind(metric: str) -> str:
+    """What the rows behind ``metric`` are: deployments, changes or incidents."""
     if metric in ("deployment_frequency", "change_failure_rate", "deployment_rework_rate"):
-        key = _SORT_KEY.format(column="d.finished_at", id="d.deployment_id")
-        extra = "true"
-        if metric == "change_failure_rate":
-            extra = failure_expression(scope)
-        elif metric == "deployment_rework_rate":
-            extra = "d.is_rework"
-        sql = (
-            f"SELECT {key} AS sort_key, 'deployment' AS kind, d.deployment_id AS id, "
-            "src.external_id, d.service, d.environment, d.result, src.sha, src.ref, src.name, "
-            "d.started_at, d.finished_at, d.is_rework, "
-            f"{failure_expression(scope)} AS caused_failure, "
-            "(SELECT count(*) FROM dora_changes c WHERE c.tenant_id = d.tenant_id "
-            "AND c.deployment_id = d.deployment_id) AS changes, "
-            "(SELECT coalesce(array_agg(li.incident_id::text ORDER BY li.incident_id), '{}') "
-            "FROM dora_incidents li WHERE li.tenant_id = d.tenant_id "
-            "AND li.deployment_id = d.deployment_id) AS incidents "
-            "FROM dora_deployments d JOIN deployments src "
-            "ON src.tenant_id = d.tenant_id AND src.id = d.deployment_id "
-            f"WHERE {deployment_filter(scope)} AND {extra}"
-        )
-        return sql, key
+        return "deployment"
+    return "change" if metric == "lead_time_for_changes" else "incident"
+
+
+def _drilldown_filter(metric: str, scope: Scope) -> str:
+    if metric == "change_failure_rate":
+        return f"{deployment_filter(scope)} AND {failure_expression(scope)}"
+    if metric == "deployment_rework_rate":
+        return f"{deployment_filter(scope)} AND d.is_rework"
+    if metric == "deployment_frequency":
+        return deployment_filter(scope)
     if metric == "lead_time_for_changes":
-        key = _SORT_KEY.format(column="c.deployed_at", id="m.id")
-        sql = (
-            f"SELECT {key} AS sort_key, 'change' AS kind, m.id AS id, c.sha, c.repository_id, "
-            "c.environment, c.deployment_id, m.author_name, m.message, c.authored_at, "
-            "c.deployed_at, c.lead_seconds FROM dora_changes c JOIN commits m "
-            "ON m.tenant_id = c.tenant_id AND m.repository_id = c.repository_id "
-            f"AND m.sha = c.sha WHERE {change_filter(scope)} AND c.lead_seconds > 0"
-        )
-        return sql, key
-    linked = metric == "failed_deployment_recovery_time"
-    key = _SORT_KEY.format(column="i.resolved_at", id="i.incident_id")
-    sql = (
-        f"SELECT {key} AS sort_key, 'incident' AS kind, i.incident_id AS id, src.external_id, "
-        "src.title, src.url, i.service, i.created_at, i.resolved_at, i.restore_seconds, "
-        "i.deployment_id, i.deployment_environment, i.link_reason FROM dora_incidents i "
-        "JOIN incidents src ON src.tenant_id = i.tenant_id AND src.id = i.incident_id "
-        f"WHERE {incident_filter(scope, linked=linked)}"
-    )
-    return sql, key
+        return change_filter(scope)
+    return incident_filter(scope, linked=metric == "failed_deployment_recovery_time")
 
 
 async def drilldown(
-    session: AsyncSession, metric: str, scope: Scope, *, limit: int, after: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+    session: AsyncSession, metric: str, scope: Scope, *, limit: int, after: SortKey | None
+) -> tuple[list[dict[str, Any]], SortKey | None]:
     """One page of the rows behind ``metric``, newest first; returns ``(items, last key)``.
 
-    :param after: the sort key of the last row of the previous page.
+    :param after: the key of the last row of the previous page (of the same kind).
     """
-    sql, key = _drilldown_sql(metric, scope)
-    params = {**_params(scope), "after": after, "limit": limit + 1}
+    page = _PAGES[drilldown_kind(metric)]
+    facts = page.facts.format(
+        failure=failure_expression(scope), filter=_drilldown_filter(metric, scope))
+    params: dict[str, Any] = {**_params(scope), "limit": limit + 1}
     if after is not None:
-        sql += f" AND {key} < :after"
-    sql += " ORDER BY sort_key DESC LIMIT :limit"
-    rows = [dict(row) for row in (await session.execute(text(sql), params)).mappings()]
+        columns = ", ".join(f"{page.alias}.{column}" for column in page.key)
+        facts += f" AND ({columns}) < ({', '.join(_KEY_BOUNDS[:len(page.key)])})"
+        params.update(after_at=after.at, after_id=after.id, after_sha=after.sha)
+    keys = ", ".join(f"page.{column} AS key_{position}"
+                     for position, column in enumerate(page.key))
+    newest = ", ".join(f"{column} DESC" for column in page.key)
+    statement = (
+        f"WITH page AS ({facts} ORDER BY {newest} LIMIT :limit) "
+        f"SELECT {keys}, {page.item} FROM page {page.joins} "
+        f"ORDER BY {', '.join(f'page.{column} DESC' for column in page.key)}"
+    )
+    rows = [dict(row) for row in (await session.execute(text(statement), params)).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]
-    last = rows[-1]["sort_key"] if more and rows else None
-    items = []
+    items, last = [], None
     for row in rows:
-        row.pop("sort_key")
+        key = [row.pop(f"key_{position}") for position in range(len(page.key))]
+        last = SortKey(key[0], str(key[1]), key[2] if len(key) > 2 else None)
         items.append({name: _json(value) for name, value in row.items()})
-    return items, last
+    return items, last if more else None
 
 
 def _json(value: Any) -> Any:
@@ -440,53 +520,27 @@ def _json(value: Any) -> Any:
 
 # --- lead-time breakdown ---------------------------------------------------------------
 
+#: One range scan of ``ix_dora_pull_requests_merged`` (its columns cover every phase), one
+#: aggregate per bucket. The deploy phase is materialised for the tenant's production set;
+#: for other environments (given explicitly) it is looked up per pull request instead.
 _BREAKDOWN = """
 WITH {buckets},
-prs AS (
-    SELECT p.id, p.number, p.repository_id, p.created_at_source AS opened_at, p.merged_at,
-           p.merge_commit_sha, coalesce(ai.person_id, p.author_identity_id) AS author
-    FROM pull_requests p
-    LEFT JOIN person_identities ai ON ai.tenant_id = p.tenant_id AND ai.id = p.author_identity_id
-    LEFT JOIN repositories r ON r.tenant_id = p.tenant_id AND r.id = p.repository_id
+phases AS (
+    SELECT {bucket_of} AS bucket, p.coding_seconds AS coding, p.pickup_seconds AS pickup,
+           p.review_seconds AS review, extract(epoch FROM {deployed_at} - p.merged_at) AS deploy
+    FROM dora_pull_requests p
     WHERE p.tenant_id = :tenant AND p.merged_at >= :start AND p.merged_at < :end {filters}
 ),
-phases AS (
-    SELECT prs.*, {bucket_of} AS bucket,
-        (SELECT min(c.authored_at) FROM commits c WHERE c.tenant_id = :tenant
-           AND c.repository_id = prs.repository_id AND c.pull_request_number = prs.number
-           AND NOT c.is_merge) AS first_commit_at,
-        (SELECT min(t) FROM (
-            SELECT rv.submitted_at AS t FROM reviews rv
-            LEFT JOIN person_identities ri
-              ON ri.tenant_id = rv.tenant_id AND ri.id = rv.reviewer_identity_id
-            WHERE rv.tenant_id = :tenant AND rv.pull_request_id = prs.id
-              AND coalesce(ri.person_id, rv.reviewer_identity_id) IS DISTINCT FROM prs.author
-            UNION ALL
-            SELECT rc.created_at_source FROM review_comments rc
-            LEFT JOIN person_identities ci
-              ON ci.tenant_id = rc.tenant_id AND ci.id = rc.author_identity_id
-            WHERE rc.tenant_id = :tenant AND rc.pull_request_id = prs.id
-              AND coalesce(ci.person_id, rc.author_identity_id) IS DISTINCT FROM prs.author
-        ) responses) AS first_response_at,
-        (SELECT min(c.deployed_at) FROM dora_changes c WHERE c.tenant_id = :tenant
-           AND c.repository_id = prs.repository_id AND c.sha = prs.merge_commit_sha
-           AND c.environment = ANY(CAST(:environments AS text[]))) AS deployed_at
-    FROM prs
-),
-durations AS (
-    SELECT bucket,
-        extract(epoch FROM opened_at - first_commit_at) AS coding,
-        extract(epoch FROM first_response_at - opened_at) AS pickup,
-        extract(epoch FROM merged_at - first_response_at) AS review,
-        extract(epoch FROM deployed_at - merged_at) AS deploy
-    FROM phases
-),
 v AS (
-    SELECT bucket, count(*) AS pull_requests, {aggregates} FROM durations GROUP BY bucket
+    SELECT bucket, count(*) AS pull_requests, {aggregates} FROM phases GROUP BY bucket
 )
 SELECT b.bucket_start, b.bucket_end, v.* FROM b LEFT JOIN v ON v.bucket = b.bucket
 ORDER BY b.bucket
 """
+
+_EXPLICIT_DEPLOYED_AT = """(SELECT min(c.deployed_at) FROM dora_changes c
+    WHERE c.tenant_id = p.tenant_id AND c.repository_id = p.repository_id
+      AND c.sha = p.merge_commit_sha AND c.environment = ANY(CAST(:environments AS text[])))"""
 
 PHASES = ("coding", "pickup", "review", "deploy")
 
@@ -501,12 +555,13 @@ def _breakdown_sql(scope: Scope) -> str:
     )
     filters = ""
     if scope.project_ids is not None:
-        filters += " AND r.project_id = ANY(CAST(:projects AS uuid[]))"
+        filters += " AND p.project_id = ANY(CAST(:projects AS uuid[]))"
     if scope.repository_ids is not None:
         filters += " AND p.repository_id = ANY(CAST(:repositories AS uuid[]))"
     return _BREAKDOWN.format(
         buckets=_buckets_sql(scope),
-        bucket_of=_bucket_of(scope, "prs.merged_at"),
+        bucket_of=_bucket_of(scope, "p.merged_at"),
+        deployed_at="p.deployed_at" if scope.production_set else _EXPLICIT_DEPLOYED_AT,
         filters=filters,
         aggregates=aggregates,
     )

@@ -65,6 +65,7 @@ class RefreshStats:
     deployments: int
     changes: int
     incidents: int
+    pull_requests: int
     rework: int
     seconds: float
 
@@ -162,6 +163,102 @@ def _change_statements(since: datetime | None) -> list[str]:
         """,
     ]
 
+
+
+#: SQL: the first successful deployment to the production set that shipped a merge commit.
+_FIRST_PRODUCTION_DEPLOYMENT = """(SELECT min(c.deployed_at) FROM dora_changes c
+     WHERE c.tenant_id = :tenant AND c.repository_id = {alias}.repository_id
+       AND c.sha = {alias}.merge_commit_sha
+       AND c.environment = ANY(CAST(:environments AS text[])))"""
+
+
+def _pull_request_statements(since: datetime | None) -> list[str]:
+    """Recompute the merged pull requests' phases, set-based.
+
+    A refresh with ``since`` recomputes the pull requests merged from then on (a load's
+    commits, opened and merge times all precede the merge), then re-checks when older
+    ones reached production: those whose merge commit a recomputed change ships, and
+    those that reached it from ``since`` on (their change rows were recomputed).
+    """
+    statements = [
+        "DELETE FROM dora_pull_requests WHERE tenant_id = :tenant " + _since("merged_at", since),
+        f"""
+        INSERT INTO dora_pull_requests (tenant_id, pull_request_id, repository_id, project_id,
+            merged_at, merge_commit_sha, coding_seconds, pickup_seconds, review_seconds,
+            deployed_at)
+        WITH prs AS MATERIALIZED (
+            SELECT p.id, p.number, p.repository_id, r.project_id,
+                   p.created_at_source AS opened_at, p.merged_at, p.merge_commit_sha,
+                   coalesce(ai.person_id, p.author_identity_id) AS author
+            FROM pull_requests p
+            LEFT JOIN person_identities ai
+              ON ai.tenant_id = p.tenant_id AND ai.id = p.author_identity_id
+            LEFT JOIN repositories r ON r.tenant_id = p.tenant_id AND r.id = p.repository_id
+            WHERE p.tenant_id = :tenant AND p.merged_at IS NOT NULL
+              {_since("p.merged_at", since)}
+        ),
+        first_commits AS MATERIALIZED (
+            SELECT c.repository_id, c.pull_request_number, min(c.authored_at) AS authored_at
+            FROM commits c
+            WHERE c.tenant_id = :tenant AND c.pull_request_number IS NOT NULL
+              AND NOT c.is_merge
+              AND (c.repository_id, c.pull_request_number)
+                  IN (SELECT repository_id, number FROM prs)
+            GROUP BY c.repository_id, c.pull_request_number
+        ),
+        responses AS MATERIALIZED (
+            SELECT rv.pull_request_id, rv.submitted_at AS responded_at,
+                   coalesce(ri.person_id, rv.reviewer_identity_id) AS responder
+            FROM reviews rv
+            LEFT JOIN person_identities ri
+              ON ri.tenant_id = rv.tenant_id AND ri.id = rv.reviewer_identity_id
+            WHERE rv.tenant_id = :tenant AND rv.pull_request_id IN (SELECT id FROM prs)
+            UNION ALL
+            SELECT rc.pull_request_id, rc.created_at_source,
+                   coalesce(ci.person_id, rc.author_identity_id)
+            FROM review_comments rc
+            LEFT JOIN person_identities ci
+              ON ci.tenant_id = rc.tenant_id AND ci.id = rc.author_identity_id
+            WHERE rc.tenant_id = :tenant AND rc.pull_request_id IN (SELECT id FROM prs)
+        ),
+        first_responses AS (
+            SELECT prs.id, min(x.responded_at) AS responded_at
+            FROM prs JOIN responses x ON x.pull_request_id = prs.id
+            WHERE x.responder IS DISTINCT FROM prs.author
+            GROUP BY prs.id
+        )
+        SELECT CAST(:tenant AS uuid), prs.id, prs.repository_id, prs.project_id, prs.merged_at,
+               prs.merge_commit_sha,
+               extract(epoch FROM prs.opened_at - fc.authored_at),
+               extract(epoch FROM fr.responded_at - prs.opened_at),
+               extract(epoch FROM prs.merged_at - fr.responded_at),
+               {_FIRST_PRODUCTION_DEPLOYMENT.format(alias="prs")}
+        FROM prs
+        LEFT JOIN first_commits fc
+          ON fc.repository_id = prs.repository_id AND fc.pull_request_number = prs.number
+        LEFT JOIN first_responses fr ON fr.id = prs.id
+        ORDER BY prs.id
+        """,
+    ]
+    if since is not None:
+        statements.append(f"""
+        UPDATE dora_pull_requests target SET deployed_at = recomputed.deployed_at
+        FROM (
+            SELECT p.pull_request_id, {_FIRST_PRODUCTION_DEPLOYMENT.format(alias="p")}
+                   AS deployed_at
+            FROM dora_pull_requests p
+            WHERE p.tenant_id = :tenant AND p.merged_at < :since
+              AND (p.deployed_at >= :since OR p.pull_request_id = ANY(ARRAY(
+                  SELECT s.id FROM dora_changes c
+                  JOIN pull_requests s ON s.tenant_id = c.tenant_id
+                   AND s.repository_id = c.repository_id AND s.merge_commit_sha = c.sha
+                  WHERE c.tenant_id = :tenant AND c.deployed_at >= :since
+                    AND c.environment = ANY(CAST(:environments AS text[])))))
+        ) recomputed
+        WHERE target.tenant_id = :tenant AND target.pull_request_id = recomputed.pull_request_id
+          AND target.deployed_at IS DISTINCT FROM recomputed.deployed_at
+        """)
+    return statements
 
 
 async def _delete_incidents(
@@ -516,6 +613,11 @@ async def refresh_session(
     await _analyze_if_grown(session, "dora_changes", changes)
     # production is resolved against the deployments just written
     params["environments"] = await production_environments(session, tenant_id, config)
+    statements = _pull_request_statements(since)
+    await _run(session, statements[:1], params)
+    pull_requests = await _run(session, statements[1:2], params)
+    await _analyze_if_grown(session, "dora_pull_requests", pull_requests)
+    await _run(session, statements[2:], params)
     params["unlinked"] = await _delete_incidents(session, since, params)
     incidents = await _run(session, _incident_statements(since), params)
     await _analyze_if_grown(session, "dora_incidents", incidents)
@@ -526,7 +628,8 @@ async def refresh_session(
     await session.execute(text(_STATE), params)
     await session.execute(text(_COVERED), {"tenant": tenant_id, "since": since,
                                            "began": began_at})
-    return RefreshStats(deployments, changes, incidents, reworked, time.perf_counter() - began)
+    return RefreshStats(deployments, changes, incidents, pull_requests, reworked,
+                        time.perf_counter() - began)
 
 
 async def vacuum_if_rewritten(engine: Engine, stats: RefreshStats) -> bool:
@@ -536,9 +639,11 @@ async def vacuum_if_rewritten(engine: Engine, stats: RefreshStats) -> bool:
     until the rewritten pages are marked all-visible again; this does it at once instead
     of whenever autovacuum comes by. Returns whether it vacuumed.
     """
-    if max(stats.deployments, stats.changes, stats.incidents) < ANALYZE_AFTER_ROWS:
+    if max(stats.deployments, stats.changes, stats.incidents,
+           stats.pull_requests) < ANALYZE_AFTER_ROWS:
         return False
-    await engine.db.vacuum_analyze(["dora_deployments", "dora_changes", "dora_incidents"])
+    await engine.db.vacuum_analyze(
+        ["dora_deployments", "dora_changes", "dora_incidents", "dora_pull_requests"])
     return True
 
 

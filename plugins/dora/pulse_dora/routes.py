@@ -8,7 +8,6 @@ declares its answer with a model of :mod:`pulse_dora.schemas` (and its problems)
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,10 +47,6 @@ _T = TypeVar("_T")
 
 GITLAB_INTERVALS = {"all": "all", "monthly": "month", "daily": "day"}
 
-#: The sort key of a drill-down row (see :mod:`pulse_dora.queries`), inside a cursor.
-_SORT_KEY = re.compile(r"^[0-9]{20}/[0-9a-f-]{36}$")
-
-
 def metric_name(raw: str) -> str:
     """The canonical name of a metric from its URL spelling; 422 naming ``metric`` if unknown."""
     name = queries.ALIASES.get(raw)
@@ -60,12 +55,15 @@ def metric_name(raw: str) -> str:
     return name
 
 
-def drilldown_cursor(cursor: str | None) -> str | None:
-    """The sort key a drill-down cursor carries; 400 for anything but a DORA sort key."""
-    after = decode_cursor(cursor, str)
-    if after is not None and not _SORT_KEY.match(after):
+def drilldown_cursor(metric: str, cursor: str | None) -> queries.SortKey | None:
+    """Where a drill-down page starts; 400 for a cursor that is not one of ``metric``'s."""
+    raw = decode_cursor(cursor, str)
+    if raw is None:
+        return None
+    key = queries.SortKey.decode(raw)
+    if key is None or (key.sha is not None) != (queries.drilldown_kind(metric) == "change"):
         raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
-    return after
+    return key
 
 
 #: The metrics the summary computes from one scan of the deployments of each window.
@@ -240,7 +238,7 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
     async def drilldown(metric: str, query_args: DrilldownQuery) -> dict[str, Any]:
         """The deployments, changes or incidents behind a metric, newest first, paginated."""
         name = metric_name(metric)
-        after = drilldown_cursor(query_args.cursor)
+        after = drilldown_cursor(name, query_args.cursor)
         request = await scoped(query_args)
         scope = request.scope
         async with engine.db.tenant_session(scope.tenant_id) as session:
@@ -252,7 +250,7 @@ def build_blueprint(engine: Engine, settings: DoraSettings) -> Blueprint:
             "window": _window(scope),
             "filters": _filters(scope),
             "items": items,
-            "next_cursor": encode_cursor(last) if last is not None else None,
+            "next_cursor": encode_cursor(last.encode()) if last is not None else None,
             "freshness": request.freshness,
         }
 

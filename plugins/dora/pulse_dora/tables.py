@@ -10,6 +10,8 @@ and the tenant's DORA configuration, so that every metric is one range scan of o
   environment, and its lead time;
 * ``dora_incidents``: every incident with its service's project, its restore time and the
   deployment it is linked to (explicit reference, else the tenant's link window);
+* ``dora_pull_requests``: every merged pull request with its coding, pickup and review
+  time and when its merge commit first reached production (the lead-time breakdown);
 * ``dora_refresh_state``: when a tenant's facts were last recomputed.
 """
 
@@ -39,8 +41,8 @@ def _uuid(name: str, nullable: bool = True) -> Column[Any]:
     return Column(name, UUID(as_uuid=False), nullable=nullable)
 
 
-def _time(name: str, nullable: bool = True) -> Column[Any]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+def _time(name: str, nullable: bool = True, comment: str | None = None) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), nullable=nullable, comment=comment)
 
 
 dora_deployments = Table(
@@ -119,6 +121,32 @@ dora_incidents = Table(
     Index("ix_dora_incidents_service_open", "tenant_id", "service", "created_at"),
 )
 
+dora_pull_requests = Table(
+    "dora_pull_requests",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _uuid("pull_request_id", nullable=False),
+    _uuid("repository_id", nullable=False),
+    _uuid("project_id"),
+    _time("merged_at", nullable=False),
+    Column("merge_commit_sha", String(64)),
+    Column("coding_seconds", Float,
+           comment="opened minus its first non-merge commit's author time"),
+    Column("pickup_seconds", Float,
+           comment="first review or comment by someone other than the author minus opened"),
+    Column("review_seconds", Float, comment="merged minus that first response"),
+    _time("deployed_at", comment="first successful production deployment shipping the merge "
+          "commit (the tenant's production set at the refresh)"),
+    PrimaryKeyConstraint("tenant_id", "pull_request_id"),
+    Index(
+        "ix_dora_pull_requests_merged",
+        "tenant_id", "merged_at",
+        postgresql_include=["repository_id", "project_id", "merge_commit_sha", "coding_seconds",
+                            "pickup_seconds", "review_seconds", "deployed_at"],
+    ),
+    Index("ix_dora_pull_requests_deployed", "tenant_id", "deployed_at"),
+)
+
 dora_refresh_state = Table(
     "dora_refresh_state",
     metadata,
@@ -143,5 +171,5 @@ dora_refresh_requests = Table(
     comment="refreshes asked for and not done yet: re-queued when a process starts",
 )
 
-TABLES = (dora_deployments, dora_changes, dora_incidents, dora_refresh_state,
-          dora_refresh_requests)
+TABLES = (dora_deployments, dora_changes, dora_incidents, dora_pull_requests,
+          dora_refresh_state, dora_refresh_requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from dora_rows import Rows, at
@@ -119,6 +120,7 @@ async def test_lead_time_breakdown(rows: Rows, dora_tenant: TenantFixture) -> No
                    state="commented", submitted_at=at("2024-01-02 13:00"))
     await rows.add(model.reviews, pull_request_id=pull_request, reviewer_identity_id=reviewer,
                    state="approved", submitted_at=at("2024-01-03 12:00"))
+    await rows.refresh()
     body = await ok(dora_tenant, "lead-time/breakdown", interval="week", **JANUARY)
     week = body["points"][0]
     assert week["pull_requests"] == 1
@@ -179,3 +181,50 @@ async def test_health_reports_counts_only(
     assert checks["freshness"]["status"] == "healthy"
     assert dora_tenant.id not in str(document)
 
+
+
+async def all_pages(tenant: TenantFixture, path: str, limit: int) -> list[dict[str, Any]]:
+    """Every item of a drill-down, page by page."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(50):
+        query = {"limit": str(limit), **JANUARY, **({"cursor": cursor} if cursor else {})}
+        body = await ok(tenant, path, **query)
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("the pages never end")
+
+
+@pytest.mark.parametrize(
+    ("path", "time"),
+    [("lead-time/drilldown", "deployed_at"), ("deployment_frequency/drilldown", "finished_at"),
+     ("time_to_restore_service/drilldown", "resolved_at")],
+)
+async def test_drilldown_pages_cover_every_row_once_newest_first(
+    rows: Rows, dora_tenant: TenantFixture, path: str, time: str
+) -> None:
+    """Changes shipped together share their deployment's time: pages of one row still
+    cover each once, in the order of the single page."""
+    await core_scenario(rows)
+    whole = (await ok(dora_tenant, path, limit="200", **JANUARY))["items"]
+    assert len(whole) >= 3
+    assert await all_pages(dora_tenant, path, 1) == whole
+    assert await all_pages(dora_tenant, path, 2) == whole
+    times = [item[time] for item in whole]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_a_cursor_of_another_kind_of_row_is_refused(
+    rows: Rows, dora_tenant: TenantFixture
+) -> None:
+    await core_scenario(rows)
+    deployments = await ok(dora_tenant, "deployment_frequency/drilldown", limit="1", **JANUARY)
+    changes = await get(dora_tenant, "lead-time/drilldown", cursor=deployments["next_cursor"],
+                        **JANUARY)
+    assert changes.status_code == 400
+    first = await ok(dora_tenant, "lead-time/drilldown", limit="1", **JANUARY)
+    wrong = await get(dora_tenant, "deployment_frequency/drilldown",
+                      cursor=first["next_cursor"], **JANUARY)
+    assert wrong.status_code == 400
