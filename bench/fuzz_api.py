@@ -136,6 +136,7 @@ def schemathesis_command(
         "--workers", str(args.workers),
         "--continue-on-failure",
         "--generation-with-security-parameters", "false",
+        "--generation-database", "none",
         "--request-timeout", "60",
         "--suppress-health-check", "all",
         "--no-color",
@@ -172,7 +173,8 @@ def fuzz(args: argparse.Namespace, database_url: str, work_dir: Path) -> int:
     with serving(database_url, secret, work_dir, report_dir / "server.log") as base_url:
         command = schemathesis_command(base_url, token, args, report_dir)
         started = time.monotonic()
-        status = subprocess.run(command, cwd=ROOT, check=False).returncode
+        # schemathesis keeps its cache (.schemathesis/) in its working directory
+        status = subprocess.run(command, cwd=report_dir, check=False).returncode
         seconds = time.monotonic() - started
     totals = summary(report_dir / RUN_REPORT)
     print(json.dumps({"exit status": status, "seconds": round(seconds, 1), **totals}))
