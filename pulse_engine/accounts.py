@@ -39,6 +39,7 @@ from pulse_engine.tokens import ROLE_RANK, Principal
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
+    from pulse_engine.engine_api import Engine
 
 TENANT_ROLES = ("viewer", "analyst", "admin")
 """Roles of users that belong to a tenant; also the roles an API key may carry."""
@@ -123,7 +124,7 @@ def _tenant(row: Any) -> dict[str, Any]:
     }
 
 
-async def _tenant_row(engine: PulseEngine, session: AsyncSession, tenant_id: str) -> Any:
+async def _tenant_row(engine: Engine, session: AsyncSession, tenant_id: str) -> Any:
     table = engine.core_tables["tenants"]
     row = (await session.execute(select(table).where(table.c.id == tenant_id))).first()
     if row is None:
@@ -132,7 +133,7 @@ async def _tenant_row(engine: PulseEngine, session: AsyncSession, tenant_id: str
 
 
 async def create_tenant(
-    engine: PulseEngine, *, actor: Principal | None, name: str, client_address: str | None
+    engine: Engine, *, actor: Principal | None, name: str, client_address: str | None
 ) -> dict[str, Any]:
     """Create an active tenant (superadmins and the operator only); 409 if the name is taken."""
     if not is_superadmin(actor):
@@ -162,7 +163,7 @@ async def create_tenant(
 
 
 async def get_tenant(
-    engine: PulseEngine, *, actor: Principal | None, tenant_id: str
+    engine: Engine, *, actor: Principal | None, tenant_id: str
 ) -> dict[str, Any]:
     """One tenant, if the actor may see it (404 otherwise)."""
     scoped = scoped_tenant(actor, tenant_id)
@@ -171,7 +172,7 @@ async def get_tenant(
         return _tenant(await _tenant_row(engine, session, scoped))
 
 
-async def list_tenants(engine: PulseEngine, *, limit: int, cursor: str | None) -> Page:
+async def list_tenants(engine: Engine, *, limit: int, cursor: str | None) -> Page:
     """Every tenant, ordered by name (callers check that the actor is a superadmin)."""
     table = engine.core_tables["tenants"]
     async with engine.db.system_session() as session:
@@ -237,13 +238,13 @@ def _user(row: Any) -> dict[str, Any]:
     }
 
 
-def _user_columns(engine: PulseEngine) -> list[Any]:
+def _user_columns(engine: Engine) -> list[Any]:
     table = engine.core_tables["users"]
     return [c for c in table.c if c.name != "password_hash"]
 
 
 async def _visible_user(
-    engine: PulseEngine, session: AsyncSession, actor: Principal | None, user_id: str
+    engine: Engine, session: AsyncSession, actor: Principal | None, user_id: str
 ) -> Any:
     table = engine.core_tables["users"]
     row = (
@@ -255,7 +256,7 @@ async def _visible_user(
 
 
 async def create_user(
-    engine: PulseEngine,
+    engine: Engine,
     *,
     actor: Principal | None,
     tenant_id: str | None,
@@ -305,14 +306,14 @@ async def create_user(
     return _user(row)
 
 
-async def get_user(engine: PulseEngine, *, actor: Principal | None, user_id: str) -> dict[str, Any]:
+async def get_user(engine: Engine, *, actor: Principal | None, user_id: str) -> dict[str, Any]:
     """One user the actor may see (404 otherwise)."""
     async with engine.db.system_session() as session:
         return _user(await _visible_user(engine, session, actor, user_id))
 
 
 async def list_users(
-    engine: PulseEngine,
+    engine: Engine,
     *,
     actor: Principal | None,
     tenant_id: str | None,
@@ -335,7 +336,7 @@ async def list_users(
 
 
 async def _scoped_page(
-    engine: PulseEngine,
+    engine: Engine,
     actor: Principal | None,
     tenant_id: str | None,
     query: Any,
@@ -439,7 +440,7 @@ def _api_key(row: Any) -> dict[str, Any]:
     }
 
 
-def _api_key_columns(engine: PulseEngine) -> list[Any]:
+def _api_key_columns(engine: Engine) -> list[Any]:
     table = engine.core_tables["api_keys"]
     return [c for c in table.c if c.name != "key_hash"]
 
@@ -454,7 +455,7 @@ def _check_scopes(scopes: list[str]) -> list[str]:
 
 
 async def create_api_key(
-    engine: PulseEngine,
+    engine: Engine,
     *,
     actor: Principal | None,
     tenant_id: str | None,
@@ -509,7 +510,7 @@ async def create_api_key(
 
 
 async def list_api_keys(
-    engine: PulseEngine,
+    engine: Engine,
     *,
     actor: Principal | None,
     tenant_id: str | None,

@@ -19,13 +19,14 @@ from pulse_engine.tokens import Principal
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
+    from pulse_engine.engine_api import Engine
 
 SYSTEM_ACTOR = "system"
 """The actor id of actions without an authenticated caller (the CLI, failed logins)."""
 
 
 async def record(
-    engine: PulseEngine,
+    engine: Engine,
     session: AsyncSession,
     *,
     tenant_id: str | None,
@@ -74,7 +75,7 @@ def _entry(row: Any) -> dict[str, Any]:
 
 
 async def entries(
-    engine: PulseEngine, *, tenant_id: str | None, limit: int, cursor: str | None
+    engine: Engine, *, tenant_id: str | None, limit: int, cursor: str | None
 ) -> Page:
     """The newest entries first; one tenant's, or every entry when ``tenant_id`` is None.
 

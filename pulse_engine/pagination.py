@@ -70,8 +70,21 @@ def decode_cursor(cursor: str | None, kind: type[CursorValue]) -> CursorValue | 
     except (binascii.Error, ValueError, UnicodeDecodeError):
         decoded = None
     if isinstance(decoded, list) and len(decoded) == 1 and type(decoded[0]) is kind:
-        return decoded[0]  # type: ignore[no-any-return]
+        value = decoded[0]
+        if not isinstance(value, str) or _is_clean_text(value):
+            return value  # type: ignore[no-any-return]
     raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
+
+
+def _is_clean_text(value: str) -> bool:
+    """No NUL character (PostgreSQL refuses it) and no lone surrogate (not encodable)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def fetch_page(

@@ -122,3 +122,17 @@ async def test_valid_request_still_succeeds(probe_tenant: TenantFixture) -> None
     )
     assert response.status_code == 201
     assert await response.get_json() == {"name": "gear", "size": 3}
+
+
+def test_cursors_holding_nul_or_a_lone_surrogate_are_refused() -> None:
+    import base64
+
+    from pulse_engine import Problem
+    from pulse_engine.pagination import decode_cursor, encode_cursor
+
+    assert decode_cursor(encode_cursor("a-b"), str) == "a-b"
+    for hostile in ("a\x00b", "\ud800"):
+        cursor = base64.urlsafe_b64encode(json.dumps([hostile]).encode()).decode().rstrip("=")
+        with pytest.raises(Problem) as refused:
+            decode_cursor(cursor, str)
+        assert refused.value.status == 400
