@@ -18,7 +18,6 @@ from pulse_engine.pagination import Page, fetch_page
 from pulse_engine.tokens import Principal
 
 if TYPE_CHECKING:
-    from pulse_engine.app import PulseEngine
     from pulse_engine.engine_api import Engine
 
 SYSTEM_ACTOR = "system"

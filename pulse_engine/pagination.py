@@ -21,10 +21,13 @@ from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine.problems import Problem
+from pulse_engine.request_body import unstorable_text_reason
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_CURSOR_LENGTH = 512
+#: the range of PostgreSQL's bigint: an integer cursor outside it matches no key
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 CursorValue = TypeVar("CursorValue", str, int)
 
@@ -71,20 +74,14 @@ def decode_cursor(cursor: str | None, kind: type[CursorValue]) -> CursorValue | 
         decoded = None
     if isinstance(decoded, list) and len(decoded) == 1 and type(decoded[0]) is kind:
         value = decoded[0]
-        if not isinstance(value, str) or _is_clean_text(value):
+        storable = (
+            unstorable_text_reason(value) is None
+            if isinstance(value, str)
+            else BIGINT_MIN <= value <= BIGINT_MAX
+        )
+        if storable:
             return value  # type: ignore[no-any-return]
     raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
-
-
-def _is_clean_text(value: str) -> bool:
-    """No NUL character (PostgreSQL refuses it) and no lone surrogate (not encodable)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 async def fetch_page(

@@ -23,6 +23,7 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, BeforeValidator
 
 from pulse_engine.problems import invalid_field
+from pulse_engine.request_body import unstorable_text_reason
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -39,12 +40,9 @@ MAX_LIST_VALUES = 50
 
 
 def _clean_text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
+    reason = unstorable_text_reason(value)
+    if reason is not None:
+        raise ValueError(reason)
     if len(value) > MAX_TEXT_LENGTH:
         raise ValueError(f"must be at most {MAX_TEXT_LENGTH} characters")
     return value
