@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
