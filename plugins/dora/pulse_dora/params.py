@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 Interval = Literal["day", "week", "month", "all"]
 Benchmark = Literal["2021", "2023", "2024"]
-INTERVALS: tuple[Interval, ...] = ("day", "week", "month", "all")
 
 DEFAULT_WINDOW_DAYS = 30
 #: The earliest and latest time a window may name, as written (before any offset).
@@ -58,18 +57,11 @@ LATEST = datetime(2200, 1, 1)
 _BUCKET_DAYS = {"day": 1, "week": 7, "month": 28}
 
 
-def _text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _moment(raw: object) -> object:
     """An ISO 8601 date (``date``) or date-time (``datetime``, naive or aware), in range."""
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
-        _text(raw)
         try:
             parsed: date = (
                 date.fromisoformat(raw) if len(raw) == 10
@@ -225,9 +217,7 @@ GitLabMetric = Literal[
 ]
 GitLabInterval = Literal["all", "monthly", "daily"]
 GitLabTier = Literal["production", "staging", "testing", "development", "other"]
-GITLAB_TIERS: tuple[GitLabTier, ...] = (
-    "production", "staging", "testing", "development", "other"
-)
+GITLAB_TIERS: tuple[GitLabTier, ...] = get_args(GitLabTier)
 #: GitLab's default window: the 90 days before today.
 GITLAB_DEFAULT_DAYS = 90
 

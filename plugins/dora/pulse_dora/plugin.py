@@ -64,7 +64,7 @@ def register_migrations() -> Path:
 
 @hookimpl
 def register_routes(engine: Engine) -> Blueprint:
-    """The ``/api/v1/metrics/dora`` blueprint."""
+    """The ``{api_v1_prefix}/metrics/dora`` blueprint."""
     return build_blueprint(engine, settings)
 
 
