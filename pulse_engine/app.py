@@ -35,11 +35,13 @@ from pulse_engine.logs import configure_logging
 from pulse_engine.metrics import MetricRegistry
 from pulse_engine.middleware import install_request_pipeline
 from pulse_engine.migrations import upgrade
+from pulse_engine.openapi import install_openapi_provider
 from pulse_engine.plugins import PluginManager
 from pulse_engine.problems import install_problem_handlers
 from pulse_engine.queue import Consumer, QueueBackend, create_queue_backend
 from pulse_engine.ratelimit import RateLimiter, create_rate_limiter
 from pulse_engine.redis_breaker import RedisBreaker
+from pulse_engine.request_body import install_strict_json
 from pulse_engine.response_cache import ResponseCache
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash
@@ -370,6 +372,8 @@ def create_app(
     engine = PulseEngine(settings, manager)
     app.extensions["pulse"] = engine
     install_problem_handlers(app)
+    install_strict_json(app)
+    install_openapi_provider(app)
     install_request_pipeline(app, engine)
     app.asgi_app = engine.response_cache.fast_path(app.asgi_app)  # type: ignore
 

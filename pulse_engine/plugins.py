@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "pulse_engine"
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "pulse_engine.builtins.api_contract",
     "pulse_engine.builtins.core_tables",
     "pulse_engine.builtins.health_routes",
     "pulse_engine.builtins.landing_page",
