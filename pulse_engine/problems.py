@@ -50,10 +50,17 @@ class FieldError(BaseModel):
     type: str = Field(description="A machine-readable kind (pydantic's error type).")
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Optional members are left out of a problem, not sent as null: drop their default,
+    so that generated clients (openapi-typescript) type them as optional."""
+    for member in schema.get("properties", {}).values():
+        member.pop("default", None)
+
+
 class ProblemDocument(BaseModel):
     """An RFC 9457 problem document (``application/problem+json``), as Pulse sends it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_absent_not_null)
 
     type: str = Field(description="A stable URI naming the kind of problem.")
     title: str = Field(description="The HTTP status phrase.")
