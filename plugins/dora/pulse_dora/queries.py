@@ -520,17 +520,10 @@ def _json(value: Any) -> Any:
 
 # --- lead-time breakdown ---------------------------------------------------------------
 
-#: One range scan of ``ix_dora_pull_requests_merged`` (its columns cover every phase), one
-#: aggregate per bucket. The deploy phase is materialised for the tenant's production set;
-#: for other environments (given explicitly) it is looked up per pull request instead.
+#: The phases of the pull requests merged in each bucket, one aggregate per bucket.
 _BREAKDOWN = """
 WITH {buckets},
-phases AS (
-    SELECT {bucket_of} AS bucket, p.coding_seconds AS coding, p.pickup_seconds AS pickup,
-           p.review_seconds AS review, extract(epoch FROM {deployed_at} - p.merged_at) AS deploy
-    FROM dora_pull_requests p
-    WHERE p.tenant_id = :tenant AND p.merged_at >= :start AND p.merged_at < :end {filters}
-),
+{phases},
 v AS (
     SELECT bucket, count(*) AS pull_requests, {aggregates} FROM phases GROUP BY bucket
 )
@@ -538,9 +531,39 @@ SELECT b.bucket_start, b.bucket_end, v.* FROM b LEFT JOIN v ON v.bucket = b.buck
 ORDER BY b.bucket
 """
 
-_EXPLICIT_DEPLOYED_AT = """(SELECT min(c.deployed_at) FROM dora_changes c
-    WHERE c.tenant_id = p.tenant_id AND c.repository_id = p.repository_id
-      AND c.sha = p.merge_commit_sha AND c.environment = ANY(CAST(:environments AS text[])))"""
+_MERGED = "p.tenant_id = :tenant AND p.merged_at >= :start AND p.merged_at < :end"
+
+#: The tenant's production set: one range scan of ``ix_dora_pull_requests_merged``, whose
+#: columns cover every phase (the deploy phase is materialised for that set).
+_PRODUCTION_PHASES = f"""
+phases AS (
+    SELECT {{bucket_of}} AS bucket, p.coding_seconds AS coding, p.pickup_seconds AS pickup,
+           p.review_seconds AS review,
+           extract(epoch FROM p.deployed_at - p.merged_at) AS deploy
+    FROM dora_pull_requests p WHERE {_MERGED} {{filters}}
+)"""
+
+#: Other environments (given explicitly): the first deployment to them of each merge
+#: commit, from one pass over their changes, joined to the window's pull requests.
+_GIVEN_PHASES = f"""
+merged AS MATERIALIZED (
+    SELECT {{bucket_of}} AS bucket, p.repository_id, p.merge_commit_sha, p.merged_at,
+           p.coding_seconds AS coding, p.pickup_seconds AS pickup, p.review_seconds AS review
+    FROM dora_pull_requests p WHERE {_MERGED} {{filters}}
+),
+deployments AS MATERIALIZED (
+    SELECT c.repository_id, c.sha, min(c.deployed_at) AS deployed_at
+    FROM dora_changes c
+    WHERE c.tenant_id = :tenant AND c.environment = ANY(CAST(:environments AS text[]))
+      AND (c.repository_id, c.sha) IN (SELECT repository_id, merge_commit_sha FROM merged)
+    GROUP BY c.repository_id, c.sha
+),
+phases AS (
+    SELECT p.bucket, p.coding, p.pickup, p.review,
+           extract(epoch FROM d.deployed_at - p.merged_at) AS deploy
+    FROM merged p LEFT JOIN deployments d
+      ON d.repository_id = p.repository_id AND d.sha = p.merge_commit_sha
+)"""
 
 PHASES = ("coding", "pickup", "review", "deploy")
 
@@ -558,11 +581,10 @@ def _breakdown_sql(scope: Scope) -> str:
         filters += " AND p.project_id = ANY(CAST(:projects AS uuid[]))"
     if scope.repository_ids is not None:
         filters += " AND p.repository_id = ANY(CAST(:repositories AS uuid[]))"
+    phases = _PRODUCTION_PHASES if scope.production_set else _GIVEN_PHASES
     return _BREAKDOWN.format(
         buckets=_buckets_sql(scope),
-        bucket_of=_bucket_of(scope, "p.merged_at"),
-        deployed_at="p.deployed_at" if scope.production_set else _EXPLICIT_DEPLOYED_AT,
-        filters=filters,
+        phases=phases.format(bucket_of=_bucket_of(scope, "p.merged_at"), filters=filters),
         aggregates=aggregates,
     )
 

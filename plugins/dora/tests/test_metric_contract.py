@@ -281,3 +281,22 @@ async def test_compute_equals_a_brute_force_over_the_raw_rows(
     # the history exercises every metric, linked and unlinked incidents included
     assert all(sizes.values()), sizes
     assert sizes["failed_deployment_recovery_time"] < sizes["time_to_restore_service"]
+
+
+async def test_the_host_serves_dora_metrics_as_the_dora_routes_compute_them(
+    rows: Rows, dora_tenant: TenantFixture
+) -> None:
+    await core_scenario(rows)
+    window = {"start": "2024-01-01", "end": "2024-02-01", "interval": "week", "team": "core"}
+    response = await dora_tenant.viewer_client.get(
+        "/api/v1/metrics/dora.lead_time_for_changes", query_string=window)
+    answer = await response.get_json()
+    assert response.status_code == 200, answer
+    series = await ok(dora_tenant, "lead_time_for_changes", **window)
+    assert answer["series"] == [as_contract("lead_time_for_changes", point)
+                                for point in series["points"]]
+    assert answer["freshness"] == series["freshness"]
+    unsupported = await dora_tenant.viewer_client.get(
+        "/api/v1/metrics/dora.change_failure_rate", query_string={"service": "api"})
+    assert unsupported.status_code == 422
+    assert [e["field"] for e in (await unsupported.get_json())["errors"]] == ["service"]
