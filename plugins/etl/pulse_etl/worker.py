@@ -1,8 +1,11 @@
 """The queue worker: runs the job each ``etl.jobs`` message names.
 
 Several workers (in one or more processes) may receive the same job (a redelivered
-message, a retry): the lease (:mod:`pulse_etl.leases`) lets one run it at a time; the
-others wait for the lease to lapse or return when the job has finished.
+message, a retry, the lease sweep's message): the lease (:mod:`pulse_etl.leases`) lets one
+run it at a time. A message for a job someone holds is done at once and frees its consumer
+slot: if the holder dies, its lease lapses and the sweep (:mod:`pulse_etl.sweeper`) queues
+the job again. :meth:`JobWorker.run` called directly (``pulse etl run``, tests) waits for the
+lease instead.
 """
 
 from __future__ import annotations
@@ -42,14 +45,16 @@ class JobWorker:
         if message.tenant_id is None or not is_uuid(job_id):
             log.warning("ignoring malformed ETL job message %s", message.id)
             return
-        await self.run(message.tenant_id, str(job_id))
+        await self.run(message.tenant_id, str(job_id), wait_for_lease=False)
 
     async def run(self, tenant_id: str, job_id: str, *,
-                  on_progress: ProgressCallback | None = None) -> str:
+                  on_progress: ProgressCallback | None = None,
+                  wait_for_lease: bool = True) -> str:
         """Claim and run one job to its end; returns the final (or current) status.
 
-        Waits for another worker's lease to lapse when the job is held; returns at once
-        when the job is finished.
+        When another worker holds the job, waits for its lease to lapse, or with
+        ``wait_for_lease=False`` returns its current status at once. Returns at once when
+        the job is finished.
         """
         service = self.service
         owner = new_lease_owner()
@@ -60,7 +65,7 @@ class JobWorker:
                 await publish_progress(service.engine, tenant_id, job_document(claim.row))
                 break
             row = claim.row
-            if row is None or row.status in model.FINAL_JOB_STATUSES:
+            if row is None or row.status in model.FINAL_JOB_STATUSES or not wait_for_lease:
                 return row.status if row is not None else "missing"
             await asyncio.sleep(claim.wait)
         run = JobRun(service, tenant_id, claim.row, owner, on_progress)
