@@ -125,27 +125,57 @@ def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: st
     for name in version_tables:
         connection.execute(text(f'REVOKE ALL ON "{name}" FROM {role}'))
     owner = connection.execute(text("SELECT current_user")).scalar_one()
+    # Only what is missing or different is changed: ALTER TABLE and CREATE/DROP POLICY
+    # take an ACCESS EXCLUSIVE lock, and every process that starts with auto-migration runs
+    # this while others load rows (a deadlock with a live job otherwise).
+    flags = {
+        name: (enabled, forced)
+        for name, enabled, forced in connection.execute(
+            text(
+                "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+            )
+        )
+    }
+    policies = {
+        (table_name, policy): list(roles)
+        for table_name, policy, roles in connection.execute(
+            text(
+                "SELECT tablename, policyname, roles FROM pg_policies "
+                "WHERE schemaname = 'public' AND policyname IN (:tenant, :owner)"
+            ),
+            {"tenant": POLICY_NAME, "owner": OWNER_POLICY_NAME},
+        )
+    }
     for table_name, data_type in rows:
         table = f'"{table_name}"'
         setting = f"NULLIF(current_setting('pulse.tenant_id', true), '')::{data_type}"
-        connection.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
-        connection.execute(text(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY"))
-        for policy in (POLICY_NAME, OWNER_POLICY_NAME):
-            connection.execute(text(f"DROP POLICY IF EXISTS {policy} ON {table}"))
+        enabled, forced = flags.get(table_name, (False, False))
+        if not enabled:
+            connection.execute(text(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"))
+        if not forced:
+            connection.execute(text(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY"))
         # the app role sees one tenant; the owner (migrations, the engine's own cross-tenant
         # work) is let through explicitly rather than by being a superuser
-        connection.execute(
-            text(
+        wanted = {
+            POLICY_NAME: (
+                app_role,
                 f"CREATE POLICY {POLICY_NAME} ON {table} TO {role} "
-                f"USING (tenant_id = {setting}) WITH CHECK (tenant_id = {setting})"
-            )
-        )
-        connection.execute(
-            text(
+                f"USING (tenant_id = {setting}) WITH CHECK (tenant_id = {setting})",
+            ),
+            OWNER_POLICY_NAME: (
+                owner,
                 f'CREATE POLICY {OWNER_POLICY_NAME} ON {table} TO "{owner}" '
-                "USING (true) WITH CHECK (true)"
-            )
-        )
+                "USING (true) WITH CHECK (true)",
+            ),
+        }
+        for policy, (grantee, create) in wanted.items():
+            existing = policies.get((table_name, policy))
+            if existing == [grantee]:
+                continue
+            if existing is not None:
+                connection.execute(text(f"DROP POLICY {policy} ON {table}"))
+            connection.execute(text(create))
     for table_name in private:
         connection.execute(text(f'REVOKE ALL ON "{table_name}" FROM {role}'))
     connection.execute(text(_LIMITS_FUNCTION))
@@ -226,11 +256,23 @@ def apply_bulk_copy_rules(connection: Connection, metadata: MetaData, bulk_role:
     literal = "'" + bulk_role.replace("'", "''") + "'"
     connection.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
     connection.execute(text(_GUARD_FUNCTION))
+    guards = {
+        table_name: definition
+        for table_name, definition in connection.execute(
+            text(
+                "SELECT c.relname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = :name"
+            ),
+            {"name": GUARD_NAME},
+        )
+    }
     for table in metadata.tables.values():
         if not table.info.get(BULK_COPY_FLAG) or "tenant_id" not in table.c:
             continue
         name = f'"{table.name}"'
         connection.execute(text(f"GRANT INSERT ON {name} TO {role}"))
+        if literal in guards.get(table.name, ""):
+            continue  # in place for this role: CREATE TRIGGER would lock the table
         connection.execute(text(f"DROP TRIGGER IF EXISTS {GUARD_NAME} ON {name}"))
         connection.execute(
             text(
