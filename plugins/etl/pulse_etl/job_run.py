@@ -24,7 +24,7 @@ from pulse_etl import model
 from pulse_etl.configs import build_config, check_outbound
 from pulse_etl.connector import Connector, JobCancelled, LeaseLost
 from pulse_etl.cursors import cursor_scope, read_cursor, save_cursor
-from pulse_etl.jobs import publish_progress
+from pulse_etl.jobs import enqueue_job, publish_progress
 from pulse_etl.loader import Batch, Stats, merge_stats
 
 if TYPE_CHECKING:
@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 
 #: The longest error text stored on a job.
 MAX_ERROR_LENGTH = 2000
+#: PostgreSQL errors after which a batch was rolled back whole and trying again is safe:
+#: deadlock, serialization failure, lock not available.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+#: Runs of one job (attempts) after which a transient error fails it after all.
+MAX_TRANSIENT_ATTEMPTS = 5
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is a database conflict that a later attempt can get past."""
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 
@@ -92,6 +103,11 @@ class JobRun:
                 return await self._finish("cancelled", None)
             raise
         except Exception as error:
+            if is_transient(error) and self.row.attempts < MAX_TRANSIENT_ATTEMPTS:
+                log.warning("job %s: %s; queued again, to resume from its cursor",
+                            self.job_id, type(error.orig).__name__)  # type: ignore[attr-defined]
+                await self._queue_again()
+                return "queued"
             log.warning("job %s (%s) failed", self.job_id, self.connector_name, exc_info=True)
             return await self._finish("failed", error_text(error))
         finally:
@@ -99,6 +115,20 @@ class JobRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         return await self._finish("succeeded", None)
+
+    async def _queue_again(self) -> None:
+        """Give the lease back and queue the job: the next run resumes from the cursor
+        the last committed batch saved (the failed batch was rolled back whole)."""
+        table = model.etl_jobs
+        async with self.engine.db.tenant_session(self.tenant_id) as session:
+            released = await session.execute(
+                update(table)
+                .where(table.c.id == self.job_id, table.c.lease_owner == self.owner)
+                .values(status="queued", lease_owner=None, heartbeat_at=None,
+                        updated_at=func.now())
+            )
+        if released.rowcount:  # type: ignore[attr-defined]
+            await enqueue_job(self.engine, self.tenant_id, self.job_id)
 
     async def _prepare(self) -> tuple[Connector, Any]:
         service = self.service

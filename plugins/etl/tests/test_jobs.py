@@ -262,3 +262,38 @@ async def test_progress_and_data_events(etl: EtlService, etl_tenant: TenantFixtu
     assert ("etl.job.progress", "running") in kinds
     assert ("etl.job.progress", "succeeded") in kinds
     assert ("etl.data.loaded", None) in kinds
+
+
+class _Deadlock(Exception):
+    """What asyncpg raises for a deadlock, as far as the job run looks at it."""
+
+    sqlstate = "40P01"
+
+
+async def test_a_batch_lost_to_a_deadlock_is_run_again_from_the_cursor(
+        etl: EtlService, etl_tenant: TenantFixture, git_root: Path,
+        monkeypatch: Any) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    repo = build_repository(git_root / "deadlock", commits=50)
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    etl.settings.batch_size = 10
+    real_load = etl.loader.load
+    calls = 0
+
+    async def load_with_one_deadlock(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the third batch: two are committed, this one rolls back whole
+            raise DBAPIError("INSERT ...", None, _Deadlock("deadlock detected"))
+        return await real_load(*args, **kwargs)
+
+    monkeypatch.setattr(etl.loader, "load", load_with_one_deadlock)
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo), "branch": "main"}}, None)
+    await finished(etl_tenant.viewer_client, job["id"], "succeeded")  # nobody retries it
+    final = await etl.get_job(etl_tenant.id, job["id"])
+    assert await _commits(etl, etl_tenant.id) == expected
+    assert final["stats"]["commits"] == {"created": expected, "updated": 0}
+    assert final["attempts"] == 2
+    assert final["error"] is None
