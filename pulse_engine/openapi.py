@@ -65,6 +65,23 @@ def optional_json_body(model: type[BaseModel]) -> Callable[[F], F]:
     return decorate
 
 
+PATH_CHOICES_ATTRIBUTE = "_pulse_path_choices"
+
+
+def path_choices(parameter: str, choices: Callable[[], list[str]]) -> Callable[[F], F]:
+    """Document the values a path parameter takes (``enum`` in ``/openapi.json``), read
+    when the document is built: a generated client types them, and a fuzzer reaches past
+    the 404 of an unknown value into the view itself."""
+
+    def decorate(view: F) -> F:
+        declared = dict(getattr(view, PATH_CHOICES_ATTRIBUTE, {}))
+        declared[parameter] = choices
+        setattr(view, PATH_CHOICES_ATTRIBUTE, declared)
+        return view
+
+    return decorate
+
+
 class PulseOpenAPIProvider(OpenAPIProvider):
     """quart-schema's document, with problem+json, body-less and HTML answers as sent."""
 
@@ -85,7 +102,17 @@ class PulseOpenAPIProvider(OpenAPIProvider):
                     body["required"] = not getattr(view, OPTIONAL_BODY_ATTRIBUTE, False)
                 for status, response in operation["responses"].items():
                     _correct_media_type(response, declared[status][0])
+                _declare_path_choices(operation, getattr(view, PATH_CHOICES_ATTRIBUTE, {}))
         return paths, components
+
+
+def _declare_path_choices(
+    operation: dict[str, Any], choices: dict[str, Callable[[], list[str]]]
+) -> None:
+    for parameter in operation.get("parameters", []):
+        values = choices.get(parameter["name"]) if parameter.get("in") == "path" else None
+        if values is not None and (current := values()):
+            parameter["schema"] = {**parameter.get("schema", {}), "enum": sorted(current)}
 
 
 def _correct_media_type(response: dict[str, Any], model: type[Any]) -> None:

@@ -223,3 +223,14 @@ async def test_a_cached_read_is_not_served_once_its_plugin_is_disabled(probe_app
     refused = await tenant.viewer_client.get(url)
     assert refused.status_code == 404
     assert "X-Cache" not in refused.headers
+
+
+async def test_openapi_names_every_metric_a_read_can_ask_for(probe_app: Any) -> None:
+    app, _probe, _tenant = probe_app
+    document = await (await app.test_client().get("/openapi.json")).get_json()
+    operation = document["paths"]["/api/v1/metrics/{name}"]["get"]
+    (name,) = [p for p in operation["parameters"] if p["in"] == "path"]
+    assert name["schema"]["enum"] == ["liar.share", "probe.failure_share"]
+    declared = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    assert declared == {"start", "end", "interval", "tz", "project", "team", "repository",
+                        "environment", "service"}

@@ -28,6 +28,7 @@ from pulse_engine.metrics import (
     MetricQuery,
     MetricValue,
 )
+from pulse_engine.openapi import path_choices
 from pulse_engine.problems import Problem, invalid_field, problem_responses
 from pulse_engine.queryparams import BoundedDatetime, QueryList, TimeZoneName, check_window
 from pulse_engine.tenancy import current_tenant_id
@@ -111,6 +112,7 @@ def register_routes(engine: PulseEngine) -> Blueprint:
         return MetricCatalog(metrics=engine.metrics.catalog(lambda plugin: plugin in usable))
 
     @blueprint.get("/metrics/<name>")
+    @path_choices("name", engine.metrics.names)
     @validate_querystring(MetricReadQuery)
     @validate_response(MetricAnswer, 200)
     @problem_responses(503)
