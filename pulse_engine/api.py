@@ -60,6 +60,7 @@ from pulse_engine.queryparams import (
     QueryList,
     QueryText,
     TimeZoneName,
+    check_time_zone,
     check_window,
 )
 from pulse_engine.queue import Consumer, Message
@@ -111,6 +112,7 @@ __all__ = [
     "TimeZoneName",
     "analyze_tables",
     "bulk_copy_available",
+    "check_time_zone",
     "check_window",
     "copy_tenant_rows",
     "create_tenant",

@@ -87,6 +87,7 @@ class Database:
         self._embedded_started = False
         #: the bulk-writer role, or None where the owner cannot create it
         self.bulk_role: str | None = None
+        self._time_zones: frozenset[str] | None = None
 
     async def connect(self) -> None:
         """Resolve the database (starting the embedded one if needed), ensure the app role."""
@@ -267,6 +268,16 @@ class Database:
                     },
                 )
             yield session
+
+    async def time_zones(self) -> frozenset[str]:
+        """The zone names this PostgreSQL knows (``pg_timezone_names``; read once)."""
+        if self._time_zones is None:
+            if self.app_engine is None:
+                raise RuntimeError("database is not connected")
+            async with self.app_engine.connect() as connection:
+                names = await connection.execute(text("SELECT name FROM pg_timezone_names"))
+                self._time_zones = frozenset(names.scalars())
+        return self._time_zones
 
     async def vacuum_analyze(self, tables: Sequence[str]) -> None:
         """``VACUUM (ANALYZE)`` ``tables`` as the owner, outside any transaction.

@@ -29,7 +29,8 @@ class Engine(Protocol):
 
     :ivar settings: the host's settings (``api_v1_prefix``, ``data_dir``...; read-only).
     :ivar db: ``tenant_session(tenant_id)``, ``system_session()``, ``process_once(...)``,
-        ``vacuum_analyze(tables)``, and ``app_engine`` for connection-level work.
+        ``vacuum_analyze(tables)``, ``time_zones()``, and ``app_engine`` for
+        connection-level work.
     :ivar cache: ``get_or_compute``, ``invalidate_tags(tenant_id, tags)``.
     :ivar queue: ``publish(queue, body, tenant_id=..., message_id=...)``.
     :ivar events: ``publish(tenant_id, type, data)`` and ``subscribe(tenant_id)``.

@@ -10,20 +10,24 @@ Use them in pydantic query models (``validate_querystring``):
   :data:`EARLIEST`..:data:`LATEST` it is refused (asyncpg would send year 1 as
   ``-infinity``, and a ``generate_series`` over it never ends);
 - :data:`TimeZoneName`: an IANA zone that both Python and PostgreSQL know;
-- :func:`check_window`: start before end, and at most :data:`MAX_BUCKETS` buckets.
+- :func:`check_window`: start before end, and at most :data:`MAX_BUCKETS` buckets;
+- :func:`check_time_zone`: a zone the connected PostgreSQL knows too.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BeforeValidator
 
 from pulse_engine.problems import invalid_field
 from pulse_engine.request_body import unstorable_text_reason
+
+if TYPE_CHECKING:
+    from pulse_engine.engine_api import Engine
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -110,19 +114,34 @@ BoundedDatetime = Annotated[datetime, BeforeValidator(_parse_time), AfterValidat
 TimeZoneName = Annotated[str, AfterValidator(_zone)]
 
 
+async def check_time_zone(engine: Engine, zone: str, parameter: str = "tz") -> None:
+    """Refuse (422 naming ``parameter``) a zone that Python knows and this PostgreSQL does
+    not: its tz database may be older or newer than Python's (``America/Coyhaique``)."""
+    if zone not in await engine.db.time_zones():
+        raise invalid_field(parameter, "not a time zone the database knows")
+
+
 def check_window(
-    start: datetime, end: datetime, interval: str, *, start_field: str = "start"
+    start: datetime,
+    end: datetime,
+    interval: str,
+    *,
+    start_field: str = "start",
+    max_buckets: int = MAX_BUCKETS,
 ) -> None:
-    """Refuse an empty or reversed window, or one with more than :data:`MAX_BUCKETS` buckets.
+    """Refuse an empty or reversed window, or one with more than ``max_buckets`` buckets
+    (:data:`MAX_BUCKETS` by default; a plugin may allow fewer).
 
     :raises pulse_engine.Problem: a 422 naming ``start_field`` (or ``interval``).
     """
     if start >= end:
         raise invalid_field(start_field, "must be before the end of the window")
     length = _BUCKET_LENGTH.get(interval)
-    if length is not None and (end - start) / length > MAX_BUCKETS:
+    if length is not None and (end - start) / length > max_buckets:
         raise invalid_field(
-            "interval", f"the window holds more than {MAX_BUCKETS} {interval} buckets"
+            "interval",
+            f"the window holds more than {max_buckets} {interval} buckets: choose a longer "
+            "interval or a shorter window",
         )
 
 

@@ -20,6 +20,7 @@ from pulse_engine import (
     MetricValue,
     hookimpl,
 )
+from pulse_engine.queryparams import known_zones
 from pulse_engine.settings import Settings
 from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
 
@@ -234,3 +235,19 @@ async def test_openapi_names_every_metric_a_read_can_ask_for(probe_app: Any) -> 
     declared = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
     assert declared == {"start", "end", "interval", "tz", "project", "team", "repository",
                         "environment", "service"}
+
+
+async def test_a_zone_the_database_does_not_know_is_a_422(probe_app: Any) -> None:
+    app, probe, tenant = probe_app
+    engine = app.extensions["pulse"]
+    known = await engine.db.time_zones()
+    python_only = sorted(known_zones() - known)
+    # this PostgreSQL's tz database may be as new as Python's: then stand one zone down
+    zone = python_only[0] if python_only else "Europe/Paris"
+    engine.db._time_zones = known - {zone}
+    response = await tenant.viewer_client.get(
+        f"/api/v1/metrics/probe.failure_share?tz={zone}"
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in (await response.get_json())["errors"]] == ["tz"]
+    assert probe.queries == []

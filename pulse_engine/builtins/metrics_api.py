@@ -30,7 +30,13 @@ from pulse_engine.metrics import (
 )
 from pulse_engine.openapi import path_choices
 from pulse_engine.problems import Problem, invalid_field, problem_responses
-from pulse_engine.queryparams import BoundedDatetime, QueryList, TimeZoneName, check_window
+from pulse_engine.queryparams import (
+    BoundedDatetime,
+    QueryList,
+    TimeZoneName,
+    check_time_zone,
+    check_window,
+)
 from pulse_engine.tenancy import current_tenant_id
 
 if TYPE_CHECKING:
@@ -139,6 +145,7 @@ def register_routes(engine: PulseEngine) -> Blueprint:
         end = query_args.end or datetime.now(UTC).replace(microsecond=0)
         start = query_args.start or end - DEFAULT_WINDOW
         check_window(start, end, query_args.interval)
+        await check_time_zone(engine, query_args.tz)
         query = MetricQuery(
             tenant_id=current_tenant_id(),
             start=start,

@@ -16,7 +16,6 @@ actually use.
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -35,8 +34,9 @@ from pulse_engine import (
     Freshness,
     PageQuery,
     QueryList,
-    StashKey,
     TimeZoneName,
+    check_time_zone,
+    check_window,
     field_errors,
     invalid_field,
     validation_problem,
@@ -52,9 +52,6 @@ DEFAULT_WINDOW_DAYS = 30
 #: The earliest and latest time a window may name, as written (before any offset).
 EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(2200, 1, 1)
-
-#: The longest a bucket of each interval can be, in days (for the bucket-count limit).
-_BUCKET_DAYS = {"day": 1, "week": 7, "month": 28}
 
 
 def _moment(raw: object) -> object:
@@ -306,32 +303,6 @@ def window_bounds(window: WindowRequest, max_days: int) -> tuple[datetime, datet
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def check_buckets(start: datetime, end: datetime, interval: str, limit: int) -> None:
-    """Refuse (422 naming ``interval``) a series of more than ``limit`` buckets."""
-    if interval not in _BUCKET_DAYS:
-        return
-    days = (end - start).total_seconds() / 86400
-    count = math.ceil(days / _BUCKET_DAYS[interval]) + 1
-    if count > limit:
-        raise invalid_field(
-            "interval", f"this window holds up to {count} {interval} buckets, more than "
-            f"{limit}: choose a longer interval or a shorter window")
-
-
-#: The time zone names the database knows, per engine (read once).
-TIME_ZONES = StashKey[frozenset[str]]()
-
-
-async def check_zone(engine: Engine, session: AsyncSession, zone: str, parameter: str) -> None:
-    """Refuse (422) a zone Python loads but PostgreSQL does not (``posixrules``, ``right/UTC``)."""
-    zones = engine.stash.get(TIME_ZONES)
-    if zones is None:
-        rows = await session.execute(text("SELECT name FROM pg_timezone_names"))
-        zones = engine.stash.setdefault(TIME_ZONES, frozenset(rows.scalars()))
-    if zone not in zones:
-        raise invalid_field(parameter, "not a time zone the database knows")
-
-
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -461,9 +432,9 @@ async def open_scope(
     """
     config = await tenant_config(engine, tenant_id)
     async with engine.db.tenant_session(tenant_id) as session:
-        await check_zone(engine, session, window.tz, "tz")
+        await check_time_zone(engine, window.tz)
         bounds = window_bounds(window, config.max_window_days or settings.max_window_days)
-        check_buckets(*bounds, interval, settings.max_buckets)
+        check_window(*bounds, interval, max_buckets=settings.max_buckets)
         environments = None
         if tiers is not None:
             environments = await tier_environments(session, tenant_id, tiers, config)
