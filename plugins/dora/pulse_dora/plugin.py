@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-settings = DoraSettings()
+#: the plugin's settings, read from the environment once per engine
+SETTINGS = StashKey[DoraSettings]()
+
+
+def settings_for(engine: Engine) -> DoraSettings:
+    """pulse-dora's settings for ``engine`` (read when first needed, not at import)."""
+    return engine.stash.get_or_create(SETTINGS, DoraSettings)
 
 #: Every cached DORA answer is dropped when ETL data or DORA facts of its tenant change.
 CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, DORA_CACHE_TAG)
@@ -65,13 +71,13 @@ def register_migrations() -> Path:
 @hookimpl
 def register_routes(engine: Engine) -> Blueprint:
     """The ``{api_v1_prefix}/metrics/dora`` blueprint."""
-    return build_blueprint(engine, settings)
+    return build_blueprint(engine, settings_for(engine))
 
 
 @hookimpl
-def register_cache_policies() -> list[CachePolicy]:
+def register_cache_policies(engine: Engine) -> list[CachePolicy]:
     """Cache summaries and series per tenant and parameters until new data lands."""
-    ttl = settings.cache_ttl_seconds
+    ttl = settings_for(engine).cache_ttl_seconds
     return [
         CachePolicy(endpoint, ttl=ttl, tags=CACHE_TAGS)
         for endpoint in ("dora.summary", "dora.series", "dora.gitlab", "dora.lead_time_breakdown")
@@ -87,7 +93,7 @@ def register_queue_consumers(engine: Engine) -> list[Consumer]:
 @hookimpl
 def register_health_checks(engine: Engine) -> dict[str, Any]:
     """Aggregate, tenant-anonymous data and configuration checks."""
-    return health_checks(engine, settings)
+    return health_checks(engine, settings_for(engine))
 
 
 @hookimpl
@@ -97,10 +103,10 @@ def register_tenant_config_schema() -> type[DoraConfig]:
 
 
 @hookimpl
-def register_metrics() -> list[MetricDefinition]:
+def register_metrics(engine: Engine) -> list[MetricDefinition]:
     """The six DORA metrics (:mod:`pulse_dora.metrics`), for ``GET /api/v1/metrics`` and
     other plugins."""
-    return definitions(settings, CACHE_TAGS)
+    return definitions(settings_for(engine), CACHE_TAGS)
 
 
 async def _follow_configuration(engine: Engine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,3 +229,20 @@ async def test_a_cursor_of_another_kind_of_row_is_refused(
     wrong = await get(dora_tenant, "deployment_frequency/drilldown",
                       cursor=first["next_cursor"], **JANUARY)
     assert wrong.status_code == 400
+
+
+async def test_settings_are_read_per_engine(
+    pulse_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pulse_dora.plugin import settings_for
+
+    from pulse_engine.testing import make_settings, running_app
+
+    ttls = []
+    for ttl in ("11", "22"):
+        monkeypatch.setenv("PULSE_DORA_CACHE_TTL_SECONDS", ttl)
+        async with running_app(make_settings(pulse_database_url, tmp_path / ttl)) as app:
+            engine = app.extensions["pulse"]
+            ttls.append((settings_for(engine).cache_ttl_seconds,
+                         engine.response_cache.policies["dora.summary"].ttl))
+    assert ttls == [(11.0, 11.0), (22.0, 22.0)]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from dora_rows import Rows
 from pulse_dora.params import FilterRequest, WindowRequest, open_scope
-from pulse_dora.plugin import settings
+from pulse_dora.plugin import settings_for
 from pulse_dora.queries import PHASES, _bucket_of, _buckets_sql, _params
 from pulse_etl import model
 from sqlalchemy import text
@@ -86,7 +86,7 @@ async def old_breakdown(engine: PulseEngine, tenant_id: str, query: dict[str, An
     )
     window = WindowRequest(datetime.fromisoformat(query["start"]).date(),
                            datetime.fromisoformat(query["end"]).date(), "UTC")
-    scope = (await open_scope(engine, settings, tenant_id, window, filters,
+    scope = (await open_scope(engine, settings_for(engine), tenant_id, window, filters,
                               interval=interval)).scope
     aggregates = ", ".join(
         f"count({phase}) FILTER (WHERE {phase} >= 0) AS {phase}_n, "
