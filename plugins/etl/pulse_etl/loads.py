@@ -123,17 +123,19 @@ class Loads:
     async def after_load(self, tenant_id: str, job_id: str | None, connector: str,
                          loaded: Loaded) -> None:
         """After a committed load that changed rows: refresh planner statistics of bulk-loaded
-        tables, drop the tenant's ETL cache tags, and announce the load (event and hook)."""
+        tables, announce the load to the plugins (``data_loaded``: they record the refreshes
+        it calls for), then drop the tenant's ETL cache tags and publish the event. In that
+        order, an answer computed after the drop can see that a refresh is pending."""
         stats = loaded.stats
         if not any(c.get("created") or c.get("updated") for c in stats.values()):
             return
         await self.analyze_bulk_loaded(stats)
+        await self.engine.announce_data_loaded(tenant_id, stats, loaded.since)
         await self.engine.cache.invalidate_tags(tenant_id, model.DATA_CACHE_TAGS)
         await self.engine.events.publish(
             tenant_id, DATA_LOADED_EVENT,
             {"job_id": job_id, "connector": connector, "stats": stats},
         )
-        await self.engine.announce_data_loaded(tenant_id, stats, loaded.since)
 
     async def analyze_bulk_loaded(self, stats: Stats) -> list[str]:
         """``ANALYZE`` the tables a load grew by at least :data:`ANALYZE_AFTER_ROWS` rows.
