@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 #: The longest error text stored on a job.
 MAX_ERROR_LENGTH = 2000
 #: PostgreSQL errors after which a batch was rolled back whole and trying again is safe:
-#: deadlock, serialization failure, lock not available.
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+#: deadlock, serialization failure, lock not available, and a unique violation (two loads
+#: inserting the same new entity at once: the upsert's arbiter is the natural key, so the
+#: later insert trips over the primary key; on the next attempt it finds the row and
+#: updates it).
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03", "23505"})
 #: Runs of one job (attempts) after which a transient error fails it after all.
 MAX_TRANSIENT_ATTEMPTS = 5
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pulse_etl import model
 from pulse_etl.service import EtlService
 from pulse_etl.sweeper import requeue_lapsed
@@ -264,18 +265,24 @@ async def test_progress_and_data_events(etl: EtlService, etl_tenant: TenantFixtu
     assert ("etl.data.loaded", None) in kinds
 
 
-class _Deadlock(Exception):
-    """What asyncpg raises for a deadlock, as far as the job run looks at it."""
+class _Conflict(Exception):
+    """What asyncpg raises for a database conflict, as far as the job run looks at it."""
 
-    sqlstate = "40P01"
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"conflict {sqlstate}")
+        self.sqlstate = sqlstate
 
 
-async def test_a_batch_lost_to_a_deadlock_is_run_again_from_the_cursor(
+@pytest.mark.parametrize(
+    "sqlstate",
+    ["40P01", "23505"],  # a deadlock; a new row another load inserted at the same moment
+)
+async def test_a_batch_lost_to_a_conflict_is_run_again_from_the_cursor(
         etl: EtlService, etl_tenant: TenantFixture, git_root: Path,
-        monkeypatch: Any) -> None:
+        monkeypatch: Any, sqlstate: str) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    repo = build_repository(git_root / "deadlock", commits=50)
+    repo = build_repository(git_root / f"conflict-{sqlstate}", commits=50)
     expected = int(git(repo, "rev-list", "--count", "main"))
     etl.settings.batch_size = 10
     real_load = etl.loader.load
@@ -285,7 +292,7 @@ async def test_a_batch_lost_to_a_deadlock_is_run_again_from_the_cursor(
         nonlocal calls
         calls += 1
         if calls == 3:  # the third batch: two are committed, this one rolls back whole
-            raise DBAPIError("INSERT ...", None, _Deadlock("deadlock detected"))
+            raise DBAPIError("INSERT ...", None, _Conflict(sqlstate))
         return await real_load(*args, **kwargs)
 
     monkeypatch.setattr(etl.loader, "load", load_with_one_deadlock)
@@ -297,3 +304,27 @@ async def test_a_batch_lost_to_a_deadlock_is_run_again_from_the_cursor(
     assert final["stats"]["commits"] == {"created": expected, "updated": 0}
     assert final["attempts"] == 2
     assert final["error"] is None
+
+
+async def test_two_jobs_loading_the_same_new_rows_at_once_both_succeed(
+        etl: EtlService, etl_tenant: TenantFixture, git_root: Path) -> None:
+    repo = build_repository(git_root / "twice", commits=40)
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    etl.settings.batch_size = 5
+    config = {"connector": "git", "config": {"path": str(repo), "branch": "main"}}
+    first = await etl.create_job(etl_tenant.id, config, None, enqueue=False)
+    second = await etl.create_job(etl_tenant.id, config, None, enqueue=False)
+    statuses = await asyncio.wait_for(asyncio.gather(
+        etl.run_job(etl_tenant.id, first["id"]), etl.run_job(etl_tenant.id, second["id"])), 60)
+    for job, status in zip((first, second), statuses, strict=True):
+        if status == "queued":  # lost a race for a new row: queued again from its cursor
+            await finished(etl_tenant.viewer_client, job["id"], "succeeded")
+    for job in (first, second):
+        assert (await etl.get_job(etl_tenant.id, job["id"]))["status"] == "succeeded"
+    async with etl.engine.db.tenant_session(etl_tenant.id) as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(model.commits)
+            .join(model.repositories, model.repositories.c.id == model.commits.c.repository_id)
+            .where(model.repositories.c.url.like(f"%{repo.name}%"))
+        )
+    assert stored == expected
