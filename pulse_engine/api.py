@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pulse_engine.accounts import create_tenant, create_user, get_tenant
 from pulse_engine.auth import public, require_role
+from pulse_engine.background import BackgroundTask
 from pulse_engine.bulk import (
     BULK_COPY_FLAG,
     analyze_tables,
@@ -77,6 +78,7 @@ API_VERSION = "1.0"
 __all__ = [
     "API_VERSION",
     "BULK_COPY_FLAG",
+    "BackgroundTask",
     "BoundedDatetime",
     "CAPABILITY_CHANGED_EVENT",
     "DEFAULT_LIMIT",

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from pulse_engine.background import BackgroundTask
+
 if TYPE_CHECKING:
     from pulse_engine.auth import Authenticator
     from pulse_engine.capabilities import Capabilities
@@ -42,7 +44,7 @@ class RevocationFeed:
         self.dsn = dsn
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task: BackgroundTask | None = None
         self.live = False
 
     async def start(self) -> None:
@@ -50,15 +52,12 @@ class RevocationFeed:
         listening in the background."""
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self._listen()
-        self._task = asyncio.create_task(self._keep_listening(), name="pulse-revocations")
+        self._task = BackgroundTask("pulse-revocations", self._keep_listening())
 
     async def stop(self) -> None:
         """Stop listening."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            await self._task.stop()
         await self._close()
         self.live = False
 

@@ -165,3 +165,26 @@ def test_pulse_trace_plugins_setting_turns_tracing_on(
 
     monkeypatch.setenv("PULSE_TRACE_PLUGINS", "1")
     assert Settings(_env_file=None, PULSE_DATA_DIR=str(tmp_path)).trace_plugins is True
+
+
+async def test_a_background_task_stops_with_its_owner() -> None:
+    import asyncio
+
+    from pulse_engine import BackgroundTask
+
+    ticks: list[int] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0.01)
+
+    task = BackgroundTask("ticker", tick())
+    await asyncio.sleep(0.05)
+    assert task.running and ticks
+    await task.stop()
+    assert not task.running
+    seen = len(ticks)
+    await asyncio.sleep(0.05)
+    assert len(ticks) == seen  # nothing runs after stop
+    await task.stop()  # idempotent

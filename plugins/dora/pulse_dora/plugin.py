@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from pulse_dora.refresh import (
 from pulse_dora.routes import build_blueprint
 from pulse_engine import (
     CAPABILITY_CHANGED_EVENT,
+    BackgroundTask,
     CachePolicy,
     Consumer,
     MetricDefinition,
@@ -51,7 +50,7 @@ def settings_for(engine: Engine) -> DoraSettings:
 CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, DORA_CACHE_TAG)
 
 #: the task following configuration changes, per engine
-CONFIG_LISTENER = StashKey[asyncio.Task[None]]()
+CONFIG_LISTENER = StashKey[BackgroundTask]()
 
 
 @hookimpl
@@ -142,8 +141,8 @@ async def _requeue(engine: Engine) -> None:
 async def startup(engine: Engine) -> None:
     """Follow configuration changes to keep each tenant's facts consistent with them, and
     queue the refreshes a stopped process left pending."""
-    engine.stash[CONFIG_LISTENER] = asyncio.create_task(
-        _follow_configuration(engine), name="pulse-dora-config"
+    engine.stash[CONFIG_LISTENER] = BackgroundTask(
+        "pulse-dora-config", _follow_configuration(engine)
     )
     await _requeue(engine)
 
@@ -153,9 +152,7 @@ async def shutdown(engine: Engine) -> None:
     """Stop following configuration changes."""
     listener = engine.stash.pop(CONFIG_LISTENER)
     if listener is not None:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        await listener.stop()
 
 
 #: Entities whose changes can move a DORA figure.

@@ -14,13 +14,13 @@ job resumes from its last committed cursor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
+from pulse_engine import BackgroundTask
 from pulse_etl.jobs import enqueue_job
 
 if TYPE_CHECKING:
@@ -66,19 +66,16 @@ class LeaseSweeper:
         self.engine = engine
         self.lease_seconds = lease_seconds
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._task: BackgroundTask | None = None
 
     def start(self) -> None:
         """Start sweeping in the background."""
-        self._task = asyncio.create_task(self._sweep_forever(), name="etl-lease-sweeper")
+        self._task = BackgroundTask("etl-lease-sweeper", self._sweep_forever())
 
     async def stop(self) -> None:
         """Stop sweeping."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            await self._task.stop()
 
     async def _sweep_forever(self) -> None:
         while True:
