@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import DBAPIError
 
 from pulse_engine import Problem
 from pulse_etl import model
@@ -57,6 +58,12 @@ def error_text(error: BaseException) -> str:
     if isinstance(error, Problem):
         errors = error.extra.get("errors")
         return f"{error.detail} {json.dumps(errors)}"[:MAX_ERROR_LENGTH] if errors else error.detail
+    orig = getattr(error, "orig", None)
+    if isinstance(error, DBAPIError) and orig is not None:
+        # the database's own message only: the statement and its parameters stay in the log
+        reason = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        sqlstate = getattr(orig, "sqlstate", None)
+        return f"database error {sqlstate or ''}: {reason}"[:MAX_ERROR_LENGTH]
     return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
 
 

@@ -328,3 +328,14 @@ async def test_two_jobs_loading_the_same_new_rows_at_once_both_succeed(
             .where(model.repositories.c.url.like(f"%{repo.name}%"))
         )
     assert stored == expected
+
+
+def test_a_database_error_is_recorded_without_its_statement() -> None:
+    from pulse_etl.job_run import error_text
+    from sqlalchemy.exc import DBAPIError
+
+    error = DBAPIError("INSERT INTO commits (message) VALUES ($1)", ("secret text",),
+                       _Conflict("XX000"))
+    text_recorded = error_text(error)
+    assert text_recorded == "database error XX000: conflict XX000"
+    assert "INSERT" not in text_recorded and "secret" not in text_recorded
