@@ -203,7 +203,7 @@ class PluginManager(pluggy.PluginManager):
         results = []
         for plugin_name, value in self._call(hook_name, True, kwargs):
             if inspect.isawaitable(value):
-                if inspect.iscoroutine(value):
+                if isinstance(value, _GuardedAwaitable):
                     value.close()
                 self._hook_failed(
                     plugin_name, hook_name, TypeError(f"{hook_name} must not be async")
@@ -321,7 +321,7 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
             call = _CALL.get(None)
             if inspect.isawaitable(value):
                 fail_plugin = call is None or call.fail_plugins
-                value = _guard_awaitable(manager, plugin_name, hook_name, value, fail_plugin)
+                value = _GuardedAwaitable(manager, plugin_name, hook_name, value, fail_plugin)
             if call is not None and value is not None:
                 call.attribution.append((plugin_name, value))
             return value
@@ -333,18 +333,41 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
     impl.function = guarded  # type: ignore[misc]
 
 
-async def _guard_awaitable(
-    manager: PluginManager,
-    plugin_name: str,
-    hook_name: str,
-    awaitable: Awaitable[Any],
-    fail_plugin: bool,
-) -> Any:
-    try:
-        return await awaitable
-    except Exception as error:
-        if fail_plugin:
-            manager._hook_failed(plugin_name, hook_name, error)
-        else:
-            log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
-        return None
+class _GuardedAwaitable:
+    """An implementation's awaitable result, guarded: awaiting it never raises (a failure
+    fails the plugin, or is logged for serving hooks), and closing it closes the original."""
+
+    def __init__(
+        self,
+        manager: PluginManager,
+        plugin_name: str,
+        hook_name: str,
+        awaitable: Awaitable[Any],
+        fail_plugin: bool,
+    ) -> None:
+        self.manager = manager
+        self.plugin_name = plugin_name
+        self.hook_name = hook_name
+        self.awaitable = awaitable
+        self.fail_plugin = fail_plugin
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._resolve().__await__()
+
+    async def _resolve(self) -> Any:
+        try:
+            return await self.awaitable
+        except Exception as error:
+            if self.fail_plugin:
+                self.manager._hook_failed(self.plugin_name, self.hook_name, error)
+            else:
+                log.error(
+                    "plugin %s failed in hook %s", self.plugin_name, self.hook_name,
+                    exc_info=error,
+                )
+            return None
+
+    def close(self) -> None:
+        """Discard it unawaited (a synchronous hook got an awaitable)."""
+        if inspect.iscoroutine(self.awaitable):
+            self.awaitable.close()
