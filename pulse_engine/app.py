@@ -164,8 +164,7 @@ class PulseEngine:
                 try:
                     accept(name, item)
                 except Exception as error:
-                    log.error("plugin %s: %s contribution refused: %s", name, hook, error)
-                    self.plugins.records[name].fail(hook, error)
+                    self.plugins.record_failure(name, hook, error, fail_plugin=True)
                     break
 
     def _add_migrations(self, plugin: str, folder: Any) -> None:

@@ -205,8 +205,9 @@ class PluginManager(pluggy.PluginManager):
             if inspect.isawaitable(value):
                 if isinstance(value, _GuardedAwaitable):
                     value.close()
-                self._hook_failed(
-                    plugin_name, hook_name, TypeError(f"{hook_name} must not be async")
+                self.record_failure(
+                    plugin_name, hook_name, TypeError(f"{hook_name} must not be async"),
+                    fail_plugin=True,
                 )
                 continue
             results.append((plugin_name, value))
@@ -228,18 +229,13 @@ class PluginManager(pluggy.PluginManager):
             outcome = [] if outcome is None else [outcome]
         return [(_owner(attribution, value), value) for value in outcome]
 
-    def record_failure(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
-        """Log a hook failure and mark the plugin failed (or only log, for serving hooks)."""
-        call = _CALL.get(None)
-        if call is not None and not call.fail_plugins:
-            log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
-            return
-        self._hook_failed(plugin_name, hook_name, error)
-
-    def _hook_failed(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
+    def record_failure(
+        self, plugin_name: str, hook_name: str, error: BaseException, *, fail_plugin: bool
+    ) -> None:
+        """Log a hook failure and, unless it is a serving hook's, mark the plugin failed."""
         log.error("plugin %s failed in hook %s", plugin_name, hook_name, exc_info=error)
         record = self.records.get(plugin_name)
-        if record is not None:
+        if fail_plugin and record is not None:
             record.fail(hook_name, error)
 
     def is_failed(self, plugin_name: str) -> bool:
@@ -285,6 +281,12 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
     if getattr(function, "__pulse_guarded__", False):
         return
 
+    def failed(error: BaseException) -> None:
+        call = _CALL.get(None)
+        manager.record_failure(
+            plugin_name, hook_name, error, fail_plugin=call is None or call.fail_plugins
+        )
+
     if impl.wrapper or impl.hookwrapper:
 
         def guarded_wrapper(*args: Any) -> Generator[Any, Any, Any]:
@@ -294,7 +296,7 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
             try:
                 next(generator)
             except Exception as error:
-                manager.record_failure(plugin_name, hook_name, error)
+                failed(error)
                 return (yield)
             outcome = yield
             try:
@@ -302,9 +304,9 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
             except StopIteration as stop:
                 return stop.value if impl.wrapper else None
             except Exception as error:
-                manager.record_failure(plugin_name, hook_name, error)
+                failed(error)
                 return outcome
-            manager.record_failure(plugin_name, hook_name, RuntimeError("wrapper yielded twice"))
+            failed(RuntimeError("wrapper yielded twice"))
             return outcome
 
         guarded: Any = guarded_wrapper
@@ -316,7 +318,7 @@ def guard_implementation(manager: PluginManager, impl: HookImpl, hook_name: str)
             try:
                 value = function(*args)
             except Exception as error:
-                manager.record_failure(plugin_name, hook_name, error)
+                failed(error)
                 return None
             call = _CALL.get(None)
             if inspect.isawaitable(value):
@@ -358,13 +360,9 @@ class _GuardedAwaitable:
         try:
             return await self.awaitable
         except Exception as error:
-            if self.fail_plugin:
-                self.manager._hook_failed(self.plugin_name, self.hook_name, error)
-            else:
-                log.error(
-                    "plugin %s failed in hook %s", self.plugin_name, self.hook_name,
-                    exc_info=error,
-                )
+            self.manager.record_failure(
+                self.plugin_name, self.hook_name, error, fail_plugin=self.fail_plugin
+            )
             return None
 
     def close(self) -> None:
