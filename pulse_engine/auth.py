@@ -213,22 +213,21 @@ class Authenticator:
         return await self._api_key_valid(principal.jti.removeprefix("api_key:"))
 
     async def _api_key_valid(self, prefix: str) -> bool:
+        async with self.engine.db.system_session() as session:
+            row = await self._api_key_row(session, prefix)
+        return row is not None and api_key_usable(row, datetime.now(UTC))
+
+    async def _api_key_row(self, session: Any, prefix: str) -> Any:
+        """The key stored under ``prefix`` with its tenant's ``active`` flag, or None."""
         table = self.engine.core_tables["api_keys"]
         tenants = self.engine.core_tables["tenants"]
-        async with self.engine.db.system_session() as session:
-            row = (
-                await session.execute(
-                    select(table.c.revoked_at, table.c.expires_at, tenants.c.active)
-                    .join(tenants, tenants.c.id == table.c.tenant_id)
-                    .where(table.c.prefix == prefix)
-                )
-            ).first()
         return (
-            row is not None
-            and row.revoked_at is None
-            and row.active
-            and (row.expires_at is None or row.expires_at > datetime.now(UTC))
-        )
+            await session.execute(
+                select(table, tenants.c.active.label("tenant_active"))
+                .join(tenants, tenants.c.id == table.c.tenant_id)
+                .where(table.c.prefix == prefix)
+            )
+        ).first()
 
     async def wait_until_ended(self, principal: Principal, recheck_seconds: float = 5.0) -> None:
         """Return once ``principal`` may no longer act: woken by every revocation notice,
@@ -299,24 +298,14 @@ class Authenticator:
         if len(parts) != 2 or len(full_key) > 200:
             raise unauthorized("The API key is not valid.")
         table = self.engine.core_tables["api_keys"]
-        tenants = self.engine.core_tables["tenants"]
         async with self.engine.db.system_session() as session:
-            row = (
-                await session.execute(
-                    select(table, tenants.c.active.label("tenant_active"))
-                    .join(tenants, tenants.c.id == table.c.tenant_id)
-                    .where(table.c.prefix == parts[0])
-                )
-            ).first()
+            row = await self._api_key_row(session, parts[0])
             now = datetime.now(UTC)
-            valid = (
+            if not (
                 row is not None
                 and hmac.compare_digest(row.key_hash, hash_api_key(full_key))
-                and row.revoked_at is None
-                and row.tenant_active
-                and (row.expires_at is None or row.expires_at > now)
-            )
-            if not valid or row is None:
+                and api_key_usable(row, now)
+            ):
                 raise unauthorized("The API key is not valid.")
             await session.execute(
                 update(table).where(table.c.id == row.id).values(last_used_at=now)
@@ -332,6 +321,16 @@ class Authenticator:
         )
         self._api_keys[full_key] = (principal, time.monotonic() + self.API_KEY_CACHE_SECONDS)
         return principal
+
+
+def api_key_usable(row: Any, now: datetime) -> bool:
+    """Whether a stored key (with ``tenant_active``) may act: not revoked, not expired, and
+    its tenant active."""
+    return (
+        row.revoked_at is None
+        and bool(row.tenant_active)
+        and (row.expires_at is None or row.expires_at > now)
+    )
 
 
 BUILTIN_SCOPE = "pulse"
