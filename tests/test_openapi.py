@@ -12,9 +12,9 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fixtures.openapi_document import openapi_path, resolve
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from pydantic import BaseModel
@@ -69,11 +69,6 @@ async def app(pulse_settings: Settings) -> AsyncIterator[Quart]:
         yield started
 
 
-def openapi_path(rule: str) -> str:
-    """A Werkzeug rule (``/health/<plugin>``) as an OpenAPI path (``/health/{plugin}``)."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
-
-
 async def test_every_plugin_route_is_documented_and_tagged(app: Quart) -> None:
     spec = await (await app.test_client().get("/openapi.json")).get_json()
     websocket_endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.websocket}
@@ -96,17 +91,6 @@ async def test_declared_schemas_are_in_the_document(app: Quart) -> None:
     response_schema = operation["responses"]["201"]["content"]["application/json"]["schema"]
     assert resolve(spec, request_schema)["properties"].keys() == {"text"}
     assert resolve(spec, response_schema)["properties"].keys() == {"id", "text"}
-
-
-def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Follow a ``$ref`` into ``components`` when there is one."""
-    reference = schema.get("$ref")
-    if reference is None:
-        return schema
-    node: Any = spec
-    for part in reference.removeprefix("#/").split("/"):
-        node = node[part]
-    return node  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.openapi_document import openapi_path, resolve
 from pydantic import BaseModel
 from quart import Blueprint, Quart, request
 from quart_schema import validate_querystring, validate_response
@@ -63,11 +64,6 @@ class Operation:
         return f"{self.method} {self.path}"
 
 
-def openapi_path(rule: str) -> str:
-    """A Werkzeug rule (``/health/<plugin>``) as an OpenAPI path (``/health/{plugin}``)."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
-
-
 def route_table(app: Quart) -> list[Operation]:
     """Every HTTP operation a plugin registered (the docs pages and static files are the
     engine's own, not a plugin's, and are left out of the document on purpose)."""
@@ -101,17 +97,6 @@ def operation_cases(operations: list[Operation]) -> list[Any]:
 
 
 # --- what the document must say ---------------------------------------------------------
-
-
-def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Follow a ``$ref`` into ``components`` when there is one."""
-    reference = schema.get("$ref")
-    if reference is None:
-        return schema
-    node: Any = spec
-    for part in reference.removeprefix("#/").split("/"):
-        node = node[part]
-    return node  # type: ignore[no-any-return]
 
 
 def success_problems(spec: dict[str, Any], operation: Operation) -> list[str]:
