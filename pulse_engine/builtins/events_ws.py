@@ -69,7 +69,9 @@ def register_routes(engine: PulseEngine) -> Blueprint:
             finally:
                 for task in (receiver, sender, session_end):
                     task.cancel()
-            if session_end in done and session_end.exception() is None:
+            for task in done:
+                task.result()  # a failed send, read or session watch is this handler's error
+            if session_end in done:
                 await websocket.close(SESSION_ENDED_CODE, "session ended")
 
     return blueprint
