@@ -74,13 +74,20 @@ class Readiness(BaseModel):
 
 
 class DatabaseHealth(CheckResult):
-    """The database check: connection, pool, migrations, row-level security, pgvector."""
+    """The database check: connection, pool, migrations, tables, request limits, row-level
+    security, pgvector."""
 
     database_connection: str | None = Field(None, description="``ok`` when connected.")
     latency_ms: float | None = Field(None, description="A round trip, in milliseconds.")
     pool: dict[str, int] | None = Field(None, description="The app pool's counters.")
     migrations: dict[str, Any] | None = Field(
         None, description="``at_head`` and the ``pending`` revisions of each plugin."
+    )
+    tables: dict[str, Any] | None = Field(
+        None, description="How many tables are registered, and those ``missing``."
+    )
+    request_limits: dict[str, Any] | None = Field(
+        None, description="The statement timeout, and whether the temp-file limit is enforced."
     )
     row_level_security: dict[str, Any] | None = Field(
         None, description="Tenant tables, and those without forced row-level security."
