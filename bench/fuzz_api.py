@@ -7,7 +7,7 @@ request and keeps going after a failure (``--continue-on-failure``), so one run 
 everything it finds.
 
     .venv/bin/python bench/fuzz_api.py                    # full size: at least 20,000 cases
-    .venv/bin/python bench/fuzz_api.py --max-examples 25  # what the test suite runs
+    .venv/bin/python bench/fuzz_api.py --max-examples 60  # what the test suite runs
 
 Left out on purpose: ``POST /auth/logout``, which would revoke the very token the fuzzer
 authenticates with (every later case would be a 401, testing nothing); the WebSocket
