@@ -16,7 +16,7 @@ import pytest
 from quart import Quart
 from sqlalchemy import func, select
 
-from pulse_engine.problems import PROBLEM_CONTENT_TYPE
+from pulse_engine.problems import PROBLEM_CONTENT_TYPE, Problem
 from pulse_engine.request_body import MAX_JSON_DEPTH, parse_json_body
 from pulse_engine.testing import ApiClient, TenantFixture
 
@@ -129,8 +129,9 @@ async def test_a_key_with_a_nul_is_refused(pulse_app: Quart, tenant: TenantFixtu
 def test_nesting_up_to_the_limit_parses_and_one_more_is_refused() -> None:
     deepest = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
     assert parse_json_body(deepest) is not None
-    with pytest.raises(Exception, match="nested more than"):
+    with pytest.raises(Problem, match="nested more than") as refused:
         parse_json_body(b"[" + deepest + b"]")
+    assert refused.value.status == 400
 
 
 def test_valid_unicode_passes_untouched() -> None:
