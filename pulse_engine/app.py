@@ -43,6 +43,7 @@ from pulse_engine.ratelimit import RateLimiter, create_rate_limiter
 from pulse_engine.redis_breaker import RedisBreaker
 from pulse_engine.request_body import install_strict_json
 from pulse_engine.response_cache import ResponseCache
+from pulse_engine.revocations import RevocationFeed
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash
 from pulse_engine.tables import define_core_tables
@@ -82,6 +83,8 @@ class PulseEngine:
         self.tokens = TokenService(self._token_config())
         self.authenticator = Authenticator(self)
         self.capabilities = Capabilities(self)
+        #: revocations, API-key, tenant and plugin-switch changes, heard from PostgreSQL
+        self.notices = RevocationFeed(self.authenticator, self.capabilities)
         self.metrics = MetricRegistry()
         self.health = HealthRegistry(self)
         self.response_cache = ResponseCache(self)
@@ -228,7 +231,7 @@ class PulseEngine:
         await self.db.connect()
         if self.settings.migrate_at_start:
             await self.migrate()
-        await self.authenticator.start_feed()
+        await self.notices.start(self.db.libpq_url(app=True))
         consumers_here = (
             self.settings.consumers_in_server if run_consumers is None else run_consumers
         )
@@ -318,7 +321,7 @@ class PulseEngine:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.stop()
         await self.plugins.call_each("shutdown", engine=self)
-        await self.authenticator.stop_feed()
+        await self.notices.stop()
         await self.events.stop()
         await self.cache.backend.close()
         await self.rate_limiter.aclose()

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import select, update
 
 from pulse_engine.problems import Problem
-from pulse_engine.revocations import RevocationFeed
 from pulse_engine.tokens import Principal, TokenError, role_satisfies
 
 if TYPE_CHECKING:
@@ -116,24 +115,12 @@ class Authenticator:
         self.engine = engine
         self.revoked_jtis: dict[str, float] = {}
         self._api_keys: dict[str, tuple[Principal, float]] = {}
-        self.feed: RevocationFeed | None = None
         self._change = asyncio.Event()
 
     @property
     def live(self) -> bool:
         """Whether this process hears every revocation as it is committed."""
-        return self.feed is not None and self.feed.live
-
-    async def start_feed(self) -> None:
-        """Listen for revocation notices (loads the list; retries in the background)."""
-        dsn = self.engine.db.libpq_url(app=True)
-        self.feed = RevocationFeed(self, self.engine.capabilities, dsn)
-        await self.feed.start()
-
-    async def stop_feed(self) -> None:
-        """Stop listening."""
-        if self.feed is not None:
-            await self.feed.stop()
+        return self.engine.notices.live
 
     async def authenticate(self, credential: str) -> Principal:
         """Verify a bearer credential; raises a 401 :class:`Problem` when it is not valid."""

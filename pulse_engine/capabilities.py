@@ -34,7 +34,7 @@ class Capabilities:
 
     def cached_enabled(self, tenant_id: str, plugin: str) -> bool | None:
         """The fast path: True/False when this tenant's switches are cached, else None."""
-        if not self.engine.authenticator.live:
+        if not self.engine.notices.live:
             return None  # notices may have been missed: only the database knows
         switches = self._by_tenant.get(tenant_id)
         if switches is None:
@@ -116,7 +116,7 @@ class Capabilities:
 
     async def _switches(self, tenant_id: str) -> dict[str, tuple[bool, dict[str, Any]]]:
         cached = self._by_tenant.get(tenant_id)
-        if cached is not None and self.engine.authenticator.live:
+        if cached is not None and self.engine.notices.live:
             return cached
         table = self.engine.core_tables["tenant_plugins"]
         async with self.engine.db.system_session() as session:

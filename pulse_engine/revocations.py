@@ -38,18 +38,19 @@ MAX_RECONNECT_DELAY = 5.0
 class RevocationFeed:
     """The LISTEN connection of one process and whether its notices can be trusted."""
 
-    def __init__(self, authenticator: Authenticator, capabilities: Capabilities, dsn: str) -> None:
+    def __init__(self, authenticator: Authenticator, capabilities: Capabilities) -> None:
         self.authenticator = authenticator
         self.capabilities = capabilities
-        self.dsn = dsn
+        self.dsn = ""
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._task: BackgroundTask | None = None
         self.live = False
 
-    async def start(self) -> None:
-        """Listen (once here, so a start with the database up is live at once) and keep
-        listening in the background."""
+    async def start(self, dsn: str) -> None:
+        """Listen on the database at ``dsn`` (once here, so a start with the database up is
+        live at once) and keep listening in the background."""
+        self.dsn = dsn
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self._listen()
         self._task = BackgroundTask("pulse-revocations", self._keep_listening())
