@@ -22,6 +22,19 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+#: The environments the tenant's default configuration calls production.
+PRODUCTION = ("production", "prod")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """PostgreSQL's ``percentile_cont``: linear interpolation between the closest ranks."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def new_id() -> str:
     """A fresh UUID string."""
     return str(uuid.uuid4())

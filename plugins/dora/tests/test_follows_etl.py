@@ -234,9 +234,9 @@ async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_
         assert (await ok(dora_tenant, path, **window, **query))["freshness"] == pending, path
     definition = engine.metrics.get("dora.deployment_frequency")
     assert definition is not None
-    query = MetricQuery(dora_tenant.id, datetime(2024, 1, 1, tzinfo=UTC),
-                        datetime(2024, 5, 1, tzinfo=UTC))
-    computed = await definition.compute(engine, query)
+    metric_query = MetricQuery(dora_tenant.id, datetime(2024, 1, 1, tzinfo=UTC),
+                               datetime(2024, 5, 1, tzinfo=UTC))
+    computed = await definition.compute(engine, metric_query)
     assert computed.freshness.refresh_pending is True
 
     since = held[0]["since"]
@@ -246,7 +246,7 @@ async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_
     assert datetime.fromisoformat(after["freshness"]["data_until"]) > datetime.fromisoformat(
         before["freshness"]["data_until"])
     assert after["metrics"]["deployment_frequency"]["sample_size"] == 9  # the nine tags
-    assert (await definition.compute(engine, query)).freshness.refresh_pending is False
+    assert (await definition.compute(engine, metric_query)).freshness.refresh_pending is False
 
 
 async def test_the_incident_links_pulse_etl_and_dora_expose_agree(

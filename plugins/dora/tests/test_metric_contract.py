@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from dora_rows import Rows
+from dora_rows import PRODUCTION, Rows, percentile
 from pulse_etl import model
 from sqlalchemy import select
 from test_metrics import core_scenario, ok
@@ -109,7 +109,6 @@ async def test_compute_refuses_what_the_routes_refuse(
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 DAYS = 56
-PRODUCTION = ("production", "prod")
 LINK_WINDOW = timedelta(days=7)
 HOTFIX_REF = "hotfix/x"
 
@@ -172,17 +171,8 @@ async def read_raw(rows: Rows) -> Raw:
         shipped = (await session.execute(select(model.deployment_commits))).all()
         commits = (await session.execute(select(model.commits))).all()
         incidents = (await session.execute(select(model.incidents))).all()
-    return Raw(deployments, shipped,
-               {(str(c.repository_id), c.sha): c for c in commits}, incidents)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """PostgreSQL's ``percentile_cont``: linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return Raw(list(deployments), list(shipped),
+               {(str(c.repository_id), c.sha): c for c in commits}, list(incidents))
 
 
 def brute_force(raw: Raw, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
