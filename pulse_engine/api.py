@@ -57,6 +57,8 @@ from pulse_engine.problems import (
     validation_problem,
 )
 from pulse_engine.queryparams import (
+    EARLIEST,
+    LATEST,
     BoundedDatetime,
     QueryList,
     QueryText,
@@ -82,6 +84,8 @@ __all__ = [
     "BoundedDatetime",
     "CAPABILITY_CHANGED_EVENT",
     "DEFAULT_LIMIT",
+    "EARLIEST",
+    "LATEST",
     "MAX_LIMIT",
     "METRIC_FILTER_NAMES",
     "CachePolicy",

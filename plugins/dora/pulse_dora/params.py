@@ -2,16 +2,16 @@
 
 The models are read through quart-schema's ``validate_querystring``; each checks its
 parameters one by one, so a bad parameter is a 422 ``validation-error`` whose
-``errors[].field`` names it. Times are ISO 8601 dates or date-times written between
-:data:`EARLIEST` and :data:`LATEST` (PostgreSQL and Python agree on every instant in
-between, and no bucket series can run away); names and zones are the engine's
-:data:`~pulse_engine.QueryList` and :data:`~pulse_engine.TimeZoneName`. What needs the
-tenant or the data is checked by :func:`open_scope`, naming the parameter too: the zone
-against the names this PostgreSQL knows, the window against the tenant's longest window
-and the number of buckets it would have, teams, projects and repositories against the
-tenant's rows (resolved to ids; unknown ones refused). The default environment set is the
-tenant's production configuration matched against the environments its deployments
-actually use.
+``errors[].field`` names it. Times are ISO 8601 dates or date-times written between the
+engine's :data:`~pulse_engine.EARLIEST` and :data:`~pulse_engine.LATEST` (PostgreSQL and
+Python agree on every instant in between, and no bucket series can run away); names and
+zones are the engine's :data:`~pulse_engine.QueryList` and
+:data:`~pulse_engine.TimeZoneName`. What needs the tenant or the data is checked by
+:func:`open_scope`, naming the parameter too: the zone against the names this PostgreSQL
+knows, the window against the tenant's longest window and the number of buckets it would
+have, teams, projects and repositories against the tenant's rows (resolved to ids;
+unknown ones refused). The default environment set is the tenant's production
+configuration matched against the environments its deployments actually use.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
 from pulse_dora.refresh import production_environments, read_freshness
 from pulse_engine import (
+    EARLIEST,
+    LATEST,
     Freshness,
     PageQuery,
     QueryList,
@@ -49,9 +51,6 @@ Interval = Literal["day", "week", "month", "all"]
 Benchmark = Literal["2021", "2023", "2024"]
 
 DEFAULT_WINDOW_DAYS = 30
-#: The earliest and latest time a window may name, as written (before any offset).
-EARLIEST = datetime(1970, 1, 1)
-LATEST = datetime(2200, 1, 1)
 
 
 def _moment(raw: object) -> object:
@@ -70,8 +69,10 @@ def _moment(raw: object) -> object:
         parsed = raw
     else:
         return raw  # pydantic names the wrong type
+    # the engine's bounds, applied to the time as written (a date or a time without offset
+    # is read in ``tz`` later; an offset is not applied)
     written = parsed if isinstance(parsed, datetime) else datetime.combine(parsed, time())
-    if not EARLIEST <= written.replace(tzinfo=None) <= LATEST:
+    if not EARLIEST <= written.replace(tzinfo=UTC) <= LATEST:
         raise ValueError(
             f"must be between {EARLIEST.date().isoformat()} and {LATEST.date().isoformat()}"
         )
