@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pluggy
 from pluggy import HookImpl
@@ -44,6 +44,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 
+#: What became of a plugin on this server.
+PluginStatus = Literal["loaded", "failed"]
+
+
 @dataclass
 class PluginRecord:
     """What the engine knows of one plugin: origin, version, status, routes."""
@@ -53,7 +57,7 @@ class PluginRecord:
     distribution: str | None = None
     version: str | None = None
     builtin: bool = False
-    status: str = "loaded"
+    status: PluginStatus = "loaded"
     errors: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     routes: list[dict[str, Any]] = field(default_factory=list)

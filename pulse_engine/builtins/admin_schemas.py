@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from pulse_engine.accounts import SCOPE_PATTERN, TENANT_ROLES
 from pulse_engine.pagination import PageQuery
 from pulse_engine.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from pulse_engine.plugins import PluginStatus
 from pulse_engine.tokens import ROLE_RANK
 
 NEXT_CURSOR = Field(description="Pass as ``cursor`` for the next page; None on the last.")
-PLUGIN_STATUS = Literal["loaded", "failed"]
 
 #: Role names, documented as enums; ``accounts`` checks them (and who may give which).
 RoleName = Annotated[
@@ -189,7 +189,7 @@ class PluginState(BaseModel):
     plugin: str = Field(description="The plugin's name.")
     enabled: bool = Field(description="Whether the tenant may use it.")
     config: dict[str, Any] = Field(description="The tenant's configuration of it.")
-    status: PLUGIN_STATUS = Field(description="Whether it loaded or failed on this server.")
+    status: PluginStatus = Field(description="Whether it loaded or failed on this server.")
     version: str | None = Field(description="Its distribution's version.")
 
 

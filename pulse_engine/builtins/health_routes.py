@@ -16,6 +16,7 @@ from quart_schema import validate_response
 
 from pulse_engine import hookimpl
 from pulse_engine.auth import public
+from pulse_engine.plugins import PluginStatus
 from pulse_engine.problems import Problem, problem_responses
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class PluginHealth(BaseModel):
     """One plugin's health: the worst of its checks, and unhealthy when it failed."""
 
     status: HealthStatus = Field(description="The worst status of its checks.")
-    plugin_status: Literal["loaded", "failed"] = Field(description="Whether the plugin loaded.")
+    plugin_status: PluginStatus = Field(description="Whether the plugin loaded.")
     version: str | None = Field(description="Its distribution's version.")
     checks: dict[str, CheckResult] = Field(description="Each named check's result.")
     errors: list[str] | None = Field(None, description="Why the plugin failed, when it did.")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import validate_response
 
 from pulse_engine import hookimpl
+from pulse_engine.plugins import PluginStatus
 from pulse_engine.problems import problem_responses
 from pulse_engine.tenancy import current_principal
 
@@ -31,7 +32,7 @@ class PluginInfo(BaseModel):
     distribution: str | None = Field(description="The distribution that installed it.")
     version: str | None = Field(description="The distribution's version.")
     builtin: bool = Field(description="Whether it is one of the engine's own features.")
-    status: Literal["loaded", "failed"] = Field(description="Whether it loaded on this server.")
+    status: PluginStatus = Field(description="Whether it loaded on this server.")
     errors: list[str] = Field(description="Why it failed, when it did.")
     hooks: list[str] = Field(description="The hooks it implements.")
     routes: list[PluginRoute] = Field(description="The routes it registered.")
