@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,16 +25,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pulse_engine.testing import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 32
 QUERY = "start=2026-01-01&end=2026-04-01"
 
 
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,13 @@ def pulse_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield server.get_uri()
     finally:
         server.cleanup()
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:

@@ -10,19 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 
 import pytest
 
-from pulse_engine.testing import TEST_JWT_SECRET
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from pulse_engine.testing import TEST_JWT_SECRET, free_port
 
 
 @pytest.fixture(scope="module")

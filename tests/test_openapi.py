@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,7 +23,7 @@ from quart_schema import validate_request, validate_response
 from pulse_engine import hookimpl
 from pulse_engine.app import create_app
 from pulse_engine.settings import Settings
-from pulse_engine.testing import make_settings, running_app
+from pulse_engine.testing import free_port, make_settings, running_app
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
@@ -109,12 +108,6 @@ async def test_doc_pages_use_only_local_assets(app: Quart, page: str) -> None:
         assert len(await served.get_data()) > 1000
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -5,19 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import urllib.request
 from pathlib import Path
 
-from pulse_engine.testing import TEST_JWT_SECRET
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from pulse_engine.testing import TEST_JWT_SECRET, free_port
 
 
 def fetch(url: str) -> tuple[int, bytes]:

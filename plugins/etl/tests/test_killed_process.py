@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ from pulse_etl.jobs import JOB_QUEUE
 from sqlalchemy import func, select
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TEST_JWT_SECRET, make_settings, make_tenant, running_app
+from pulse_engine.testing import TEST_JWT_SECRET, free_port, make_settings, make_tenant, running_app
 
 from .conftest import git
 
@@ -101,11 +100,6 @@ def import_repository(path: Path, commits: int) -> Path:
     return path
 
 
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
