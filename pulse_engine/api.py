@@ -46,6 +46,7 @@ from pulse_engine.pagination import (
     decode_cursor,
     encode_cursor,
     fetch_page,
+    invalid_cursor,
 )
 from pulse_engine.problems import (
     FieldError,
@@ -132,6 +133,7 @@ __all__ = [
     "get_tenant",
     "hookimpl",
     "hookspec",
+    "invalid_cursor",
     "invalid_field",
     "load_or_create_secret",
     "no_content",

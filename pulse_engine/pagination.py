@@ -81,7 +81,12 @@ def decode_cursor(cursor: str | None, kind: type[CursorValue]) -> CursorValue | 
         )
         if storable:
             return value  # type: ignore[no-any-return]
-    raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
+    raise invalid_cursor()
+
+
+def invalid_cursor() -> Problem:
+    """The 400 ``invalid-cursor`` problem, for a cursor a list cannot page from."""
+    return Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
 
 
 async def fetch_page(

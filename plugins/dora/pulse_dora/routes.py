@@ -31,10 +31,10 @@ from pulse_dora.params import (
 )
 from pulse_dora.schemas import Breakdown, Drilldown, GitLabSeries, Series, Summary
 from pulse_engine import (
-    Problem,
     current_tenant_id,
     decode_cursor,
     encode_cursor,
+    invalid_cursor,
     invalid_field,
     problem_responses,
     require_role,
@@ -62,7 +62,7 @@ def drilldown_cursor(metric: str, cursor: str | None) -> queries.SortKey | None:
         return None
     key = queries.SortKey.decode(raw)
     if key is None or (key.sha is not None) != (queries.drilldown_kind(metric) == "change"):
-        raise Problem(400, "invalid-cursor", "The cursor is not valid; use a next_cursor value.")
+        raise invalid_cursor()
     return key
 
 
