@@ -34,36 +34,49 @@ async def finished(client: ApiClient, job_id: str, status: str) -> None:
     raise AssertionError(body)
 
 
-async def test_killed_worker_resumes_from_cursor(etl: EtlService, etl_tenant: TenantFixture,
-                                                 git_root: Path) -> None:
-    repo = build_repository(git_root / "resume", commits=70)
-    expected = int(git(repo, "rev-list", "--count", "main"))
+async def _kill_worker_mid_run(etl: EtlService, tenant_id: str, repo: Path) -> str:
+    """Create a git job over ``repo`` (70 commits, batches of 10) and kill its worker once
+    20 commits are in; returns the job's id, left ``running`` with a stale lease."""
     etl.settings.batch_size = 10
-    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+    job = await etl.create_job(tenant_id, {"connector": "git", "config": {
         "path": str(repo), "branch": "main"}}, None, enqueue=False)
-    first_batch = asyncio.Event()
+    first_batches = asyncio.Event()
 
     def progress(document: dict[str, Any]) -> None:
         if document["stats"].get("commits", {}).get("created", 0) >= 20:
-            first_batch.set()
+            first_batches.set()
 
-    worker = asyncio.create_task(etl.run_job(etl_tenant.id, job["id"], on_progress=progress))
-    await asyncio.wait_for(first_batch.wait(), 30)
-    worker.cancel()  # the worker dies between batches: nothing more is committed
+    worker = asyncio.create_task(etl.run_job(tenant_id, job["id"], on_progress=progress))
+    await asyncio.wait_for(first_batches.wait(), 30)
+    worker.cancel()  # the worker dies between batches, its message gone with it
     await asyncio.gather(worker, return_exceptions=True)
-    state = await etl.get_job(etl_tenant.id, job["id"])
-    partial = await _commits(etl, etl_tenant.id)
+    state = await etl.get_job(tenant_id, job["id"])
+    partial = await _commits(etl, tenant_id)
     assert state["status"] == "running"
-    assert 20 <= partial < expected
+    assert 20 <= partial < int(git(repo, "rev-list", "--count", "main"))
     assert state["stats"]["commits"]["created"] == partial  # stats and data committed together
+    return str(job["id"])
 
-    # the message is delivered again to another worker: it waits for the lease, then resumes
-    status = await asyncio.wait_for(etl.run_job(etl_tenant.id, job["id"]), 30)
-    final = await etl.get_job(etl_tenant.id, job["id"])
-    assert status == "succeeded", final
-    assert await _commits(etl, etl_tenant.id) == expected
+
+async def _assert_resumed_without_duplicates(etl: EtlService, tenant_id: str, job_id: str,
+                                             repo: Path) -> None:
+    """The job loaded every commit of ``repo`` once, in two attempts."""
+    expected = int(git(repo, "rev-list", "--count", "main"))
+    final = await etl.get_job(tenant_id, job_id)
+    assert final["status"] == "succeeded", final
+    assert await _commits(etl, tenant_id) == expected
     assert final["stats"]["commits"] == {"created": expected, "updated": 0}
     assert final["attempts"] == 2
+
+
+async def test_killed_worker_resumes_from_cursor(etl: EtlService, etl_tenant: TenantFixture,
+                                                 git_root: Path) -> None:
+    repo = build_repository(git_root / "resume", commits=70)
+    job_id = await _kill_worker_mid_run(etl, etl_tenant.id, repo)
+    # the message is delivered again to another worker: it waits for the lease, then resumes
+    status = await asyncio.wait_for(etl.run_job(etl_tenant.id, job_id), 30)
+    assert status == "succeeded"
+    await _assert_resumed_without_duplicates(etl, etl_tenant.id, job_id, repo)
 
 
 async def test_cancel_running_job_then_retry(etl: EtlService, etl_tenant: TenantFixture,
@@ -127,27 +140,10 @@ async def test_a_job_abandoned_by_a_stopped_process_finishes_by_itself(
 async def test_a_killed_worker_s_job_resumes_by_itself_without_duplicates(
         etl: EtlService, etl_tenant: TenantFixture, git_root: Path) -> None:
     repo = build_repository(git_root / "killed", commits=70)
-    expected = int(git(repo, "rev-list", "--count", "main"))
-    etl.settings.batch_size = 10
-    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
-        "path": str(repo), "branch": "main"}}, None, enqueue=False)
-    first_batch = asyncio.Event()
-
-    def progress(document: dict[str, Any]) -> None:
-        if document["stats"].get("commits", {}).get("created", 0) >= 20:
-            first_batch.set()
-
-    worker = asyncio.create_task(etl.run_job(etl_tenant.id, job["id"], on_progress=progress))
-    await asyncio.wait_for(first_batch.wait(), 30)
-    worker.cancel()  # killed between batches, its message gone with it
-    await asyncio.gather(worker, return_exceptions=True)
-    partial = await _commits(etl, etl_tenant.id)
-    assert 20 <= partial < expected
-    await finished(etl_tenant.viewer_client, job["id"], "succeeded")
-    final = await etl.get_job(etl_tenant.id, job["id"])
-    assert await _commits(etl, etl_tenant.id) == expected
-    assert final["stats"]["commits"] == {"created": expected, "updated": 0}  # no duplicates
-    assert final["attempts"] == 2
+    job_id = await _kill_worker_mid_run(etl, etl_tenant.id, repo)
+    # nobody delivers the message again: the lease sweep queues the job by itself
+    await finished(etl_tenant.viewer_client, job_id, "succeeded")
+    await _assert_resumed_without_duplicates(etl, etl_tenant.id, job_id, repo)
 
 
 async def test_concurrent_sweeps_queue_each_lapsed_job_once(
