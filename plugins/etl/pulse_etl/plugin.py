@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint
 from sqlalchemy import MetaData
 
-from pulse_engine import Consumer, StashKey, hookimpl
+from pulse_engine import BackgroundTask, Consumer, StashKey, hookimpl
 from pulse_etl import hookspecs, model
 from pulse_etl.api import build_blueprint
 from pulse_etl.connectors.generic import GenericConnector
@@ -20,7 +20,7 @@ from pulse_etl.connectors.git import GitConnector
 from pulse_etl.connectors.github import GithubConnector
 from pulse_etl.connectors.jira import JiraConnector
 from pulse_etl.service import EtlService
-from pulse_etl.sweeper import LeaseSweeper
+from pulse_etl.sweeper import sweep_forever
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 SERVICE = StashKey[EtlService]()
-SWEEPER = StashKey[LeaseSweeper]()
+SWEEPER = StashKey[BackgroundTask]()
 
 
 def service_for(engine: Engine) -> EtlService:
@@ -72,15 +72,15 @@ def register_queue_consumers(engine: Engine) -> list[Consumer]:
 def startup(engine: Engine) -> None:
     """Start queueing again the jobs whose lease lapsed (:mod:`pulse_etl.sweeper`)."""
     settings = service_for(engine).settings
-    sweeper = LeaseSweeper(engine, settings.lease_seconds, settings.sweep_seconds)
-    engine.stash[SWEEPER] = sweeper
-    sweeper.start()
+    engine.stash[SWEEPER] = BackgroundTask(
+        "etl-lease-sweeper", sweep_forever(engine, settings.lease_seconds, settings.sweep_seconds)
+    )
 
 
 @hookimpl
 async def shutdown(engine: Engine) -> None:
     """Stop the lease sweeper."""
-    sweeper = engine.stash.get(SWEEPER)
+    sweeper = engine.stash.pop(SWEEPER)
     if sweeper is not None:
         await sweeper.stop()
 

@@ -1,7 +1,7 @@
 """Jobs interrupted by a stopped process finish by themselves.
 
 :func:`requeue_lapsed`, run by every process at start and then every
-``PULSE_ETL_SWEEP_SECONDS`` (:class:`LeaseSweeper`, started by the plugin's ``startup``),
+``PULSE_ETL_SWEEP_SECONDS`` (:func:`sweep_forever`, started by the plugin's ``startup``),
 puts each job whose lease lapsed (:func:`pulse_etl.leases.lease_lapsed`: ``running`` with
 a stale heartbeat, or ``queued`` and untouched for longer than the lease) back on the
 queue, with the in-memory queue (whose messages died with the process) and a broker alike.
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
-from pulse_engine import BackgroundTask
 from pulse_etl.jobs import enqueue_job
 
 if TYPE_CHECKING:
@@ -58,30 +57,12 @@ async def requeue_lapsed(engine: Engine, lease_seconds: float) -> list[tuple[str
     return jobs
 
 
-class LeaseSweeper:
-    """Runs :func:`requeue_lapsed` at start and then every ``interval`` seconds."""
-
-    def __init__(self, engine: Engine, lease_seconds: float, interval: float) -> None:
-        """Sweep ``engine``'s jobs."""
-        self.engine = engine
-        self.lease_seconds = lease_seconds
-        self.interval = interval
-        self._task: BackgroundTask | None = None
-
-    def start(self) -> None:
-        """Start sweeping in the background."""
-        self._task = BackgroundTask("etl-lease-sweeper", self._sweep_forever())
-
-    async def stop(self) -> None:
-        """Stop sweeping."""
-        if self._task is not None:
-            await self._task.stop()
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await requeue_lapsed(self.engine, self.lease_seconds)
-            except Exception:
-                log.warning("ETL lease sweep failed; retrying in %.0f s", self.interval,
-                            exc_info=True)
-            await asyncio.sleep(self.interval)
+async def sweep_forever(engine: Engine, lease_seconds: float, interval: float) -> None:
+    """Run :func:`requeue_lapsed` now and then every ``interval`` seconds (the plugin runs
+    it as a :class:`pulse_engine.BackgroundTask`); a failed sweep is logged and retried."""
+    while True:
+        try:
+            await requeue_lapsed(engine, lease_seconds)
+        except Exception:
+            log.warning("ETL lease sweep failed; retrying in %.0f s", interval, exc_info=True)
+        await asyncio.sleep(interval)
