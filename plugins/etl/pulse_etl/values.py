@@ -13,9 +13,10 @@ def iso(value: datetime | None) -> str | None:
 
 
 def is_uuid(value: Any) -> bool:
-    """Whether ``value`` is (the text of) a UUID."""
+    """Whether ``value`` is (the text of) a UUID in its canonical form: the only one the
+    database driver takes (``uuid.UUID`` also reads ``urn:uuid:``, braces...)."""
+    text = str(value)
     try:
-        uuid.UUID(str(value))
+        return str(uuid.UUID(text)) == text.lower()
     except ValueError:
         return False
-    return value is not None

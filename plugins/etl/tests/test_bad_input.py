@@ -4,7 +4,6 @@ and cursors (webhook payloads: test_github_webhooks)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from urllib.parse import quote
@@ -14,6 +13,7 @@ from pulse_etl import model
 from pulse_etl.service import EtlService
 from sqlalchemy import func, select
 
+from pulse_engine import encode_cursor
 from pulse_engine.testing import TenantFixture
 
 UNSTORABLE = {"nul": "Hello\x00World", "surrogate": "Hello\ud800World"}
@@ -58,14 +58,17 @@ async def test_unstorable_text_in_integrations_and_jobs_is_a_422(
 async def test_unstorable_text_in_cursors_is_refused(
         etl_tenant: TenantFixture, kind: str) -> None:
     value = UNSTORABLE[kind]
-    inside = base64.urlsafe_b64encode(json.dumps([value]).encode()).decode().rstrip("=")
+    inside = encode_cursor(value)
     raw = quote(value.encode("utf-8", "surrogatepass"))  # as percent-escaped bytes
     for path in ("/app/etl/integrations", "/app/etl/jobs"):
         for cursor in (inside, raw):
             response = await etl_tenant.viewer_client.get(f"{path}?cursor={cursor}")
             problem = await response.get_json()
             assert response.status_code in (400, 422), (path, cursor, problem)
-    not_a_job = base64.urlsafe_b64encode(b'["not-a-job-id"]').decode().rstrip("=")
-    response = await etl_tenant.viewer_client.get(f"/app/etl/jobs?cursor={not_a_job}")
-    assert response.status_code == 422, await response.get_json()
-    assert (await response.get_json())["errors"][0]["field"] == "cursor"
+    # Python reads these as UUIDs, PostgreSQL does not
+    job_id = "0190a3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
+    for not_a_job in ("not-a-job-id", f"urn:uuid:{job_id}", f"uuid:{job_id}"):
+        response = await etl_tenant.viewer_client.get(
+            "/app/etl/jobs", query_string={"cursor": encode_cursor(not_a_job)})
+        assert response.status_code == 422, (not_a_job, await response.get_json())
+        assert (await response.get_json())["errors"][0]["field"] == "cursor"
