@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,9 +47,10 @@ MAX_TRANSIENT_ATTEMPTS = 5
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` is a database conflict that a later attempt can get past."""
-    orig = getattr(error, "orig", None)
-    return getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+    """Whether ``error`` is a database conflict that a later attempt can get past, raised
+    through SQLAlchemy (``.orig``) or by the driver itself (the bulk loader's statements)."""
+    return getattr(getattr(error, "orig", error), "sqlstate", None) in TRANSIENT_SQLSTATES
+
 
 ProgressCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 
@@ -106,16 +108,14 @@ class JobRun:
         except JobCancelled:
             return await self._finish("cancelled", None)
         except asyncio.CancelledError:
-            if self._cancel_seen:
-                uncancel = getattr(task, "uncancel", None)
-                if uncancel is not None:
-                    uncancel()
+            if self._cancel_seen and task is not None:
+                task.uncancel()  # the heartbeat's cancel, not the caller's: finish normally
                 return await self._finish("cancelled", None)
             raise
         except Exception as error:
             if is_transient(error) and self.row.attempts < MAX_TRANSIENT_ATTEMPTS:
                 log.warning("job %s: %s; queued again, to resume from its cursor",
-                            self.job_id, type(error.orig).__name__)  # type: ignore[attr-defined]
+                            self.job_id, type(getattr(error, "orig", error)).__name__)
                 await self._queue_again()
                 return "queued"
             log.warning("job %s (%s) failed", self.job_id, self.connector_name, exc_info=True)
@@ -206,7 +206,7 @@ class JobRun:
                 await save_cursor(
                     session, self.tenant_id, self.scope, stream, self.connector_name, value
                 )
-            total = merge_stats(json.loads(json.dumps(self.stats)), stats)
+            total = merge_stats(copy.deepcopy(self.stats), stats)
             cancel = await session.scalar(
                 update(table)
                 .where(table.c.id == self.job_id, table.c.lease_owner == self.owner)

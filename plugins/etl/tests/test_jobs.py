@@ -8,8 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from pulse_etl import model
+from pulse_etl.job_run import is_transient
 from pulse_etl.service import EtlService
 from pulse_etl.sweeper import requeue_lapsed
 from sqlalchemy import func, select, update
@@ -161,6 +163,13 @@ async def test_concurrent_sweeps_queue_each_lapsed_job_once(
     assert len(swept) == len(set(swept))
     for job_id in ids:
         await finished(etl_tenant.viewer_client, job_id, "succeeded")
+
+
+def test_a_conflict_raised_by_the_driver_itself_is_transient() -> None:
+    # the bulk loader runs its upserts on the asyncpg connection: no SQLAlchemy wrapper
+    assert is_transient(asyncpg.exceptions.UniqueViolationError("duplicate key value"))
+    assert not is_transient(asyncpg.exceptions.NotNullViolationError("null value"))
+    assert not is_transient(ValueError("not a database error"))
 
 
 async def test_list_paginates_newest_first_and_is_tenant_scoped(
