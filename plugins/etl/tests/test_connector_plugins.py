@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from quart import Quart
 from sqlalchemy import select
 
-from pulse_engine import hookimpl
-from pulse_engine.settings import Settings
+from pulse_engine import Settings, hookimpl
 from pulse_engine.testing import make_tenant, running_app
 
 from .conftest import wait_job

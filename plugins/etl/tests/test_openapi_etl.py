@@ -11,7 +11,7 @@ import pytest
 from pulse_etl.plugin import service_for
 from quart import Quart
 
-from pulse_engine.settings import Settings
+from pulse_engine import Settings
 from pulse_engine.testing import make_tenant, running_app
 
 from .conftest import build_repository

@@ -18,9 +18,8 @@ from pulse_etl.plugin import service_for
 from pulse_etl.service import EtlService
 from quart import Quart
 
-from pulse_engine import GuardedTransport, OutboundPolicy, OutboundRefused
+from pulse_engine import GuardedTransport, OutboundPolicy, OutboundRefused, Settings
 from pulse_engine.outbound import numeric_address, refusal_reason
-from pulse_engine.settings import Settings
 from pulse_engine.testing import TenantFixture, make_tenant, running_app
 
 from .conftest import wait_job
