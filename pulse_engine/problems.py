@@ -176,10 +176,16 @@ def validation_problem(
     return Problem(422, "validation-error", detail, errors=errors)
 
 
-def invalid_field(field: str, message: str, *, type: str = "value_error") -> Problem:
-    """The 422 ``validation-error`` problem naming one field or query parameter."""
+def invalid_field(
+    field: str, message: str, *, type: str = "value_error", detail: str | None = None
+) -> Problem:
+    """The 422 ``validation-error`` problem naming one field or query parameter.
+
+    :param detail: the problem's human explanation (default: ``Invalid '<field>': <message>``).
+    """
     return validation_problem(
-        [{"field": field, "message": message, "type": type}], f"Invalid '{field}': {message}"
+        [{"field": field, "message": message, "type": type}],
+        detail or f"Invalid '{field}': {message}",
     )
 
 

@@ -50,10 +50,9 @@ async def validate_config(connector: Connector, raw: Any, settings: EtlSettings,
     try:
         connector.check(config, settings)
     except ConfigError as error:
-        raise validation_problem(
-            [{"field": f"{field}.{error.field}", "message": error.message,
-              "type": "config_refused"}],
-            f"The connector configuration is refused: {error.message}",
+        raise invalid_field(
+            f"{field}.{error.field}", error.message, type="config_refused",
+            detail=f"The connector configuration is refused: {error.message}",
         ) from None
     await check_outbound(connector, config, policy, field)
     document = config.model_dump(mode="json", exclude_none=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pulse_engine import validation_problem
+from pulse_engine import invalid_field
 from pulse_etl.connector import Connector
 
 if TYPE_CHECKING:
@@ -47,9 +47,8 @@ class ConnectorRegistry:
         """The named connector, or a 422 naming the ``connector`` field."""
         connector = self.all().get(name) if isinstance(name, str) else None
         if connector is None:
-            raise validation_problem(
-                [{"field": "connector", "message": f"unknown connector {name!r}",
-                  "type": "unknown_connector"}],
-                f"Unknown connector; known: {', '.join(sorted(self.all()))}.",
+            raise invalid_field(
+                "connector", f"unknown connector {name!r}", type="unknown_connector",
+                detail=f"Unknown connector; known: {', '.join(sorted(self.all()))}.",
             )
         return connector
