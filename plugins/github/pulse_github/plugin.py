@@ -1,0 +1,3 @@
+"""The pulse-github plugin: its hook implementations."""
+
+from __future__ import annotations

@@ -1,0 +1,15 @@
+"""pulse-ml-monitor: Pulse ML monitoring: AI feedback and predictions, anomaly detection, embeddings and semantic search on pgvector."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pulse-ml-monitor")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+#: The plugin's name (its entry point in the ``pulse_engine`` group).
+PLUGIN_NAME = "ml_monitor"
+
+__all__ = ["PLUGIN_NAME", "__version__"]

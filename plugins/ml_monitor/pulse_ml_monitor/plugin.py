@@ -1,0 +1,3 @@
+"""The pulse-ml-monitor plugin: its hook implementations."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The pulse-portfolio plugin: its hook implementations."""
+
+from __future__ import annotations
