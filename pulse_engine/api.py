@@ -34,6 +34,7 @@ from pulse_engine.metrics import (
     MetricInterval,
     MetricKind,
     MetricQuery,
+    MetricSamples,
     MetricValue,
 )
 from pulse_engine.openapi import no_content
@@ -69,7 +70,7 @@ from pulse_engine.queryparams import (
 )
 from pulse_engine.queue import Consumer, Message
 from pulse_engine.request_body import parse_json_body
-from pulse_engine.request_limits import statement_timeout
+from pulse_engine.request_limits import body_limit, statement_timeout
 from pulse_engine.settings import Settings
 from pulse_engine.stash import Stash, StashKey
 from pulse_engine.tenancy import current_principal, current_tenant_id, tenant_session
@@ -103,6 +104,7 @@ __all__ = [
     "MetricInterval",
     "MetricKind",
     "MetricQuery",
+    "MetricSamples",
     "MetricValue",
     "OutboundPolicy",
     "OutboundRefused",
@@ -118,6 +120,7 @@ __all__ = [
     "StashKey",
     "TimeZoneName",
     "analyze_tables",
+    "body_limit",
     "bulk_copy_available",
     "check_time_zone",
     "check_window",

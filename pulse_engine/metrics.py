@@ -11,13 +11,16 @@ Kinds and what their values carry:
 - ``count``: ``value`` is a number of things (``sample_size`` is the same count);
 - ``ratio``: ``value = numerator / denominator`` (both given; ``value`` None on 0);
 - ``distribution``: ``value`` is the median of ``sample_size`` observations, with
-  ``percentiles`` (``p50``, ``p75``, ``p90``...) and the ``mean``;
+  ``percentiles`` (``p50``, ``p75``, ``p90``...) and the ``mean``; a distribution may
+  also give its observations (``samples``), so that a median over several scopes (the
+  projects of a portfolio) is recomputed from them instead of averaged;
 - ``rate``: ``value`` is ``numerator`` per ``denominator`` units of time (per day...);
 - ``gauge``: ``value`` is a level at the end of the window.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,6 +113,23 @@ Compute = Callable[["Engine", MetricQuery], Awaitable[MetricComputation]]
 
 
 @dataclass(frozen=True)
+class MetricSamples:
+    """What ``samples`` returns: every observation of a distribution over a query's window.
+
+    :param values: the observations (any order) whose linear-interpolation percentiles
+        (PostgreSQL's ``percentile_cont``, numpy's default) are the computation's
+        ``percentiles`` for the same query, and whose count is its ``sample_size``.
+    :param freshness: how current the observations are.
+    """
+
+    values: tuple[float, ...]
+    freshness: Freshness
+
+
+Samples = Callable[["Engine", MetricQuery], Awaitable[MetricSamples]]
+
+
+@dataclass(frozen=True)
 class MetricDefinition:
     """A metric: what it measures, which filters it takes, and how to compute it.
 
@@ -122,6 +142,10 @@ class MetricDefinition:
     :param filters: the filters the metric supports; any other is refused with a 422.
     :param cache_tags: invalidation tags of the data the metric reads: cached answers of
         ``GET /api/v1/metrics/{name}`` are dropped when one of them is invalidated.
+    :param samples: distributions only, optional: ``async samples(engine, query)`` returning
+        the window's observations (:class:`MetricSamples`; the query's ``interval`` is
+        ignored), so that consumers recompute medians and percentiles over several scopes
+        from the pooled observations instead of averaging medians.
     """
 
     name: str
@@ -132,10 +156,13 @@ class MetricDefinition:
     compute: Compute
     filters: tuple[MetricFilter, ...] = ()
     cache_tags: tuple[str, ...] = ()
+    samples: Samples | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in METRIC_KINDS:
             raise ValueError(f"metric {self.name}: kind must be one of {METRIC_KINDS}")
+        if self.samples is not None and self.kind != "distribution":
+            raise ValueError(f"metric {self.name}: only a distribution gives samples")
         names = [f.name for f in self.filters]
         if len(set(names)) != len(names):
             raise ValueError(f"metric {self.name}: a filter is named twice")
@@ -159,6 +186,17 @@ class MetricDefinition:
             missing = _missing_fields(self.kind, value)
             if missing:
                 raise ValueError(f"metric {self.name} ({self.kind}): a value lacks {missing}")
+        return result
+
+    def check_samples(self, result: Any) -> MetricSamples:
+        """``result`` if it is a :class:`MetricSamples` of finite numbers."""
+        if not isinstance(result, MetricSamples):
+            raise TypeError(f"metric {self.name}: samples returned {type(result).__name__}")
+        if not isinstance(result.values, tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in result.values
+        ):
+            raise ValueError(f"metric {self.name}: samples must be a tuple of finite numbers")
         return result
 
 

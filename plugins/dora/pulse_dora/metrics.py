@@ -13,7 +13,8 @@ Kinds:
 * ``change_failure_rate`` and ``deployment_rework_rate`` are ``ratio``\\ s: numerator the
   failed (rework) deployments, denominator the successful deployments.
 * the three durations are ``distribution``\\ s: the value is the median, with ``p50``,
-  ``p75``, ``p90`` and the mean.
+  ``p75``, ``p90`` and the mean; their ``samples`` are the durations those are computed
+  from (so a consumer pooling projects recomputes the median instead of averaging).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pulse_engine import (
     MetricFilter,
     MetricKind,
     MetricQuery,
+    MetricSamples,
     MetricValue,
 )
 
@@ -120,6 +122,23 @@ def definitions(settings: DoraSettings, cache_tags: tuple[str, ...]) -> list[Met
 
         return compute
 
+    def sampler(metric: str) -> Callable[[Engine, MetricQuery], Awaitable[MetricSamples]]:
+        async def samples(engine: Engine, query: MetricQuery) -> MetricSamples:
+            """The observations of ``metric`` over the query's window."""
+            written = scope_query({
+                "start": query.start, "end": query.end, "tz": query.tz,
+                **{name: list(values) for name, values in query.filters.items()},
+            })
+            scoped = await open_scope(
+                engine, settings, query.tenant_id, written.window(), written.filters(),
+                interval="all",
+            )
+            async with engine.db.tenant_session(query.tenant_id) as session:
+                values = await queries.samples(session, metric, scoped.scope)
+            return MetricSamples(values=values, freshness=scoped.freshness)
+
+        return samples
+
     return [
         MetricDefinition(
             name=f"dora.{metric}",
@@ -130,6 +149,7 @@ def definitions(settings: DoraSettings, cache_tags: tuple[str, ...]) -> list[Met
             compute=computer(metric),
             filters=FILTERS,
             cache_tags=cache_tags,
+            samples=sampler(metric) if KINDS[metric] == "distribution" else None,
         )
         for metric in queries.METRICS
     ]

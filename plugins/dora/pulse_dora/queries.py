@@ -286,6 +286,32 @@ async def aggregate(session: AsyncSession, metric: str, scope: Scope) -> dict[st
     return rows[0]
 
 
+#: The observations of each duration metric: the column and the FROM ... WHERE of a scope.
+DURATIONS = ("lead_time_for_changes", "failed_deployment_recovery_time", "time_to_restore_service")
+
+
+def _samples_sql(metric: str, scope: Scope) -> str:
+    if metric == "lead_time_for_changes":
+        return (
+            f"SELECT c.lead_seconds AS v FROM dora_changes c WHERE {change_filter(scope)} "
+            "AND c.lead_seconds > 0"
+        )
+    if metric in DURATIONS:
+        linked = metric == "failed_deployment_recovery_time"
+        return (
+            "SELECT i.restore_seconds AS v FROM dora_incidents i "
+            f"WHERE {incident_filter(scope, linked=linked)}"
+        )
+    raise ValueError(f"{metric} is not a duration metric")
+
+
+async def samples(session: AsyncSession, metric: str, scope: Scope) -> tuple[float, ...]:
+    """Every observation of a duration ``metric`` over the window of ``scope`` (the rows
+    whose ``percentile_cont`` :func:`aggregate` computes), in ascending order."""
+    sql = _samples_sql(metric, scope) + " ORDER BY 1"
+    return tuple(float(v) for v in (await session.execute(text(sql), _params(scope))).scalars())
+
+
 #: The deployment metrics of one window from one scan of the window index: the count,
 #: the failures and rework deployments, the deployment days and (``{medians}``) the
 #: median deployment days per week and per month that the frequency level needs.
