@@ -42,6 +42,7 @@ from pulse_engine.queue import Consumer, QueueBackend, create_queue_backend
 from pulse_engine.ratelimit import RateLimiter, create_rate_limiter
 from pulse_engine.redis_breaker import RedisBreaker
 from pulse_engine.request_body import install_strict_json
+from pulse_engine.request_limits import body_limit_for
 from pulse_engine.response_cache import ResponseCache
 from pulse_engine.revocations import RevocationFeed
 from pulse_engine.settings import Settings
@@ -143,6 +144,12 @@ class PulseEngine:
         await self._collect("register_migrations", self._add_migrations)
         await self._collect(
             "register_routes", lambda name, bp: self._mount(app, name, bp), engine=self
+        )
+        # bodies are read up to the largest limit a view declares (@body_limit); each
+        # request is held to its own view's limit once routed (middleware)
+        app.config["MAX_CONTENT_LENGTH"] = max(
+            [self.settings.max_request_bytes]
+            + [body_limit_for(view, 0) for view in app.view_functions.values()]
         )
         await self._collect("register_metrics", self.metrics.add, engine=self)
         await self._collect("register_cache_policies", self._add_policy, engine=self)

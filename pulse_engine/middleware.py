@@ -20,7 +20,8 @@ from quart import Quart, Response, g, request, websocket
 from werkzeug.exceptions import HTTPException
 
 from pulse_engine.authorization import AccessRequest, FullLookups, authorize
-from pulse_engine.request_limits import REQUEST_LIMITS, limits_for
+from pulse_engine.request_body import apply_body_limit
+from pulse_engine.request_limits import REQUEST_LIMITS, body_limit_for, limits_for
 
 if TYPE_CHECKING:
     from pulse_engine.app import PulseEngine
@@ -66,6 +67,7 @@ def install_request_pipeline(app: Quart, engine: PulseEngine) -> None:
         g.request_id = request_id_from(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        apply_body_limit(request, body_limit_for(view, engine.settings.max_request_bytes))
         REQUEST_LIMITS.set(
             limits_for(
                 view, engine.settings.statement_timeout_seconds, engine.settings.temp_file_limit_mb

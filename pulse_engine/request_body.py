@@ -18,6 +18,8 @@ import json
 from typing import Any
 
 from quart import Quart, Request
+from quart.wrappers.request import Body
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from pulse_engine.problems import Problem, validation_problem
 
@@ -98,8 +100,38 @@ def _unstorable_strings(document: Any) -> list[dict[str, Any]]:
     return sorted(errors, key=lambda error: error["field"])
 
 
+class RouteLimitedBody(Body):
+    """Quart's request body whose size limit can change once the request is routed.
+
+    Quart fixes the limit when the request object is made, before the route is known; the
+    host makes it with the largest limit any view declares and lowers (or keeps) it to the
+    routed view's own with :meth:`limit_to`.
+    """
+
+    def limit_to(self, max_bytes: int, expected_length: int | None) -> None:
+        """Refuse (413 when the body is awaited) a body larger than ``max_bytes``."""
+        self._max_content_length = max_bytes
+        too_large = (expected_length is not None and expected_length > max_bytes) or len(
+            self._data
+        ) > max_bytes
+        if too_large and self._must_raise is None:
+            self._must_raise = RequestEntityTooLarge()
+            self.set_complete()
+
+
+def apply_body_limit(request: Request, max_bytes: int) -> None:
+    """Apply a routed view's body limit to ``request`` (see :class:`RouteLimitedBody`)."""
+    request.max_content_length = max_bytes
+    body = request.body
+    if isinstance(body, RouteLimitedBody):
+        body.limit_to(max_bytes, request.content_length)
+
+
 class StrictJSONRequest(Request):
-    """Quart's request whose ``get_json`` parses with :func:`parse_json_body`."""
+    """Quart's request whose ``get_json`` parses with :func:`parse_json_body`, and whose
+    body limit follows the routed view (:class:`RouteLimitedBody`)."""
+
+    body_class = RouteLimitedBody
 
     async def get_json(
         self, force: bool = False, silent: bool = False, cache: bool = True

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 TIMEOUT_ATTRIBUTE = "_pulse_statement_timeout"
+BODY_LIMIT_ATTRIBUTE = "_pulse_body_limit"
 #: ``pulse_request_limits(statement_ms, temp_kb)``: created by the migrations (see there)
 LIMITS_FUNCTION = "pulse_request_limits"
 
@@ -57,3 +58,27 @@ def limits_for(
         statement_timeout_ms=max(1, int(seconds * 1000)),
         temp_file_limit_kb=temp_file_limit_mb * 1024,
     )
+
+
+def body_limit(max_bytes: int) -> Callable[[F], F]:
+    """Let one view accept request bodies up to ``max_bytes`` instead of
+    ``PULSE_MAX_REQUEST_BYTES`` (larger or smaller); a larger body answers ``413``.
+
+    For the few routes that take bulk input (a series of 50,000 points). The host reads
+    bodies up to the largest limit any view declares and applies the view's own limit as
+    soon as the request is routed (:func:`pulse_engine.request_body.apply_body_limit`).
+    """
+    if max_bytes < 1024:
+        raise ValueError("a body limit must be at least 1024 bytes")
+
+    def decorate(view: F) -> F:
+        setattr(view, BODY_LIMIT_ATTRIBUTE, int(max_bytes))
+        return view
+
+    return decorate
+
+
+def body_limit_for(view: object, default_bytes: int) -> int:
+    """The largest request body ``view`` accepts (its :func:`body_limit`, else the default)."""
+    declared = getattr(view, BODY_LIMIT_ATTRIBUTE, None)
+    return default_bytes if declared is None else int(declared)
