@@ -1,4 +1,4 @@
-"""pulse-ai-validation: Pulse AI validation: a parse-level safety gate, semantic checks, healing and safe execution for AI-generated SQL."""
+"""pulse-ai-validation: a parse-level safety gate for AI-generated SQL."""
 
 from __future__ import annotations
 

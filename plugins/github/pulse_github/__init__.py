@@ -1,4 +1,4 @@
-"""pulse-github: Pulse GitHub analytics: pull-request flow, review, contributors and repositories."""
+"""pulse-github: pull-request flow, review, contributor and repository analytics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pulse-ml-monitor: Pulse ML monitoring: AI feedback and predictions, anomaly detection, embeddings and semantic search on pgvector."""
+"""pulse-ml-monitor: AI monitoring, anomaly detection, embeddings and semantic search."""
 
 from __future__ import annotations
 

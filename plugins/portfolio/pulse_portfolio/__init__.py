@@ -1,4 +1,4 @@
-"""pulse-portfolio: Pulse portfolio: cross-project, team and executive analytics with calibrated forecasts and risk."""
+"""pulse-portfolio: cross-project, team and executive analytics with forecasts."""
 
 from __future__ import annotations
 
