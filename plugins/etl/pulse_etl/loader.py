@@ -97,6 +97,9 @@ ENTITIES: dict[str, EntitySpec] = {
     "commit_parents": EntitySpec(
         model.commit_parents, ("tenant_id", "repository_id", "sha", "position")
     ),
+    "commit_files": EntitySpec(
+        model.commit_files, ("tenant_id", "repository_id", "sha", "path")
+    ),
     "pull_requests": _natural(model.pull_requests),
     "reviews": _natural(model.reviews),
     "review_comments": _natural(model.review_comments),

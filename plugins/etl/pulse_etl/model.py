@@ -226,6 +226,27 @@ commit_parents = Table(
     Index("ix_commit_parents_parent", "tenant_id", "repository_id", "parent_sha"),
 )
 
+#: The longest path ``commit_files`` keeps (a btree key holds about 2,700 bytes); a file
+#: with a longer path is left out of ``commit_files`` (still counted in ``commits``).
+MAX_PATH_LENGTH = 1024
+
+commit_files = Table(
+    "commit_files",
+    metadata,
+    _tenant(),
+    _ref("repository_id", nullable=False),
+    Column("sha", String(64), nullable=False),
+    _ref("commit_id", nullable=False),
+    Column("path", Text, nullable=False, comment="the path after the commit (a rename's new path)"),
+    Column("previous_path", Text, comment="the path before a rename; null otherwise"),
+    Column("additions", Integer, comment="null for a binary file"),
+    Column("deletions", Integer, comment="null for a binary file"),
+    Column("is_binary", Boolean, nullable=False, server_default=text("false")),
+    _ref("pull_request_id", nullable=True),
+    PrimaryKeyConstraint("tenant_id", "repository_id", "sha", "path"),
+    Index("ix_commit_files_path", "tenant_id", "repository_id", "path"),
+)
+
 pull_requests = _source_entity(
     "pull_requests",
     _tz("source_updated_at"),
@@ -359,7 +380,7 @@ work_item_status_changes = _source_entity(
 #: bulk-copied by the engine's bulk-writer role (``pulse_engine.bulk``).
 ENTITY_TABLES: tuple[Table, ...] = (
     projects, repositories, teams, people, person_identities, team_memberships, commits,
-    commit_parents, pull_requests, reviews, review_comments, deployments,
+    commit_parents, commit_files, pull_requests, reviews, review_comments, deployments,
     deployment_commits, incidents, sprints, work_items, work_item_status_changes,
 )
 for _table in ENTITY_TABLES:

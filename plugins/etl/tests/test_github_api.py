@@ -24,7 +24,7 @@ from .replay import NOW, FakeTime, ReplayServer, install_fake_time, load_recordi
 FULL = "octocat/Hello-World"
 EXPECTED = {"repositories": 1, "commits": 3, "commit_parents": 4, "pull_requests": 5,
             "reviews": 3, "review_comments": 2, "work_items": 3, "incidents": 1,
-            "deployments": 4}
+            "deployments": 4, "commit_files": 8}
 
 
 @pytest.fixture
@@ -92,6 +92,7 @@ async def test_full_sync_through_the_api(etl: EtlService, etl_tenant: TenantFixt
         merge = (await session.execute(select(model.commits).where(model.commits.c.is_merge))
                  ).one()
         people = set((await session.execute(select(model.people.c.email))).scalars())
+        files = (await session.execute(select(model.commit_files))).all()
         comments = (await session.execute(
             select(model.review_comments, model.reviews.c.state.label("review_state"))
             .join(model.reviews, model.reviews.c.id == model.review_comments.c.review_id)
@@ -114,6 +115,23 @@ async def test_full_sync_through_the_api(etl: EtlService, etl_tenant: TenantFixt
     assert items[f"{FULL}#10"].type == "bug" and items[f"{FULL}#13"].status == "closed"
     assert merge.pull_request_number == 1347
     assert "mona@github.com" in people  # "Mona@GitHub.com" and "mona@github.com": one person
+    # the merged pull requests' files (1350's over two Link pages) on their merge commits
+    assert {(f.sha[:4], f.path, f.previous_path, f.additions, f.deletions, f.is_binary,
+             f.pull_request_id) for f in files} == {
+        ("2222", "README", None, 10, 4, False, prs[1350].id),
+        ("2222", "src/app.py", None, 120, 0, False, prs[1350].id),
+        ("2222", "docs/guide.md", "docs/old-guide.md", 2, 1, False, prs[1350].id),
+        ("7638", "README", None, 3, 3, False, prs[1347].id),
+        ("7638", "src/app.py", None, 7, 2, False, prs[1347].id),
+        # listed with no patch and no counts (binary): counts unknown, not zero
+        ("7638", "assets/logo.png", None, None, None, False, prs[1347].id),
+        ("7638", "lib/util.py", "util.py", 0, 0, False, prs[1347].id),  # a pure rename
+        ("7638", "old.txt", None, 0, 9, False, prs[1347].id),
+    }
+    assert {f.commit_id for f in files if f.sha.startswith("7638")} == {merge.id}
+    assert github.paths("/repositories/1296269/pulls/1350/files") == [
+        "/repositories/1296269/pulls/1350/files"]
+    assert github.paths(f"/repos/{FULL}/pulls/1348/files") == []  # closed unmerged
 
 
 async def test_incremental_second_run_uses_since_and_creates_nothing(

@@ -9,8 +9,9 @@ configuration is saved, and again before each clone or fetch, git then pinned to
 checked address); ``file://`` URLs only inside the roots (a local use, governed by the
 roots rather than the outbound policy).
 
-One ``git log --topo-order --reverse --numstat`` pass reads every commit not loaded yet
-(parents before children), in batches committed with a cursor holding the loaded tips, so
+One ``git log --topo-order --reverse --numstat -z -M`` pass reads every commit not loaded
+yet (parents before children) with its files (``commit_files``: renames detected, the new
+path kept with the old one; binary files without line counts), in batches committed with a cursor holding the loaded tips, so
 an interrupted run resumes where it stopped and a re-run reads nothing. Tags matching
 ``deploy_tags`` (``re.search``) become successful deployments at the tagger date (the
 commit date for lightweight tags); the commits they reach are loaded too.
@@ -24,10 +25,10 @@ import hashlib
 import os
 import re
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,11 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pulse_engine import OutboundPolicy, OutboundRefused
 from pulse_etl.connector import ConfigError, OutboundHosts, SourceError, SyncRun
 from pulse_etl.connectors.common import Row, identity_rows, repository_row
-from pulse_etl.model import ID_NAMESPACE, stable_id
+from pulse_etl.model import ID_NAMESPACE, MAX_PATH_LENGTH, stable_id
 from pulse_etl.settings import EtlSettings
 
 SOURCE = "git"
 CURSOR_STREAM = "commits"
+#: The version of the cursor: 2 since the connector fills ``commit_files``.
+CURSOR_VERSION = 2
 RECORD = b"\x1e"
 FIELD = "\x00"
 LOG_FORMAT = "%x1e%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x00"
@@ -84,6 +87,17 @@ class GitConfig(BaseModel):
         return value
 
 
+class FileChange(NamedTuple):
+    """One file of a commit's ``--numstat``: the path after the commit, the path before a
+    rename (else None), added and deleted lines (None for a binary file), binary or not."""
+
+    path: str
+    previous_path: str | None
+    additions: int | None
+    deletions: int | None
+    binary: bool
+
+
 @dataclass
 class GitCommit:
     """One parsed commit of ``git log``."""
@@ -100,6 +114,7 @@ class GitCommit:
     additions: int = 0
     deletions: int = 0
     files: int = 0
+    changes: list[FileChange] = field(default_factory=list)
 
 
 def _under(path: str, roots: list[Path]) -> bool:
@@ -180,7 +195,12 @@ def pr_number(message: str) -> int | None:
 
 
 def parse_record(record: bytes) -> GitCommit:
-    """Parse one ``LOG_FORMAT`` record followed by its ``--numstat`` lines."""
+    """Parse one ``LOG_FORMAT`` record followed by its ``--numstat -z`` entries.
+
+    With ``-z`` every entry ends in NUL and paths are written as they are (no quoting):
+    ``added TAB deleted TAB path NUL``, or for a rename ``added TAB deleted TAB NUL old NUL
+    new NUL``; a binary file has ``-`` for both counts.
+    """
     text = record.decode("utf-8", "replace")
     parts = text.split(FIELD, 9)
     if len(parts) < 10:
@@ -197,15 +217,27 @@ def parse_record(record: bytes) -> GitCommit:
         committed_at=datetime.fromisoformat(cd),
         message=message.rstrip("\n"),
     )
-    for line in stats.splitlines():
-        if not line:
+    # the format line ends in NUL (``-z``), then a newline separates it from the entries
+    tokens = iter(stats.lstrip("\x00\n").split(FIELD))
+    changes = commit.changes
+    additions = deletions = 0
+    for token in tokens:
+        if not token:
             continue
-        added, deleted, _path = (line.split("\t", 2) + ["", ""])[:3]
-        commit.files += 1
-        if added.isdigit():
-            commit.additions += int(added)
-        if deleted.isdigit():
-            commit.deletions += int(deleted)
+        added, deleted, path = (token.split("\t", 2) + ["", ""])[:3]
+        previous: str | None = None
+        if not path:  # a rename or copy: the old and the new path follow
+            previous = next(tokens, "")
+            path = next(tokens, "")
+        binary = not added.isdigit()
+        plus = None if binary else int(added)
+        minus = int(deleted) if deleted.isdigit() else None
+        additions += plus or 0
+        deletions += minus or 0
+        changes.append(FileChange(path, previous, plus, minus, binary))
+    commit.files = len(changes)
+    commit.additions = additions
+    commit.deletions = deletions
     return commit
 
 
@@ -244,8 +276,8 @@ async def _git(repo: str, *args: str, stdin: bytes | None = None,
 async def stream_log(repo: str, revisions: list[str]) -> AsyncGenerator[GitCommit]:
     """Yield the commits of ``revisions`` (``^sha`` excludes), parents before children."""
     process = await asyncio.create_subprocess_exec(
-        "git", "-C", repo, "log", "--stdin", "--topo-order", "--reverse", "--numstat",
-        f"--format={LOG_FORMAT}",
+        "git", "-C", repo, "log", "--stdin", "--topo-order", "--reverse", "--numstat", "-z",
+        "-M", f"--format={LOG_FORMAT}",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
@@ -379,7 +411,10 @@ class GitConnector:
         )
         repository_id = repository["id"]
         saved = await run.cursor(CURSOR_STREAM) or {}
-        tips = await self._existing(repo, [str(sha) for sha in saved.get("tips", [])])
+        # a cursor of a version before commit_files says nothing of the files: read the
+        # whole history once more (stored commits are left unchanged, files are added)
+        known = saved.get("tips", []) if saved.get("version") == CURSOR_VERSION else []
+        tips = await self._existing(repo, [str(sha) for sha in known])
         revisions = [head, *sorted({tag.sha for tag in tags}), *(f"^{sha}" for sha in tips)]
         total = int((await _git(repo, "rev-list", "--count", "--stdin",
                                 stdin=("\n".join(revisions) + "\n").encode())).strip() or 0)
@@ -401,7 +436,7 @@ class GitConnector:
         async for rows, cursor_tips, count, last in _prefetch(batches()):
             done += count
             await run.commit(
-                rows, cursors={CURSOR_STREAM: {"tips": cursor_tips}},
+                rows, cursors={CURSOR_STREAM: {"tips": cursor_tips, "version": CURSOR_VERSION}},
                 progress=1.0 if last else done / max(total, 1) * 0.95,
             )
 
@@ -535,7 +570,7 @@ class RowBuilder:
         return found
 
     def rows(self, commits: list[GitCommit], repository: Row | None) -> dict[str, list[Row]]:
-        """The batch of ``commits``: people, identities, commits, parents (and the
+        """The batch of ``commits``: people, identities, commits, parents, files (and the
         ``repository`` row when given)."""
         repository_id = self.repository_id
         people: dict[str, Row] = {}
@@ -543,6 +578,7 @@ class RowBuilder:
         commit_rows: list[Row] = []
         written = self._written
         parents: list[Row] = []
+        files: list[Row] = []
         offsets: dict[object, int] = {}
         identity = self.identity
         for commit in commits:
@@ -564,8 +600,9 @@ class RowBuilder:
             if committer_tz not in offsets:
                 offsets[committer_tz] = _offset_minutes(committed_at)
             sha = commit.sha
+            commit_id = self.commit_id(sha)
             commit_rows.append({
-                "id": self.commit_id(sha),
+                "id": commit_id,
                 "repository_id": repository_id,
                 "sha": sha,
                 "author_identity_id": author_id,
@@ -587,12 +624,21 @@ class RowBuilder:
             for position, parent in enumerate(commit.parents):
                 parents.append({"repository_id": repository_id, "sha": sha,
                                 "position": position, "parent_sha": parent})
+            for change in commit.changes:
+                if len(change.path) > MAX_PATH_LENGTH:
+                    continue
+                files.append({"repository_id": repository_id, "sha": sha,
+                              "commit_id": commit_id, "path": change.path,
+                              "previous_path": change.previous_path,
+                              "additions": change.additions, "deletions": change.deletions,
+                              "is_binary": change.binary})
         written.update(identities)
         rows: dict[str, list[Row]] = {
             "people": list(people.values()),
             "person_identities": list(identities.values()),
             "commits": commit_rows,
             "commit_parents": parents,
+            "commit_files": files,
         }
         if repository is not None:
             rows["repositories"] = [repository]

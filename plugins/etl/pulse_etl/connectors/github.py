@@ -11,6 +11,8 @@ releases), each with its own cursor ``<stream>:<repository id>``:
 
 * commits and issues are read with ``since`` (issues oldest update first, so the cursor
   advances with every committed page and a killed worker resumes mid-stream);
+* a merged pull request's files (``GET .../pulls/{number}/files``, paged; GitHub lists at
+  most 3,000) become the ``commit_files`` of its merge commit;
 * pull requests, deployments and releases have no ``since``: they are read newest first
   until the first one older than the cursor (deployments keep a day of slack, as a late
   status changes an old deployment).
@@ -21,6 +23,7 @@ A stream's cursor is the start time of the run that completed it, minus a few mi
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +38,8 @@ from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.connectors.common import parse_time
 from pulse_etl.connectors.http import ApiClient, Clock, HttpPolicy, Sleep, url_endpoint
 from pulse_etl.settings import EtlSettings
+
+log = logging.getLogger(__name__)
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 ORGANIZATION = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -222,10 +227,26 @@ class RepositorySync:
                 async for comments in self.client.link_pages(
                         f"{self.base}/pulls/{number}/comments", {"per_page": PER_PAGE}):
                     fragments.extend(gm.review_comment(item, pr) for item in comments)
+                if pr.get("merged_at") and pr.get("merge_commit_sha"):
+                    fragments.append(await self._files(number, pr))
             await self.job.commit(gm.merge(*fragments))
             if len(fresh) < len(page):
                 break
         await self.job.commit({}, cursors=self._done("pulls"))
+
+    async def _files(self, number: int, pr: Mapping[str, Any]) -> gm.Fragment:
+        """A merged pull request's files (every page; GitHub lists at most
+        :data:`~pulse_etl.connectors.github_mapping.PULL_REQUEST_FILES_CAP` of them, so a
+        larger pull request is logged and its first files kept)."""
+        listed: list[Mapping[str, Any]] = []
+        async for page in self.client.link_pages(f"{self.base}/pulls/{number}/files",
+                                                 {"per_page": PER_PAGE}):
+            listed.extend(item for item in page if isinstance(item, Mapping))
+        changed = pr.get("changed_files")
+        if isinstance(changed, int) and changed > len(listed):
+            log.info("GitHub listed %d of the %d files of %s#%d (its cap is %d files)",
+                     len(listed), changed, self.full_name, number, gm.PULL_REQUEST_FILES_CAP)
+        return gm.pull_request_files(listed, pr, self.repository_id)
 
     async def _issues(self) -> None:
         since = await self._since("issues")

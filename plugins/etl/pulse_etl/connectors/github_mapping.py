@@ -106,6 +106,49 @@ def pull_request(pr: Mapping[str, Any], repository_id: str) -> Fragment:
     return merge(people, {"pull_requests": [row]})
 
 
+#: The most files GitHub lists for one pull request (``GET .../pulls/{number}/files``):
+#: a larger pull request's files are cut at this many, in GitHub's order.
+PULL_REQUEST_FILES_CAP = 3000
+#: Statuses of a listed file whose zero counts without a ``patch`` mean "no text diff"
+#: (a binary file, or one whose diff GitHub left out) rather than "no lines changed".
+_UNCOUNTED_STATUSES = frozenset({"added", "modified", "removed", "changed"})
+
+
+def pull_request_files(items: Iterable[Mapping[str, Any]], pr: Mapping[str, Any],
+                       repository_id: str) -> Fragment:
+    """A merged pull request's listed files as ``commit_files`` of its merge commit.
+
+    The rows are keyed by the merge commit's SHA (a squash merge's commit has exactly the
+    pull request's diff; a merge commit's diff against its first parent is the same), and
+    carry the pull request. A file GitHub lists with zero counts and no ``patch`` (binary,
+    or a diff too large to show) leaves its counts out, so a count the git connector
+    stored is kept and a new row says "unknown" (null). GitHub does not say which files
+    are binary, so ``is_binary`` is left to the git connector as well.
+    """
+    sha = pr.get("merge_commit_sha")
+    if not pr.get("merged_at") or not sha:
+        return {}
+    rows: list[Row] = []
+    for item in items:
+        path = item.get("filename")
+        if not isinstance(item, Mapping) or not isinstance(path, str) or not path:
+            continue
+        row: Row = {
+            "repository_id": repository_id, "sha": str(sha),
+            "commit_id": stable_id("commits", repository_id, str(sha)), "path": path,
+            "previous_path": item.get("previous_filename"),
+            "pull_request_id": pull_request_id(pr),
+        }
+        additions, deletions = item.get("additions"), item.get("deletions")
+        uncounted = (not additions and not deletions and "patch" not in item
+                     and item.get("status") in _UNCOUNTED_STATUSES)
+        if not uncounted and isinstance(additions, int) and isinstance(deletions, int):
+            row["additions"] = additions
+            row["deletions"] = deletions
+        rows.append(row)
+    return {"commit_files": rows}
+
+
 def review(item: Mapping[str, Any], pr: Mapping[str, Any]) -> Fragment:
     """A pull request review object."""
     reviewer_id, people = user(item.get("user"))

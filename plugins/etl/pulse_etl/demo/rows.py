@@ -116,9 +116,24 @@ def _pull_request_rows(sim: Simulation) -> None:
     sim.rows["review_comments"] = comments
 
 
+def file_changes(sha: str, size: tuple[int, int, int]) -> list[tuple[str, int, int]]:
+    """The files of a demo commit of ``size`` (additions, deletions, files): ``files`` paths
+    picked from :data:`FILES` (and ``src/module_<n>.py`` beyond them) from the SHA, the
+    lines shared out so that they add up to the commit's own counts."""
+    additions, deletions, count = size
+    start = int(sha[:8], 16)
+    paths = [FILES[(start + k) % len(FILES)] if k < len(FILES) else f"src/module_{k}.py"
+             for k in range(count)]
+    return [(path,
+             additions // count + (additions % count if k == 0 else 0),
+             deletions // count + (deletions % count if k == 0 else 0))
+            for k, path in enumerate(paths)]
+
+
 def _commit_rows(sim: Simulation) -> None:
     commits: list[Row] = []
     parents: list[Row] = []
+    files: list[Row] = []
     for name, repository_commits in sim.commits.items():
         repository_id = stable_id("repositories", DEMO_SOURCE, name)
         for commit in repository_commits:
@@ -136,9 +151,10 @@ def _commit_rows(sim: Simulation) -> None:
                 message = "Bump dependencies"
             else:
                 message = "Initial commit"
-            additions, deletions, files = commit.size
+            additions, deletions, count = commit.size
+            commit_id = stable_id("commits", repository_id, commit.sha)
             commits.append({
-                "id": stable_id("commits", repository_id, commit.sha),
+                "id": commit_id,
                 "repository_id": repository_id, "sha": commit.sha,
                 "author_identity_id": commit.author.identity_id,
                 "committer_identity_id": commit.committer.identity_id,
@@ -146,7 +162,7 @@ def _commit_rows(sim: Simulation) -> None:
                 "authored_at": commit.authored_at, "author_tz_offset": commit.author.tz,
                 "committed_at": commit.committed_at,
                 "committer_tz_offset": commit.committer.tz, "message": message,
-                "additions": additions, "deletions": deletions, "files_changed": files,
+                "additions": additions, "deletions": deletions, "files_changed": count,
                 "is_merge": len(commit.parents) > 1,
                 "pull_request_number": pr.number if pr is not None else None,
                 "source": DEMO_SOURCE,
@@ -156,8 +172,16 @@ def _commit_rows(sim: Simulation) -> None:
                  "parent_sha": parent}
                 for position, parent in enumerate(commit.parents)
             )
+            if count and len(commit.parents) <= 1:
+                files.extend(
+                    {"repository_id": repository_id, "sha": commit.sha, "commit_id": commit_id,
+                     "path": path, "previous_path": None, "additions": plus,
+                     "deletions": minus, "is_binary": False}
+                    for path, plus, minus in file_changes(commit.sha, commit.size)
+                )
     sim.rows["commits"] = commits
     sim.rows["commit_parents"] = parents
+    sim.rows["commit_files"] = files
 
 
 def _deployment_rows(sim: Simulation) -> None:
