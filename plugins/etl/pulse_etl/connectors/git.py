@@ -11,10 +11,12 @@ roots rather than the outbound policy).
 
 One ``git log --topo-order --reverse --numstat -z -M`` pass reads every commit not loaded
 yet (parents before children) with its files (``commit_files``: renames detected, the new
-path kept with the old one; binary files without line counts), in batches committed with a cursor holding the loaded tips, so
-an interrupted run resumes where it stopped and a re-run reads nothing. Tags matching
-``deploy_tags`` (``re.search``) become successful deployments at the tagger date (the
-commit date for lightweight tags); the commits they reach are loaded too.
+path kept with the old one; binary files without line counts), in batches committed with
+a cursor holding the loaded tips, so an interrupted run resumes where it stopped and a
+re-run reads nothing (a cursor of a version before ``commit_files`` makes one full read,
+which adds the files and leaves the stored commits alone). Tags matching ``deploy_tags``
+(``re.search``) become successful deployments at the tagger date (the commit date for
+lightweight tags); the commits they reach are loaded too.
 """
 
 from __future__ import annotations
