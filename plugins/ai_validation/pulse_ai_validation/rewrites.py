@@ -1,0 +1,126 @@
+"""The two rewrites every accepted query gets: the tenant scope and the LIMIT.
+
+Both are rules (registered through ``register_validation_rules`` like the checks): their
+``check`` refuses what cannot be rewritten safely, their ``rewrite`` runs on a query that
+passed every check.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from sqlglot import exp
+
+from pulse_ai_validation.builtin_rules import Rule
+from pulse_ai_validation.rules import Finding, ValidationContext, finding
+
+
+def _literal_int(node: exp.Expression | None) -> int | None:
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return int(node.name)
+        except ValueError:
+            return None
+    return None
+
+
+class TenantScopeRule(Rule):
+    """Every stored table becomes a subquery over its allow-listed columns filtered to the
+    caller's tenant: the query's own WHERE is never trusted."""
+
+    rule_id = "tenant.scope"
+    description = ("Every allow-listed table is rewritten to a subquery of its allow-listed "
+                   "columns filtered to the caller's tenant.")
+
+    def check(self, context: ValidationContext) -> Iterator[Finding]:
+        """Refuse what the rewrite could not cover: table samples, a missing tenant."""
+        for table in context.stored_tables():
+            if table.args.get("sample") is not None:
+                yield finding(self, "TABLESAMPLE is not allowed.", table)
+        if context.tenant_id is not None:
+            try:
+                uuid.UUID(context.tenant_id)
+            except ValueError:
+                yield finding(self, "The tenant is not a valid id.", None)
+
+    def rewrite(self, context: ValidationContext, tree: exp.Expression) -> exp.Expression:
+        """Replace each stored table of the tenant's catalog by its tenant-filtered subquery."""
+        if context.tenant_id is None:
+            return tree
+        tenant = str(uuid.UUID(context.tenant_id))
+        for table in context.stored_tables():
+            known = context.catalog.table(table.name)
+            if known is None or not known.tenant_scoped:
+                continue
+            inner = (
+                exp.select(*[exp.column(name, quoted=True) for name in known.column_names])
+                .from_(exp.table_(known.name, db="public", quoted=True))
+                .where(
+                    exp.EQ(
+                        this=exp.column("tenant_id", quoted=True),
+                        expression=exp.cast(exp.Literal.string(tenant), "uuid"),
+                    )
+                )
+            )
+            alias = table.args.get("alias")
+            if not isinstance(alias, exp.TableAlias):
+                alias = exp.TableAlias(this=exp.to_identifier(table.name))
+            table.replace(exp.Subquery(this=inner, alias=alias.copy()))
+        return tree
+
+
+class LimitRule(Rule):
+    """A LIMIT is added, or capped at the policy's maximum."""
+
+    rule_id = "limit.cap"
+    description = "The outermost query gets a LIMIT (added or capped)."
+    security = False
+
+    def check(self, context: ValidationContext) -> Iterator[Finding]:
+        """Refuse a LIMIT, FETCH or OFFSET that is not a constant (or too large an OFFSET)."""
+        tree = context.tree
+        if not isinstance(tree, exp.Query):
+            return
+        limit = tree.args.get("limit")
+        if isinstance(limit, exp.Limit):
+            value = limit.expression
+            if not (isinstance(value, exp.Var) and value.name.upper() == "ALL") and (
+                _literal_int(value) is None
+            ):
+                yield finding(self, "LIMIT must be a whole number.", limit,
+                              severity="error")
+        elif isinstance(limit, exp.Fetch):
+            if limit.args.get("count") is not None and _literal_int(limit.args["count"]) is None:
+                yield finding(self, "FETCH FIRST must be a whole number.", limit,
+                              severity="error")
+        offset = tree.args.get("offset")
+        if isinstance(offset, exp.Offset):
+            value = _literal_int(offset.expression)
+            if value is None or value > context.policy.max_offset:
+                yield finding(self, f"OFFSET must be a whole number up to "
+                              f"{context.policy.max_offset}.", offset, severity="error")
+
+    def rewrite(self, context: ValidationContext, tree: exp.Expression) -> exp.Expression:
+        """Add ``LIMIT default_limit`` or cap the existing one at ``max_limit``."""
+        policy = context.policy
+        if isinstance(tree, (exp.Values, exp.Subquery)):
+            source = tree if isinstance(tree, exp.Subquery) else exp.Subquery(this=tree)
+            source.set("alias", exp.TableAlias(this=exp.to_identifier("pulse_result")))
+            tree = exp.select("*").from_(source)
+        if not isinstance(tree, exp.Query):
+            return tree
+        limit = tree.args.get("limit")
+        wanted = policy.default_limit
+        if isinstance(limit, exp.Limit):
+            value = _literal_int(limit.expression)
+            wanted = policy.max_limit if value is None else min(value, policy.max_limit)
+        elif isinstance(limit, exp.Fetch):
+            value = _literal_int(limit.args.get("count"))
+            wanted = min(value if value is not None else 1, policy.max_limit)
+            if limit.args.get("limit_options") and limit.args["limit_options"].args.get(
+                "with_ties"
+            ):
+                wanted = min(value or 1, policy.max_limit)
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(wanted)))
+        context.limit_applied = wanted
+        return tree
