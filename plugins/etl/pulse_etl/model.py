@@ -208,6 +208,9 @@ commits = Table(
     UniqueConstraint("tenant_id", "repository_id", "sha", name="uq_commits_natural_key"),
     Index("ix_commits_repository_authored", "tenant_id", "repository_id", "authored_at"),
     Index("ix_commits_author", "tenant_id", "author_identity_id", "authored_at"),
+    # a pull request's own commits (squash and merge subjects, demo and webhook commits)
+    Index("ix_commits_pull_request", "tenant_id", "repository_id", "pull_request_number",
+          postgresql_where=text("pull_request_number IS NOT NULL")),
     # the commit a revert names (``git revert`` writes "This reverts commit <sha>."), so a
     # reverted commit arriving after its revert finds it (see pulse_etl.derive)
     Index("ix_commits_reverted", "tenant_id", "repository_id", text(reverted_sha()),
@@ -268,6 +271,9 @@ pull_requests = _source_entity(
     Column("url", Text),
     Index("ix_pull_requests_repository_number", "tenant_id", "repository_id", "number"),
     Index("ix_pull_requests_merge_commit", "tenant_id", "repository_id", "merge_commit_sha"),
+    Index("ix_pull_requests_repository_created", "tenant_id", "repository_id",
+          "created_at_source"),
+    Index("ix_pull_requests_repository_merged", "tenant_id", "repository_id", "merged_at"),
 )
 
 reviews = _source_entity(
@@ -277,6 +283,7 @@ reviews = _source_entity(
     Column("state", String(40), nullable=False),
     _tz("submitted_at"),
     Index("ix_reviews_pull_request", "tenant_id", "pull_request_id"),
+    Index("ix_reviews_submitted", "tenant_id", "submitted_at"),
 )
 
 review_comments = _source_entity(

@@ -1,10 +1,13 @@
-"""Per-file changes of commits: ``commit_files``.
+"""Per-file changes of commits: ``commit_files``; indexes for pull-request analytics.
 
 One row per file a commit changed: the path after the commit, the previous path of a
 rename, added and deleted lines (null for a binary file) and whether the file is binary;
 ``pull_request_id`` when the GitHub connector stored the row from a merged pull request's
 files. Row-level security is applied by the engine's migration runner, as for every
 tenant table.
+
+The indexes serve windows of pull requests by creation and merge time, reviews by
+submission time, and a pull request's own commits (by the number their subject names).
 
 Tenants that loaded commits before this revision get the files by running their git job
 again: the connector's cursor of an earlier version is not trusted to cover the files, so
@@ -27,7 +30,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create ``commit_files`` and its path index."""
+    """Create ``commit_files`` and the indexes."""
     op.create_table(
         "commit_files",
         sa.Column("tenant_id", sa.UUID(as_uuid=False), nullable=False),
@@ -46,8 +49,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_commit_files_path", "commit_files",
                     ["tenant_id", "repository_id", "path"], unique=False)
+    op.create_index("ix_commits_pull_request", "commits",
+                    ["tenant_id", "repository_id", "pull_request_number"], unique=False,
+                    postgresql_where=sa.text("pull_request_number IS NOT NULL"))
+    op.create_index("ix_pull_requests_repository_created", "pull_requests",
+                    ["tenant_id", "repository_id", "created_at_source"], unique=False)
+    op.create_index("ix_pull_requests_repository_merged", "pull_requests",
+                    ["tenant_id", "repository_id", "merged_at"], unique=False)
+    op.create_index("ix_reviews_submitted", "reviews", ["tenant_id", "submitted_at"],
+                    unique=False)
 
 
 def downgrade() -> None:
-    """Drop ``commit_files``."""
+    """Drop the indexes and ``commit_files``."""
+    op.drop_index("ix_reviews_submitted", table_name="reviews")
+    op.drop_index("ix_pull_requests_repository_merged", table_name="pull_requests")
+    op.drop_index("ix_pull_requests_repository_created", table_name="pull_requests")
+    op.drop_index("ix_commits_pull_request", table_name="commits")
     op.drop_table("commit_files")

@@ -1,0 +1,449 @@
+"""Pull-request flow and review analytics: the SQL over pull requests, reviews, review
+comments, commits and shipped deployments.
+
+One fact row per pull request (:func:`facts_sql`), for the pull requests of the scope's
+repositories whose ``anchor`` time (opened, merged, closed) lies in the window, opened by
+an account that is not a bot:
+
+* ``started``: the earliest author time of its own commits (those whose subject names it,
+  and its head commit), else its opening;
+* ``first_review``: the first review or review comment by someone else who is not a bot;
+* ``reviewed_before_merge``, ``rounds``: whether such a review came before the merge, and
+  the review rounds (1 + the reviews that requested changes, when it was reviewed);
+* ``deployed``: the first successful deployment to a production environment (the tenant's
+  ``production_environments``) that shipped its merge commit.
+
+Phases (seconds): coding = opened - started (0 when the first commit came later), pickup =
+first review - opened, review = merge - first review, deploy = deployed - merge; cycle time
+= deployed - started; time to merge = merge - started.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pulse_github.params import Scope
+from pulse_github.queries import (
+    AGE_BUCKETS,
+    FILE_BUCKETS,
+    LINE_BUCKETS,
+    _bot,
+    bucket_key,
+    bucket_sql,
+    buckets,
+    clip,
+    people_named,
+    seconds,
+    stats_of,
+    stats_sql,
+)
+
+#: The phases of a merged pull request's cycle, and the expressions of their seconds.
+PHASES: dict[str, str] = {
+    "coding": f"greatest({seconds('opened', 'started')}, 0)",
+    "pickup": f"greatest({seconds('first_review', 'opened')}, 0)",
+    "review": f"greatest({seconds('merged_at', 'first_review')}, 0)",
+    "deploy": f"greatest({seconds('deployed', 'merged_at')}, 0)",
+}
+CYCLE = f"greatest({seconds('deployed', 'started')}, 0)"
+TO_MERGE = f"greatest({seconds('merged_at', 'started')}, 0)"
+
+
+def _other_reviewer(author: str) -> str:
+    """SQL: the review identity ``ri`` is someone other than ``author`` and not a bot."""
+    return f"ri.person_id IS DISTINCT FROM {author} AND NOT {_bot('ri')}"
+
+
+def facts_sql(scope: Scope, anchor: str, name: str = "facts") -> str:
+    """SQL of the CTE ``name`` (see the module docstring), for pull requests whose
+    ``anchor`` column (``created_at_source``, ``merged_at``, ``closed_at``) is in the
+    window; ``anchor`` is its own column."""
+    return f"""
+{name} AS (
+    SELECT pr.id, pr.repository_id, pr.number, pr.state, pr.head_ref,
+           pr.created_at_source AS opened, pr.merged_at, pr.closed_at, pr.{anchor} AS anchor,
+           pr.additions, pr.deletions, pr.changed_files, pa.person_id AS author,
+           least(pr.created_at_source, own.first_commit) AS started,
+           reviewed.first_review, reviewed.reviewed_before_merge, reviewed.rounds,
+           shipped.deployed
+    FROM pull_requests pr
+    LEFT JOIN person_identities pa
+      ON pa.tenant_id = pr.tenant_id AND pa.id = pr.author_identity_id
+    LEFT JOIN LATERAL (
+        SELECT min(c.authored_at) AS first_commit FROM commits c
+        WHERE c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
+          AND ((c.pull_request_number = pr.number AND NOT c.is_merge)
+               OR c.sha = pr.head_sha)
+    ) own ON true
+    LEFT JOIN LATERAL (
+        SELECT min(at) AS first_review,
+               bool_or(at <= coalesce(pr.merged_at, 'infinity')) AS reviewed_before_merge,
+               CASE WHEN count(*) FILTER (WHERE kind = 'review') > 0
+                    THEN 1 + count(*) FILTER (WHERE state = 'changes_requested')
+                    ELSE 0 END AS rounds
+        FROM (
+            SELECT r.submitted_at AS at, 'review' AS kind, r.state
+            FROM reviews r JOIN person_identities ri
+              ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
+            WHERE r.tenant_id = pr.tenant_id AND r.pull_request_id = pr.id
+              AND r.submitted_at IS NOT NULL AND r.state <> 'pending'
+              AND {_other_reviewer('pa.person_id')}
+            UNION ALL
+            SELECT rc.created_at_source, 'comment', NULL
+            FROM review_comments rc JOIN person_identities ri
+              ON ri.tenant_id = rc.tenant_id AND ri.id = rc.author_identity_id
+            WHERE rc.tenant_id = pr.tenant_id AND rc.pull_request_id = pr.id
+              AND rc.created_at_source IS NOT NULL AND {_other_reviewer('pa.person_id')}
+        ) given
+    ) reviewed ON true
+    LEFT JOIN LATERAL (
+        SELECT min(d.finished_at) AS deployed
+        FROM deployment_commits dc
+        JOIN deployments d ON d.tenant_id = dc.tenant_id AND d.id = dc.deployment_id
+        WHERE dc.tenant_id = pr.tenant_id AND dc.repository_id = pr.repository_id
+          AND dc.environment = ANY(CAST(:environments AS text[]))
+          AND dc.sha = pr.merge_commit_sha AND d.result = 'success'
+    ) shipped ON pr.merge_commit_sha IS NOT NULL AND pr.merged_at IS NOT NULL
+    WHERE{scope.repository_clause('pr')} AND pr.{anchor} >= :start AND pr.{anchor} < :end
+      AND (pa.id IS NULL OR NOT {_bot('pa')}){scope.person_clause('pa.person_id')}
+)"""
+
+
+def _series(scope: Scope, rows: list[Any], build: Any) -> list[dict[str, Any]]:
+    """One point per bucket of the window (empty buckets included)."""
+    by_bucket = {bucket_key(row.bucket): row for row in rows}
+    points = []
+    for start, end in buckets(scope):
+        lower, upper = clip(scope, start, end)
+        points.append({"start": lower, "end": upper, **build(by_bucket.get(bucket_key(start)))})
+    return points
+
+
+def _empty_stats() -> dict[str, Any]:
+    return {"median": None, "p75": None, "p90": None, "mean": None, "sample_size": 0}
+
+
+async def cycle_time(session: AsyncSession, scope: Scope) -> list[dict[str, Any]]:
+    """Per bucket of merge time: cycle time, time to merge and the four phases."""
+    columns = ", ".join([stats_sql(CYCLE, "cycle"), stats_sql(TO_MERGE, "to_merge"),
+                         *(stats_sql(expression, name) for name, expression in PHASES.items())])
+    sql = f"""
+WITH {facts_sql(scope, 'merged_at')}
+SELECT {bucket_sql(scope, 'anchor')} AS bucket, count(*) AS merged, {columns}
+FROM facts GROUP BY 1
+"""
+    rows = list(await session.execute(text(sql), scope.params()))
+
+    def build(row: Any) -> dict[str, Any]:
+        names = ("cycle", "to_merge", *PHASES)
+        if row is None:
+            return {"merged": 0, "cycle_time": _empty_stats(), "time_to_merge": _empty_stats(),
+                    "phases": {name: _empty_stats() for name in PHASES}}
+        found = {name: stats_of(row, name) for name in names}
+        return {"merged": int(row.merged), "cycle_time": found["cycle"],
+                "time_to_merge": found["to_merge"],
+                "phases": {name: found[name] for name in PHASES}}
+
+    return _series(scope, rows, build)
+
+
+async def review_times(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+    """Time to first review of the pull requests opened in the window (per bucket of their
+    opening), and review rounds of those merged in it (per bucket of their merge)."""
+    first = f"greatest({seconds('first_review', 'opened')}, 0)"
+    opened_sql = f"""
+WITH {facts_sql(scope, 'created_at_source')}
+SELECT {bucket_sql(scope, 'anchor')} AS bucket, count(*) AS opened,
+       count(*) FILTER (WHERE first_review IS NULL) AS unreviewed, {stats_sql(first, 'first')}
+FROM facts GROUP BY 1
+"""
+    merged_sql = f"""
+WITH {facts_sql(scope, 'merged_at')}
+SELECT {bucket_sql(scope, 'anchor')} AS bucket, count(*) AS merged,
+       {stats_sql('rounds', 'rounds')}
+FROM facts GROUP BY 1
+"""
+    opened = list(await session.execute(text(opened_sql), scope.params()))
+    merged = list(await session.execute(text(merged_sql), scope.params()))
+    return {
+        "time_to_first_review": _series(scope, opened, lambda row: {
+            "opened": int(row.opened) if row else 0,
+            "without_review": int(row.unreviewed) if row else 0,
+            **(stats_of(row, "first") if row else _empty_stats())}),
+        "review_rounds": _series(scope, merged, lambda row: {
+            "merged": int(row.merged) if row else 0,
+            **(stats_of(row, "rounds") if row else _empty_stats())}),
+    }
+
+
+def _case(expression: str, bounds: tuple[tuple[str, Any], ...]) -> str:
+    """SQL: the label of the first bucket whose upper bound ``expression`` is below."""
+    whens = " ".join(f"WHEN {expression} < {upper} THEN '{label}'"
+                     for label, upper in bounds if upper is not None)
+    return f"CASE {whens} ELSE '{bounds[-1][0]}' END"
+
+
+async def sizes(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+    """Merged pull requests by size (changed lines, changed files), with the time to
+    merge of each line bucket (size against cycle time)."""
+    lines = "(coalesce(additions, 0) + coalesce(deletions, 0))"
+    sql = f"""
+WITH {facts_sql(scope, 'merged_at')}
+SELECT CASE WHEN additions IS NULL AND deletions IS NULL THEN NULL
+            ELSE {_case(lines, LINE_BUCKETS)} END AS lines_bucket,
+       CASE WHEN changed_files IS NULL THEN NULL
+            ELSE {_case('changed_files', FILE_BUCKETS)} END AS files_bucket,
+       {TO_MERGE} AS to_merge, {CYCLE} AS cycle, {lines} AS lines, changed_files
+FROM facts
+"""
+    rows = list(await session.execute(text(sql), scope.params()))
+    stats = f"""
+WITH {facts_sql(scope, 'merged_at')}, sized AS (
+    SELECT {_case(lines, LINE_BUCKETS)} AS bucket, {TO_MERGE} AS to_merge, {CYCLE} AS cycle
+    FROM facts WHERE additions IS NOT NULL OR deletions IS NOT NULL
+)
+SELECT bucket, {stats_sql('to_merge', 'to_merge')}, {stats_sql('cycle', 'cycle')}
+FROM sized GROUP BY bucket
+"""
+    by_bucket = {row.bucket: row for row in await session.execute(text(stats), scope.params())}
+    sized = [row for row in rows if row.lines_bucket is not None]
+    with_files = [row for row in rows if row.files_bucket is not None]
+    return {
+        "merged": len(rows),
+        "unsized": len(rows) - len(sized),
+        "lines": [{"bucket": label, "max_lines": None if upper is None else upper - 1,
+                   "count": sum(1 for row in sized if row.lines_bucket == label)}
+                  for label, upper in LINE_BUCKETS],
+        "files": [{"bucket": label, "max_files": None if upper is None else upper - 1,
+                   "count": sum(1 for row in with_files if row.files_bucket == label)}
+                  for label, upper in FILE_BUCKETS],
+        "size_vs_time": [{
+            "bucket": label,
+            "time_to_merge": stats_of(by_bucket[label], "to_merge")
+            if label in by_bucket else _empty_stats(),
+            "cycle_time": stats_of(by_bucket[label], "cycle")
+            if label in by_bucket else _empty_stats(),
+        } for label, _ in LINE_BUCKETS],
+    }
+
+
+async def outcomes(session: AsyncSession, scope: Scope) -> list[dict[str, Any]]:
+    """Per bucket: pull requests merged, closed without merge, and merged without review
+    (no review or review comment by someone else before the merge)."""
+    sql = f"""
+WITH {facts_sql(scope, 'closed_at')}, {facts_sql(scope, 'merged_at', 'merged_facts')}
+SELECT bucket, sum(merged) AS merged, sum(closed) AS closed, sum(unreviewed) AS unreviewed
+FROM (
+    SELECT {bucket_sql(scope, 'anchor')} AS bucket, 0 AS merged, count(*) AS closed,
+           0 AS unreviewed
+    FROM facts WHERE merged_at IS NULL GROUP BY 1
+    UNION ALL
+    SELECT {bucket_sql(scope, 'anchor')}, count(*), 0,
+           count(*) FILTER (WHERE NOT coalesce(reviewed_before_merge, false))
+    FROM merged_facts GROUP BY 1
+) counted GROUP BY bucket
+"""
+    rows = list(await session.execute(text(sql), scope.params()))
+
+    def build(row: Any) -> dict[str, Any]:
+        merged = int(row.merged) if row else 0
+        closed = int(row.closed) if row else 0
+        unreviewed = int(row.unreviewed) if row else 0
+        return {"merged": merged, "closed_unmerged": closed,
+                "merge_rate": merged / (merged + closed) if merged + closed else None,
+                "merged_without_review": unreviewed,
+                "merged_without_review_rate": unreviewed / merged if merged else None}
+
+    return _series(scope, rows, build)
+
+
+async def open_aging(session: AsyncSession, scope: Scope, limit: int,
+                     after: tuple[str, str] | None) -> dict[str, Any]:
+    """Pull requests open at the window's end (opened before it, neither merged nor
+    closed before it), by age; and the oldest of them, a page at a time."""
+    age = seconds("CAST(:end AS timestamptz)", "pr.created_at_source")
+    sql = f"""
+SELECT pr.id, pr.repository_id, pr.number, pr.title, pr.created_at_source, {age} AS age,
+       pr.author_identity_id
+FROM pull_requests pr
+LEFT JOIN person_identities pa ON pa.tenant_id = pr.tenant_id AND pa.id = pr.author_identity_id
+WHERE{scope.repository_clause('pr')} AND pr.created_at_source < :end
+  AND (pr.merged_at IS NULL OR pr.merged_at >= :end)
+  AND (pr.closed_at IS NULL OR pr.closed_at >= :end)
+  AND (pr.state = 'open' OR pr.merged_at IS NOT NULL OR pr.closed_at IS NOT NULL)
+  AND (pa.id IS NULL OR NOT {_bot('pa')}){scope.person_clause('pa.person_id')}
+"""
+    counts_sql = f"""
+SELECT {_case('age / 86400.0', AGE_BUCKETS)} AS bucket, count(*) AS prs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY age) AS median
+FROM ({sql}) aging GROUP BY ROLLUP (1)
+"""
+    counts = {row.bucket: row for row in await session.execute(text(counts_sql),
+                                                               scope.params())}
+    page_sql = f"""
+SELECT * FROM ({sql}) aging
+WHERE CAST(:after_at AS timestamptz) IS NULL
+   OR (created_at_source, id) > (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))
+ORDER BY created_at_source, id LIMIT :limit
+"""
+    rows = list(await session.execute(text(page_sql), {
+        **scope.params(), "limit": limit,
+        "after_at": datetime.fromisoformat(after[0]) if after else None,
+        "after_id": after[1] if after else None}))
+    total = counts.get(None)
+    return {
+        "open": int(total.prs) if total else 0,
+        "median_age": float(total.median) if total and total.median is not None else None,
+        "buckets": [{"bucket": label, "count": int(counts[label].prs) if label in counts
+                     else 0} for label, _ in AGE_BUCKETS],
+        "items": [{"id": str(row.id), "repository_id": str(row.repository_id),
+                   "number": int(row.number), "title": row.title,
+                   "opened_at": row.created_at_source, "age": float(row.age)} for row in rows],
+    }
+
+
+async def branch_lifetime(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+    """Lifetime of the pull requests' head branches whose last pull request was merged or
+    closed in the window: from the branch's first commit (or first pull request's opening)
+    to that last merge or close, per bucket of the end."""
+    sql = f"""
+WITH {facts_sql(scope, 'closed_at')}, branches AS (
+    SELECT repository_id, head_ref, min(started) AS born,
+           max(coalesce(merged_at, closed_at)) AS ended, bool_or(merged_at IS NOT NULL) AS merged
+    FROM facts WHERE head_ref IS NOT NULL GROUP BY repository_id, head_ref
+)
+SELECT {bucket_sql(scope, 'ended')} AS bucket, count(*) AS branches,
+       count(*) FILTER (WHERE merged) AS merged,
+       {stats_sql(seconds('ended', 'born'), 'life')}
+FROM branches GROUP BY 1
+"""
+    rows = list(await session.execute(text(sql), scope.params()))
+    return {"series": _series(scope, rows, lambda row: {
+        "branches": int(row.branches) if row else 0,
+        "merged": int(row.merged) if row else 0,
+        **(stats_of(row, "life") if row else _empty_stats())})}
+
+
+def _review_edges_sql(scope: Scope) -> str:
+    """SQL of the CTE ``given``: reviews submitted in the window on the scope's pull
+    requests, by someone other than the author, neither of them a bot."""
+    return f"""
+given AS (
+    SELECT ri.person_id AS reviewer, pa.person_id AS author, r.pull_request_id
+    FROM reviews r
+    JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id
+    JOIN person_identities ri ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
+    LEFT JOIN person_identities pa
+      ON pa.tenant_id = pr.tenant_id AND pa.id = pr.author_identity_id
+    WHERE r.tenant_id = CAST(:tenant AS uuid) AND r.submitted_at >= :start
+      AND r.submitted_at < :end AND r.state <> 'pending'
+      AND pr.repository_id = ANY(CAST(:repos AS uuid[]))
+      AND ri.person_id IS DISTINCT FROM pa.person_id AND NOT {_bot('ri')}
+      AND (pa.id IS NULL OR NOT {_bot('pa')})
+)"""
+
+
+async def review_load(session: AsyncSession, scope: Scope, limit: int,
+                      after: tuple[int, str] | None) -> list[dict[str, Any]]:
+    """Per person: reviews given (and pull requests reviewed) against reviews received,
+    ordered by reviews given descending."""
+    person_filter = scope.person_clause("person_id")
+    sql = f"""
+WITH {_review_edges_sql(scope)},
+load AS (
+    SELECT person_id, sum(given) AS given, sum(prs) AS prs, sum(received) AS received
+    FROM (
+        SELECT reviewer AS person_id, count(*) AS given,
+               count(DISTINCT pull_request_id) AS prs, 0 AS received
+        FROM given GROUP BY reviewer
+        UNION ALL
+        SELECT author, 0, 0, count(*) FROM given WHERE author IS NOT NULL GROUP BY author
+    ) sides GROUP BY person_id
+)
+SELECT * FROM load
+WHERE (CAST(:after_count AS bigint) IS NULL OR given < :after_count
+       OR (given = :after_count AND person_id > CAST(:after_id AS uuid))){person_filter}
+ORDER BY given DESC, person_id LIMIT :limit
+"""
+    rows = list(await session.execute(text(sql), {
+        **scope.params(), "limit": limit, "after_count": after[0] if after else None,
+        "after_id": after[1] if after else None}))
+    people = await people_named(session, [row.person_id for row in rows])
+    return [{"person": people.get(str(row.person_id)), "reviews_given": int(row.given),
+             "pull_requests_reviewed": int(row.prs), "reviews_received": int(row.received)}
+            for row in rows]
+
+
+async def review_graph(session: AsyncSession, scope: Scope, limit: int) -> dict[str, Any]:
+    """Who reviews whom: the ``limit`` heaviest edges (reviewer to author, weight = the
+    reviews given) and the people they join, with their totals over every edge."""
+    person_filter = ""
+    if scope.person_ids is not None:
+        person_filter = (" WHERE reviewer = ANY(CAST(:people AS uuid[]))"
+                         " OR author = ANY(CAST(:people AS uuid[]))")
+    sql = f"""
+WITH {_review_edges_sql(scope)},
+edges AS (
+    SELECT reviewer, author, count(*) AS weight FROM given WHERE author IS NOT NULL
+    GROUP BY reviewer, author
+)
+SELECT *, count(*) OVER () AS total_edges FROM edges{person_filter}
+ORDER BY weight DESC, reviewer, author LIMIT :limit
+"""
+    rows = list(await session.execute(text(sql), {**scope.params(), "limit": limit}))
+    ids = {str(row.reviewer) for row in rows} | {str(row.author) for row in rows}
+    people = await people_named(session, sorted(ids))
+    given: dict[str, int] = {}
+    received: dict[str, int] = {}
+    for row in rows:
+        given[str(row.reviewer)] = given.get(str(row.reviewer), 0) + int(row.weight)
+        received[str(row.author)] = received.get(str(row.author), 0) + int(row.weight)
+    return {
+        "nodes": [{"person": people.get(node), "given": given.get(node, 0),
+                   "received": received.get(node, 0)} for node in sorted(ids)],
+        "edges": [{"reviewer": str(row.reviewer), "author": str(row.author),
+                   "weight": int(row.weight)} for row in rows],
+        "total_edges": int(rows[0].total_edges) if rows else 0,
+        "truncated": bool(rows) and int(rows[0].total_edges) > len(rows),
+    }
+
+
+async def release_cadence(session: AsyncSession, scope: Scope) -> dict[str, Any]:
+    """Successful production deployments (deploy tags, releases, deployments) per bucket,
+    and per repository with the median time between consecutive ones."""
+    sql = f"""
+SELECT d.repository_id, d.finished_at,
+       {seconds('d.finished_at', 'lag(d.finished_at) OVER (PARTITION BY d.repository_id '
+                'ORDER BY d.finished_at)')} AS gap
+FROM deployments d
+WHERE d.tenant_id = CAST(:tenant AS uuid) AND d.repository_id = ANY(CAST(:repos AS uuid[]))
+  AND d.result = 'success' AND d.environment = ANY(CAST(:environments AS text[]))
+  AND d.finished_at >= :start AND d.finished_at < :end
+"""
+    per_repo = f"""
+SELECT r.repository_id, count(*) AS releases, max(r.finished_at) AS last_release,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.gap) AS median_gap
+FROM ({sql}) r GROUP BY r.repository_id ORDER BY releases DESC, r.repository_id
+"""
+    series = f"""
+SELECT {bucket_sql(scope, 'r.finished_at')} AS bucket, count(*) AS releases
+FROM ({sql}) r GROUP BY 1
+"""
+    repos = list(await session.execute(text(per_repo), scope.params()))
+    points = list(await session.execute(text(series), scope.params()))
+    names = {str(row.id): row.name for row in await session.execute(
+        text("SELECT id, name FROM repositories WHERE id = ANY(CAST(:ids AS uuid[]))"),
+        {"ids": [str(row.repository_id) for row in repos]})}
+    return {
+        "series": _series(scope, points, lambda row: {
+            "releases": int(row.releases) if row else 0}),
+        "repositories": [{"repository": {"id": str(row.repository_id),
+                                         "name": names.get(str(row.repository_id))},
+                          "releases": int(row.releases), "last_release_at": row.last_release,
+                          "median_seconds_between": float(row.median_gap)
+                          if row.median_gap is not None else None} for row in repos],
+    }

@@ -1,0 +1,625 @@
+"""The SQL of the GitHub analytics: each function reads one answer in the caller's
+tenant-bound session, bounded by the scope's window and repositories (the leading
+columns of the indexes it reads) and, for lists, by a page.
+
+Conventions (the package README states them for users):
+
+* a commit counts in the window of its author time; a person is the ETL model's merged
+  identity (``person_identities.person_id``) of its author;
+* ``contributors`` and ``commit-patterns`` count every commit (merges too, as ``git log``
+  does); hotspots, coupling, silos, main developers, churn and the absence factor count
+  non-merge commits, by the path a commit left a file at (a rename's new path);
+* pull-request and review analytics leave out pull requests opened by bots and reviews
+  given by bots (the tenant's ``bot_patterns``), and a person's reviews of their own pull
+  requests;
+* percentiles are ``percentile_cont`` (linear interpolation between the closest ranks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pulse_github.params import Scope
+
+#: Pull-request size buckets by changed lines (additions + deletions): upper bounds.
+LINE_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("xs", 10), ("s", 50), ("m", 250), ("l", 1000), ("xl", None))
+#: Pull-request size buckets by changed files: upper bounds.
+FILE_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("1", 2), ("2-5", 6), ("6-10", 11), ("11-20", 21), ("21+", None))
+#: Open pull-request age buckets, in days: upper bounds.
+AGE_BUCKETS: tuple[tuple[str, float | None], ...] = (
+    ("<1d", 1), ("1-3d", 3), ("3-7d", 7), ("7-14d", 14), ("14-30d", 30), (">30d", None))
+
+#: code-maat's defaults for change coupling.
+COUPLING_MIN_REVS = 5
+COUPLING_MIN_SHARED = 5
+COUPLING_MIN_DEGREE = 0.30
+COUPLING_MAX_CHANGESET = 30
+
+
+def _bot(alias: str) -> str:
+    """SQL: whether identity ``alias`` (maybe absent: not a bot) matches a bot pattern."""
+    return (f"(coalesce({alias}.username, '') ~* ANY(CAST(:bots AS text[])) "
+            f"OR coalesce({alias}.name, '') ~* ANY(CAST(:bots AS text[])))")
+
+
+def _window(column: str) -> str:
+    return f" {column} >= :start AND {column} < :end"
+
+
+def bucket_sql(scope: Scope, column: str) -> str:
+    """SQL: the start of the bucket of ``column`` (the window's start for ``all``)."""
+    if scope.interval == "all":
+        return "CAST(:start AS timestamptz)"
+    return f"date_trunc('{scope.interval}', {column}, :tz)"
+
+
+def buckets(scope: Scope) -> list[tuple[datetime, datetime]]:
+    """Every bucket of the scope's window, ``(start, end)`` clipped to the window; the key
+    of a bucket is its unclipped start (what :func:`bucket_sql` gives)."""
+    if scope.interval == "all":
+        return [(scope.start, scope.end)]
+    zone = ZoneInfo(scope.tz)
+    local = scope.start.astimezone(zone)
+    if scope.interval == "day":
+        first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif scope.interval == "week":
+        first = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0)
+    else:
+        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    found = []
+    current = first
+    while current.astimezone(UTC) < scope.end:
+        if scope.interval == "day":
+            following = (current.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=zone)
+        elif scope.interval == "week":
+            following = (current.replace(tzinfo=None) + timedelta(days=7)).replace(tzinfo=zone)
+        else:
+            year, month = (current.year + 1, 1) if current.month == 12 else (
+                current.year, current.month + 1)
+            following = current.replace(year=year, month=month)
+        found.append((current.astimezone(UTC), following.astimezone(UTC)))
+        current = following
+    return found
+
+
+def bucket_key(moment: datetime) -> datetime:
+    """A bucket start as a dictionary key (UTC)."""
+    return moment.astimezone(UTC)
+
+
+def clip(scope: Scope, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """A bucket's bounds within the window."""
+    return max(start, scope.start), min(end, scope.end)
+
+
+def stats_sql(expression: str, prefix: str) -> str:
+    """SQL: median, p75, p90, mean and sample size of ``expression`` (seconds; NULLs
+    dropped), as columns ``<prefix>_p50``..."""
+    return (
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expression}) AS {prefix}_p50, "
+        f"percentile_cont(0.75) WITHIN GROUP (ORDER BY {expression}) AS {prefix}_p75, "
+        f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expression}) AS {prefix}_p90, "
+        f"avg({expression}) AS {prefix}_mean, count({expression}) AS {prefix}_n"
+    )
+
+
+def stats_of(row: Any, prefix: str) -> dict[str, Any]:
+    """The ``{"median", "p75", "p90", "mean", "sample_size"}`` of a row's stats columns."""
+    values = row._mapping
+    return {
+        "median": _float(values[f"{prefix}_p50"]), "p75": _float(values[f"{prefix}_p75"]),
+        "p90": _float(values[f"{prefix}_p90"]), "mean": _float(values[f"{prefix}_mean"]),
+        "sample_size": int(values[f"{prefix}_n"] or 0),
+    }
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def seconds(later: str, earlier: str) -> str:
+    """SQL: seconds from ``earlier`` to ``later``."""
+    return f"extract(epoch FROM ({later}) - ({earlier}))"
+
+
+# --- commits -----------------------------------------------------------------------------
+
+#: Joins a commit ``c`` to its files ``f``.
+FILES_JOIN = (" JOIN commit_files f ON f.tenant_id = c.tenant_id"
+              " AND f.repository_id = c.repository_id AND f.sha = c.sha")
+
+
+def _commits(scope: Scope, *, merges: bool, join: str = "") -> str:
+    """FROM/WHERE of the scope's commits in the window with their author's person ``ai``
+    (and what ``join`` adds)."""
+    merge = "" if merges else " AND NOT c.is_merge"
+    return (
+        " FROM commits c JOIN person_identities ai ON ai.tenant_id = c.tenant_id"
+        f" AND ai.id = c.author_identity_id{join}"
+        f" WHERE{scope.repository_clause('c')} AND{_window('c.authored_at')}{merge}"
+        f"{scope.person_clause('ai.person_id')}"
+    )
+
+
+@dataclass(frozen=True)
+class PersonKey:
+    """A keyset position in a list ordered by a count descending, then person id."""
+
+    count: int
+    person_id: str
+
+
+async def contributors(session: AsyncSession, scope: Scope, limit: int,
+                       after: PersonKey | None) -> tuple[list[dict[str, Any]], int]:
+    """Every person active in the window (commits, pull requests opened or merged,
+    reviews), ordered by commits descending then id; and the window's commit total."""
+    pr_scope = scope.repository_clause("pr")
+    sql = f"""
+WITH commit_rows AS (
+    SELECT ai.person_id, c.is_merge, c.additions, c.deletions,
+           (c.authored_at AT TIME ZONE :tz)::date AS day
+    {_commits(scope, merges=True)}
+),
+opened AS (
+    SELECT pi.person_id, (pr.created_at_source AT TIME ZONE :tz)::date AS day
+    FROM pull_requests pr JOIN person_identities pi
+      ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
+    WHERE{pr_scope} AND{_window('pr.created_at_source')}{scope.person_clause('pi.person_id')}
+),
+merged AS (
+    SELECT pi.person_id
+    FROM pull_requests pr JOIN person_identities pi
+      ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
+    WHERE{pr_scope} AND{_window('pr.merged_at')}{scope.person_clause('pi.person_id')}
+),
+reviewed AS (
+    SELECT ri.person_id, (r.submitted_at AT TIME ZONE :tz)::date AS day
+    FROM reviews r
+    JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id
+    JOIN person_identities ri ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
+    WHERE r.tenant_id = CAST(:tenant AS uuid) AND{_window('r.submitted_at')}
+      AND pr.repository_id = ANY(CAST(:repos AS uuid[])){scope.person_clause('ri.person_id')}
+),
+people_rows AS (
+    SELECT person_id,
+           count(*) FILTER (WHERE kind = 'commit') AS commits,
+           count(*) FILTER (WHERE kind = 'commit' AND NOT is_merge) AS non_merge_commits,
+           coalesce(sum(additions) FILTER (WHERE kind = 'commit' AND NOT is_merge), 0)
+             AS additions,
+           coalesce(sum(deletions) FILTER (WHERE kind = 'commit' AND NOT is_merge), 0)
+             AS deletions,
+           count(*) FILTER (WHERE kind = 'opened') AS prs_opened,
+           count(*) FILTER (WHERE kind = 'merged') AS prs_merged,
+           count(*) FILTER (WHERE kind = 'review') AS reviews,
+           count(DISTINCT day) AS active_days
+    FROM (
+        SELECT person_id, 'commit' AS kind, is_merge, additions, deletions, day
+        FROM commit_rows
+        UNION ALL SELECT person_id, 'opened', false, NULL, NULL, day FROM opened
+        UNION ALL SELECT person_id, 'merged', false, NULL, NULL, NULL FROM merged
+        UNION ALL SELECT person_id, 'review', false, NULL, NULL, day FROM reviewed
+    ) activity
+    GROUP BY person_id
+)
+SELECT r.*, p.display_name, p.email, (SELECT count(*) FROM commit_rows) AS total_commits
+FROM people_rows r JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
+WHERE (CAST(:after_count AS bigint) IS NULL OR r.commits < :after_count
+       OR (r.commits = :after_count AND r.person_id > CAST(:after_id AS uuid)))
+ORDER BY r.commits DESC, r.person_id
+LIMIT :limit
+"""
+    params = {**scope.params(), "limit": limit,
+              "after_count": after.count if after else None,
+              "after_id": after.person_id if after else None}
+    rows = (await session.execute(text(sql), params)).all()
+    items = [{
+        "person": person(row.person_id, row.display_name, row.email),
+        "commits": int(row.commits), "non_merge_commits": int(row.non_merge_commits),
+        "additions": int(row.additions), "deletions": int(row.deletions),
+        "prs_opened": int(row.prs_opened), "prs_merged": int(row.prs_merged),
+        "reviews": int(row.reviews), "active_days": int(row.active_days),
+    } for row in rows]
+    if rows:
+        total = int(rows[0].total_commits)
+    else:
+        total = int(await session.scalar(
+            text(f"SELECT count(*) {_commits(scope, merges=True)}"), scope.params()) or 0)
+    return items, total
+
+
+def person(person_id: Any, name: Any, email: Any) -> dict[str, Any]:
+    """A person as the answers show one."""
+    return {"id": str(person_id), "name": name, "email": email}
+
+
+async def commit_patterns(session: AsyncSession, scope: Scope) -> list[list[int]]:
+    """Commits per weekday (Monday first) and hour, in each author's own UTC offset."""
+    sql = f"""
+SELECT extract(isodow FROM local)::int - 1 AS weekday, extract(hour FROM local)::int AS hour,
+       count(*) AS commits
+FROM (SELECT (c.authored_at AT TIME ZONE 'UTC')
+             + make_interval(mins => coalesce(c.author_tz_offset, 0)::int) AS local
+      {_commits(scope, merges=True)}) shifted
+GROUP BY 1, 2
+"""
+    grid = [[0] * 24 for _ in range(7)]
+    for row in await session.execute(text(sql), scope.params()):
+        grid[int(row.weekday)][int(row.hour)] = int(row.commits)
+    return grid
+
+
+@dataclass(frozen=True)
+class PathKey:
+    """A keyset position in a list ordered by a count descending, repository, path."""
+
+    count: int
+    repository_id: str
+    path: str
+
+
+def _path_after(after: PathKey | None, count: str) -> tuple[str, dict[str, Any]]:
+    condition = (f" WHERE (CAST(:after_count AS bigint) IS NULL OR {count} < :after_count"
+                 f" OR ({count} = :after_count AND (repository_id, path) >"
+                 " (CAST(:after_repo AS uuid), CAST(:after_path AS text))))")
+    return condition, {"after_count": after.count if after else None,
+                       "after_repo": after.repository_id if after else None,
+                       "after_path": after.path if after else None}
+
+
+async def hotspots(session: AsyncSession, scope: Scope, limit: int,
+                   after: PathKey | None) -> list[dict[str, Any]]:
+    """Files by the non-merge commits that changed them in the window (descending), with
+    their distinct authors and churn."""
+    condition, extra = _path_after(after, "commits")
+    sql = f"""
+SELECT * FROM (
+    SELECT f.repository_id, f.path, count(*) AS commits,
+           count(DISTINCT ai.person_id) AS authors,
+           coalesce(sum(f.additions), 0) AS additions, coalesce(sum(f.deletions), 0) AS deletions
+    {_commits(scope, merges=False, join=FILES_JOIN)}
+    GROUP BY f.repository_id, f.path
+) spots{condition}
+ORDER BY commits DESC, repository_id, path
+LIMIT :limit
+"""
+    rows = await session.execute(text(sql), {**scope.params(), **extra, "limit": limit})
+    names = await repository_names(session, scope)
+    return [{"repository": {"id": str(row.repository_id), "name": names.get(
+                str(row.repository_id))},
+             "path": row.path, "commits": int(row.commits), "authors": int(row.authors),
+             "additions": int(row.additions), "deletions": int(row.deletions)}
+            for row in rows]
+
+
+async def repository_names(session: AsyncSession, scope: Scope) -> dict[str, str]:
+    """The names of the scope's repositories."""
+    rows = await session.execute(
+        text("SELECT id, name FROM repositories WHERE id = ANY(CAST(:repos AS uuid[]))"),
+        {"repos": list(scope.repository_ids)})
+    return {str(row.id): str(row.name) for row in rows}
+
+
+async def absence_factor(session: AsyncSession, scope: Scope, by: str) -> dict[str, Any]:
+    """The fewest people whose non-merge commits (or lines) make at least half of the
+    window's: the CHAOSS contributor absence factor."""
+    weight = "count(*)" if by == "commits" else \
+        "coalesce(sum(coalesce(c.additions, 0) + coalesce(c.deletions, 0)), 0)"
+    sql = f"""
+WITH per AS (
+    SELECT ai.person_id, count(*) AS commits, {weight} AS weight
+    {_commits(scope, merges=False)}
+    GROUP BY ai.person_id
+),
+ranked AS (
+    SELECT person_id, commits, weight,
+           sum(weight) OVER (ORDER BY weight DESC, person_id ROWS UNBOUNDED PRECEDING)
+             AS running,
+           sum(weight) OVER () AS total, sum(commits) OVER () AS total_commits
+    FROM per
+)
+SELECT r.*, p.display_name, p.email FROM ranked r
+JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
+WHERE r.running - r.weight < r.total / 2.0 OR r.total = 0
+ORDER BY r.weight DESC, r.person_id
+"""
+    rows = (await session.execute(text(sql), scope.params())).all()
+    chosen = [row for row in rows if row.total > 0]
+    total_commits = int(rows[0].total_commits) if rows else 0
+    total_weight = int(rows[0].total) if rows else 0
+    return {
+        "value": len(chosen),
+        "people": [{"person": person(row.person_id, row.display_name, row.email),
+                    "commits": int(row.commits), "weight": int(row.weight)} for row in chosen],
+        "commits": total_commits,
+        "total_weight": total_weight,
+    }
+
+
+@dataclass(frozen=True)
+class CouplingRules:
+    """code-maat's thresholds (its defaults unless asked otherwise)."""
+
+    min_revs: int = COUPLING_MIN_REVS
+    min_shared: int = COUPLING_MIN_SHARED
+    min_degree: float = COUPLING_MIN_DEGREE
+    max_changeset: int = COUPLING_MAX_CHANGESET
+
+
+@dataclass(frozen=True)
+class CouplingKey:
+    """A keyset position: degree descending, shared descending, repository, path, pair."""
+
+    degree: float
+    shared: int
+    repository_id: str
+    path: str
+    coupled_path: str
+
+
+async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRules,
+                          limit: int, after: CouplingKey | None) -> list[dict[str, Any]]:
+    """Pairs of files of one repository changed by the same non-merge commits."""
+    sql = f"""
+WITH changes AS (
+    SELECT f.repository_id, f.sha, f.path,
+           count(*) OVER (PARTITION BY f.repository_id, f.sha) AS size
+    FROM (SELECT c.repository_id, c.sha {_commits(scope, merges=False)}) cs
+    JOIN commit_files f ON f.tenant_id = CAST(:tenant AS uuid)
+     AND f.repository_id = cs.repository_id AND f.sha = cs.sha
+),
+kept AS (SELECT repository_id, sha, path FROM changes WHERE size <= :max_changeset),
+revs AS (SELECT repository_id, path, count(*) AS revs FROM kept GROUP BY repository_id, path),
+frequent AS (
+    SELECT k.repository_id, k.sha, k.path FROM kept k
+    JOIN revs r ON r.repository_id = k.repository_id AND r.path = k.path
+    WHERE r.revs >= :min_revs
+),
+pairs AS (
+    SELECT a.repository_id, a.path, b.path AS coupled_path, count(*) AS shared
+    FROM frequent a JOIN frequent b
+      ON b.repository_id = a.repository_id AND b.sha = a.sha AND b.path > a.path
+    GROUP BY a.repository_id, a.path, b.path
+    HAVING count(*) >= :min_shared
+),
+degrees AS (
+    SELECT p.*, ra.revs AS revs, rb.revs AS coupled_revs,
+           p.shared / ((ra.revs + rb.revs) / 2.0) AS degree
+    FROM pairs p
+    JOIN revs ra ON ra.repository_id = p.repository_id AND ra.path = p.path
+    JOIN revs rb ON rb.repository_id = p.repository_id AND rb.path = p.coupled_path
+)
+SELECT * FROM degrees
+WHERE degree >= :min_degree
+  AND (CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree
+       OR (degree = :after_degree AND (shared < :after_shared
+           OR (shared = :after_shared AND (repository_id, path, coupled_path)
+               > (CAST(:after_repo AS uuid), CAST(:after_path AS text),
+                  CAST(:after_coupled AS text))))))
+ORDER BY degree DESC, shared DESC, repository_id, path, coupled_path
+LIMIT :limit
+"""
+    params = {**scope.params(), "max_changeset": rules.max_changeset,
+              "min_revs": rules.min_revs, "min_shared": rules.min_shared,
+              "min_degree": rules.min_degree, "limit": limit,
+              "after_degree": after.degree if after else None,
+              "after_shared": after.shared if after else None,
+              "after_repo": after.repository_id if after else None,
+              "after_path": after.path if after else None,
+              "after_coupled": after.coupled_path if after else None}
+    rows = await session.execute(text(sql), params)
+    names = await repository_names(session, scope)
+    return [{"repository": {"id": str(row.repository_id),
+                            "name": names.get(str(row.repository_id))},
+             "path": row.path, "coupled_path": row.coupled_path, "degree": float(row.degree),
+             "shared_commits": int(row.shared), "commits": int(row.revs),
+             "coupled_commits": int(row.coupled_revs)} for row in rows]
+
+
+async def churn(session: AsyncSession, scope: Scope) -> dict[datetime, dict[str, int]]:
+    """Non-merge commits, added and deleted lines and changed files per bucket."""
+    sql = f"""
+SELECT {bucket_sql(scope, 'c.authored_at')} AS bucket, count(*) AS commits,
+       coalesce(sum(c.additions), 0) AS additions, coalesce(sum(c.deletions), 0) AS deletions,
+       coalesce(sum(c.files_changed), 0) AS files_changed
+{_commits(scope, merges=False)}
+GROUP BY 1
+"""
+    return {bucket_key(row.bucket): {"commits": int(row.commits),
+                                     "additions": int(row.additions),
+                                     "deletions": int(row.deletions),
+                                     "files_changed": int(row.files_changed)}
+            for row in await session.execute(text(sql), scope.params())}
+
+
+async def silos(session: AsyncSession, scope: Scope, kind: str, min_commits: int, limit: int,
+                after: PathKey | None) -> list[dict[str, Any]]:
+    """Files (or directories) whose non-merge commits in the window all come from one
+    person, with at least ``min_commits`` commits."""
+    path = "f.path" if kind == "file" else "regexp_replace(f.path, '/?[^/]*$', '')"
+    condition, extra = _path_after(after, "commits")
+    sql = f"""
+SELECT * FROM (
+    SELECT f.repository_id, {path} AS path, count(DISTINCT c.sha) AS commits,
+           min(ai.person_id::text) AS person_id
+    {_commits(scope, merges=False, join=FILES_JOIN)}
+    GROUP BY f.repository_id, {path}
+    HAVING count(DISTINCT ai.person_id) = 1 AND count(DISTINCT c.sha) >= :min_commits
+) silo{condition}
+ORDER BY commits DESC, repository_id, path
+LIMIT :limit
+"""
+    rows = (await session.execute(text(sql), {**scope.params(), **extra, "limit": limit,
+                                              "min_commits": min_commits})).all()
+    names = await repository_names(session, scope)
+    people = await people_named(session, [row.person_id for row in rows]) \
+        if scope.people_visible else {}
+    return [{"repository": {"id": str(row.repository_id),
+                            "name": names.get(str(row.repository_id))},
+             "path": row.path, "kind": kind, "commits": int(row.commits),
+             "person": people.get(str(row.person_id))} for row in rows]
+
+
+async def people_named(session: AsyncSession, ids: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """People by id, as the answers show them."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        text("SELECT id, display_name, email FROM people WHERE id = ANY(CAST(:ids AS uuid[]))"),
+        {"ids": sorted({str(value) for value in ids})})
+    return {str(row.id): person(row.id, row.display_name, row.email) for row in rows}
+
+
+async def main_developers(session: AsyncSession, scope: Scope, limit: int,
+                          after: tuple[str, str] | None) -> list[dict[str, Any]]:
+    """Per file changed in the window, the person who added the most lines to it (ties:
+    the smallest person id), ordered by repository and path."""
+    sql = f"""
+WITH added AS (
+    SELECT f.repository_id, f.path, ai.person_id, coalesce(sum(f.additions), 0) AS added,
+           count(*) AS commits
+    {_commits(scope, merges=False, join=FILES_JOIN)}
+    GROUP BY f.repository_id, f.path, ai.person_id
+),
+files AS (
+    SELECT DISTINCT ON (repository_id, path) repository_id, path, person_id, added,
+           sum(added) OVER (PARTITION BY repository_id, path) AS total_added,
+           count(*) OVER (PARTITION BY repository_id, path) AS authors
+    FROM added
+    ORDER BY repository_id, path, added DESC, person_id
+)
+SELECT * FROM files
+WHERE CAST(:after_repo AS uuid) IS NULL
+   OR (repository_id, path) > (CAST(:after_repo AS uuid), CAST(:after_path AS text))
+ORDER BY repository_id, path
+LIMIT :limit
+"""
+    rows = (await session.execute(text(sql), {
+        **scope.params(), "limit": limit, "after_repo": after[0] if after else None,
+        "after_path": after[1] if after else None})).all()
+    names = await repository_names(session, scope)
+    people = await people_named(session, [row.person_id for row in rows])
+    return [{"repository": {"id": str(row.repository_id),
+                            "name": names.get(str(row.repository_id))},
+             "path": row.path, "main_developer": people.get(str(row.person_id)),
+             "added": int(row.added), "total_added": int(row.total_added),
+             "ownership": float(row.added) / float(row.total_added) if row.total_added else None,
+             "authors": int(row.authors)} for row in rows]
+
+
+async def contributor_changes(session: AsyncSession, scope: Scope, limit: int
+                              ) -> dict[str, Any]:
+    """People whose first commit (in the scope's repositories) falls in the window, and
+    people who committed in the window of the same length before it but not in it."""
+    length = scope.end - scope.start
+    sql = f"""
+WITH current AS (
+    SELECT DISTINCT ai.person_id {_commits(scope, merges=True)}
+),
+earlier AS (
+    SELECT DISTINCT ai.person_id
+    FROM commits c JOIN person_identities ai
+      ON ai.tenant_id = c.tenant_id AND ai.id = c.author_identity_id
+    WHERE{scope.repository_clause('c')} AND c.authored_at >= :previous AND c.authored_at < :start
+),
+fresh AS (
+    SELECT cur.person_id FROM current cur
+    WHERE NOT EXISTS (
+        SELECT 1 FROM person_identities i JOIN commits c
+          ON c.tenant_id = i.tenant_id AND c.author_identity_id = i.id
+        WHERE i.tenant_id = CAST(:tenant AS uuid) AND i.person_id = cur.person_id
+          AND c.authored_at < :start AND c.repository_id = ANY(CAST(:repos AS uuid[])))
+),
+departed AS (
+    SELECT e.person_id FROM earlier e
+    WHERE NOT EXISTS (SELECT 1 FROM current cur WHERE cur.person_id = e.person_id)
+      {scope.person_clause('e.person_id')}
+)
+SELECT 'new' AS kind, person_id FROM fresh
+UNION ALL SELECT 'departed', person_id FROM departed
+"""
+    rows = (await session.execute(text(sql), {**scope.params(),
+                                              "previous": scope.start - length})).all()
+    new = sorted(str(row.person_id) for row in rows if row.kind == "new")
+    departed = sorted(str(row.person_id) for row in rows if row.kind == "departed")
+    shown: dict[str, dict[str, Any]] = {}
+    if scope.people_visible:
+        shown = await people_named(session, new[:limit] + departed[:limit])
+    return {
+        "new": {"count": len(new), "people": [shown[p] for p in new[:limit] if p in shown]
+                if scope.people_visible else None},
+        "departed": {"count": len(departed),
+                     "people": [shown[p] for p in departed[:limit] if p in shown]
+                     if scope.people_visible else None},
+        "previous_window": {"start": scope.start - length, "end": scope.start},
+    }
+
+
+async def activity(session: AsyncSession, scope: Scope, limit: int, after: str | None
+                   ) -> list[dict[str, Any]]:
+    """Per person (ordered by id) and bucket: commits, pull requests opened and merged,
+    reviews, active days (days in ``tz`` with any of them)."""
+    pr_scope = scope.repository_clause("pr")
+    sql = f"""
+WITH acts AS (
+    SELECT ai.person_id, 'commit' AS kind, c.authored_at AS at
+    {_commits(scope, merges=True)}
+    UNION ALL
+    SELECT pi.person_id, 'opened', pr.created_at_source
+    FROM pull_requests pr JOIN person_identities pi
+      ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
+    WHERE{pr_scope} AND{_window('pr.created_at_source')}{scope.person_clause('pi.person_id')}
+    UNION ALL
+    SELECT pi.person_id, 'merged', pr.merged_at
+    FROM pull_requests pr JOIN person_identities pi
+      ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
+    WHERE{pr_scope} AND{_window('pr.merged_at')}{scope.person_clause('pi.person_id')}
+    UNION ALL
+    SELECT ri.person_id, 'review', r.submitted_at
+    FROM reviews r
+    JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id
+    JOIN person_identities ri ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
+    WHERE r.tenant_id = CAST(:tenant AS uuid) AND{_window('r.submitted_at')}
+      AND pr.repository_id = ANY(CAST(:repos AS uuid[])){scope.person_clause('ri.person_id')}
+),
+page AS (
+    SELECT DISTINCT person_id FROM acts
+    WHERE CAST(:after AS uuid) IS NULL OR person_id > CAST(:after AS uuid)
+    ORDER BY person_id LIMIT :limit
+)
+SELECT a.person_id, {bucket_sql(scope, 'a.at')} AS bucket,
+       count(*) FILTER (WHERE kind = 'commit') AS commits,
+       count(*) FILTER (WHERE kind = 'opened') AS prs_opened,
+       count(*) FILTER (WHERE kind = 'merged') AS prs_merged,
+       count(*) FILTER (WHERE kind = 'review') AS reviews,
+       count(DISTINCT (a.at AT TIME ZONE :tz)::date) FILTER (WHERE kind <> 'merged')
+         AS active_days
+FROM acts a JOIN page USING (person_id)
+GROUP BY 1, 2
+"""
+    rows = (await session.execute(text(sql), {**scope.params(), "limit": limit,
+                                              "after": after})).all()
+    people = await people_named(session, [row.person_id for row in rows])
+    per: dict[str, dict[datetime, Any]] = {}
+    for row in rows:
+        per.setdefault(str(row.person_id), {})[bucket_key(row.bucket)] = row
+    items = []
+    for person_id in sorted(per):
+        series = []
+        for start, end in buckets(scope):
+            found = per[person_id].get(bucket_key(start))
+            lower, upper = clip(scope, start, end)
+            series.append({"start": lower, "end": upper, **{
+                name: int(getattr(found, name)) if found is not None else 0
+                for name in ("commits", "prs_opened", "prs_merged", "reviews", "active_days")}})
+        items.append({"person": people[person_id], "series": series})
+    return items
