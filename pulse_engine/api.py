@@ -37,7 +37,7 @@ from pulse_engine.metrics import (
     MetricSamples,
     MetricValue,
 )
-from pulse_engine.openapi import no_content
+from pulse_engine.openapi import file_response, no_content
 from pulse_engine.outbound import GuardedTransport, OutboundPolicy, OutboundRefused
 from pulse_engine.pagination import (
     DEFAULT_LIMIT,
@@ -133,6 +133,7 @@ __all__ = [
     "encode_cursor",
     "fetch_page",
     "field_errors",
+    "file_response",
     "get_tenant",
     "hookimpl",
     "hookspec",

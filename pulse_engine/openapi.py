@@ -18,7 +18,7 @@ unique in an app), not the view's bare name, which two plugins may share.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 from quart import Quart
@@ -53,6 +53,28 @@ class HtmlPage(BaseModel):
 def html_page(view: F) -> F:
     """Declare a view's ``200`` answer as an HTML page in ``/openapi.json``."""
     return document_response(HtmlPage, 200)(view)
+
+
+class FileAnswer(BaseModel):
+    """A file (CSV, an image...): the body is the file itself, of one of ``content_types``."""
+
+    content_types: ClassVar[tuple[str, ...]] = ()
+
+
+def file_response(*content_types: str) -> Callable[[F], F]:
+    """Declare a view's ``200`` answer as a file of one of ``content_types`` in
+    ``/openapi.json`` (``text/csv``, ``image/png``, ``image/svg+xml``...): the view
+    returns a ``Response`` of that type, not a model."""
+    if not content_types:
+        raise ValueError("file_response needs at least one content type")
+    marker = type("FileAnswer", (FileAnswer,), {
+        "__doc__": FileAnswer.__doc__, "content_types": tuple(content_types),
+        "__annotations__": {}})
+
+    def decorate(view: F) -> F:
+        return document_response(marker, 200)(view)
+
+    return decorate
 
 
 def optional_json_body(model: type[BaseModel]) -> Callable[[F], F]:
@@ -128,6 +150,10 @@ def _correct_media_type(response: dict[str, Any], model: type[Any]) -> None:
         del response["content"]
     elif model is HtmlPage:
         response["content"] = {HTML_CONTENT_TYPE: {"schema": {"type": "string"}}}
+    elif isinstance(model, type) and issubclass(model, FileAnswer):
+        types = model.content_types
+        response["content"] = {
+            kind: {"schema": {"type": "string", "format": "binary"}} for kind in types}
     elif model is ProblemDocument and JSON_CONTENT_TYPE in content:
         content[PROBLEM_CONTENT_TYPE] = content.pop(JSON_CONTENT_TYPE)
 

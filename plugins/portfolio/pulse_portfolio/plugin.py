@@ -1,3 +1,57 @@
 """The pulse-portfolio plugin: its hook implementations."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quart import Blueprint
+from sqlalchemy import MetaData
+
+from pulse_engine import MetricDefinition, StashKey, hookimpl
+from pulse_portfolio import tables
+from pulse_portfolio.config import PortfolioConfig, PortfolioSettings
+from pulse_portfolio.metrics import definitions
+from pulse_portfolio.routes import build_blueprint
+
+if TYPE_CHECKING:
+    from pulse_engine import Engine
+
+SETTINGS = StashKey[PortfolioSettings]()
+
+
+def settings_for(engine: Engine) -> PortfolioSettings:
+    """pulse-portfolio's settings for ``engine`` (read when first needed)."""
+    return engine.stash.get_or_create(SETTINGS, PortfolioSettings)
+
+
+@hookimpl
+def register_tables(metadata: MetaData) -> None:
+    """Copy the objectives table onto the engine's metadata."""
+    for table in tables.TABLES:
+        if table.name not in metadata.tables:
+            table.to_metadata(metadata)
+
+
+@hookimpl
+def register_migrations() -> Path:
+    """The portfolio Alembic branch."""
+    return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def register_routes(engine: Engine) -> Blueprint:
+    """The ``{api_v1_prefix}/portfolio`` blueprint."""
+    return build_blueprint(engine, settings_for(engine))
+
+
+@hookimpl
+def register_tenant_config_schema() -> type[PortfolioConfig]:
+    """The per-tenant portfolio configuration."""
+    return PortfolioConfig
+
+
+@hookimpl
+def register_metrics(engine: Engine) -> list[MetricDefinition]:
+    """``portfolio.throughput`` and ``portfolio.cycle_time`` over the stored work items."""
+    return definitions()
