@@ -72,11 +72,12 @@ def forecast(values: list[float | None], horizon: int) -> dict[str, Any]:
     steps = np.arange(len(values), len(values) + horizon, dtype=float)
     if len(ys) >= MIN_ETS_POINTS and len(ys) == len(values) and np.ptp(ys) > 0:
         try:
+            import pandas as pd
             from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fit = ETSModel(ys, error="add", trend="add", damped_trend=True).fit(disp=False)
+                fit = ETSModel(pd.Series(ys), error="add", trend="add", damped_trend=True).fit(disp=False)
                 predicted = fit.get_prediction(start=len(ys), end=len(ys) + horizon - 1)
                 band80 = predicted.summary_frame(alpha=0.2)
                 band95 = predicted.summary_frame(alpha=0.05)
