@@ -50,7 +50,9 @@ ALLOWED_FUNCTION_CLASSES: frozenset[str] = frozenset({
     # arrays and sets
     "Array", "ArraySize", "ArrayContainsAll", "ArrayOverlaps", "ArrayContains",
     "ArrayPosition", "ArrayToString", "Explode", "Unnest", "ExplodingGenerateSeries",
-    "GenerateSeries", "Any", "All", "Exists",
+    "GenerateSeries", "Any", "All", "Exists", "ArrayContainedBy", "Collate",
+    # operators sqlglot models as functions
+    "And", "Or", "Xor",
 })
 
 #: PostgreSQL functions sqlglot leaves anonymous that an analytics query may call.
@@ -461,14 +463,21 @@ class GroupByRule(Rule):
             plain, aggregated = [], False
             for projection in select.expressions:
                 inner = projection.this if isinstance(projection, exp.Alias) else projection
-                if inner.find(exp.AggFunc) is not None and inner.find(exp.Window) is None:
+                if inner.find(exp.Window) is not None:
+                    continue
+                if _own(inner, exp.AggFunc, select):
                     aggregated = True
-                elif inner.find(exp.Column) is not None and inner.find(exp.Window) is None:
+                elif _own(inner, exp.Column, select):
                     plain.append(inner)
             if aggregated and plain:
                 names = ", ".join(p.sql("postgres") for p in plain)
                 yield finding(self, f"{names} must be in a GROUP BY beside the aggregates.",
                               plain[0], columns=[p.sql("postgres") for p in plain])
+
+
+def _own(node: exp.Expression, kind: type[exp.Expression], select: exp.Select) -> bool:
+    """Whether ``node`` holds a ``kind`` that belongs to ``select`` (not to a subquery)."""
+    return any(found.find_ancestor(exp.Select) is select for found in node.find_all(kind))
 
 
 class JoinLimitRule(Rule):
@@ -542,7 +551,8 @@ class CartesianRule(Rule):
             joins = select.args.get("joins") or []
             where = select.args.get("where")
             for join in joins:
-                if join.args.get("on") or join.args.get("using"):
+                on = join.args.get("on")
+                if join.args.get("using") or (on is not None and on.find(exp.Column)):
                     continue
                 target = join.this
                 if not isinstance(target, exp.Table) or not isinstance(target.this, exp.Identifier):
@@ -585,10 +595,17 @@ class SetReturningRule(Rule):
             elif rows > limit:
                 yield finding(self, f"generate_series() would produce {rows} rows; at most "
                               f"{limit}.", node, rows=rows, limit=limit)
+        for pad in context.tree.find_all(exp.Pad):
+            length = _number(pad.expression)
+            if length is None or length > MAX_PAD:
+                yield finding(self, f"lpad()/rpad() need a constant length up to {MAX_PAD}.",
+                              pad)
         for node in context.tree.find_all(exp.Anonymous):
             if function_name(node) == "generate_series":
                 yield finding(self, "generate_series() needs constant bounds and step.", node)
 
+
+MAX_PAD = 10000
 
 _INTERVAL_UNITS = {
     "microsecond": 1e-6, "millisecond": 1e-3, "second": 1, "minute": 60, "hour": 3600,

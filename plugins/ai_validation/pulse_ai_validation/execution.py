@@ -173,6 +173,8 @@ class Executor:
                     self.dsn(), min_size=0, max_size=self.settings.pool_size,
                     server_settings={"application_name": "pulse-ai-query"},
                     reset=_discard_all,
+                    # DISCARD ALL drops prepared statements: asyncpg must not cache them
+                    statement_cache_size=0,
                 )
         return self._pool
 
