@@ -32,6 +32,7 @@ from pulse_github.queries import (
     FILE_BUCKETS,
     LINE_BUCKETS,
     _bot,
+    at_least_zero,
     bucket_key,
     bucket_sql,
     buckets,
@@ -44,13 +45,13 @@ from pulse_github.queries import (
 
 #: The phases of a merged pull request's cycle, and the expressions of their seconds.
 PHASES: dict[str, str] = {
-    "coding": f"greatest({seconds('opened', 'started')}, 0)",
-    "pickup": f"greatest({seconds('first_review', 'opened')}, 0)",
-    "review": f"greatest({seconds('merged_at', 'first_review')}, 0)",
-    "deploy": f"greatest({seconds('deployed', 'merged_at')}, 0)",
+    "coding": at_least_zero(seconds("opened", "started")),
+    "pickup": at_least_zero(seconds("first_review", "opened")),
+    "review": at_least_zero(seconds("merged_at", "first_review")),
+    "deploy": at_least_zero(seconds("deployed", "merged_at")),
 }
-CYCLE = f"greatest({seconds('deployed', 'started')}, 0)"
-TO_MERGE = f"greatest({seconds('merged_at', 'started')}, 0)"
+CYCLE = at_least_zero(seconds("deployed", "started"))
+TO_MERGE = at_least_zero(seconds("merged_at", "started"))
 
 
 def _other_reviewer(author: str) -> str:
@@ -154,7 +155,7 @@ FROM facts GROUP BY 1
 async def review_times(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     """Time to first review of the pull requests opened in the window (per bucket of their
     opening), and review rounds of those merged in it (per bucket of their merge)."""
-    first = f"greatest({seconds('first_review', 'opened')}, 0)"
+    first = at_least_zero(seconds("first_review", "opened"))
     opened_sql = f"""
 WITH {facts_sql(scope, 'created_at_source')}
 SELECT {bucket_sql(scope, 'anchor')} AS bucket, count(*) AS opened,

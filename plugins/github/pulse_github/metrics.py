@@ -159,7 +159,8 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "pr_cycle_time": ("merged_at", flow.CYCLE),
     "pr_time_to_merge": ("merged_at", flow.TO_MERGE),
     "pr_time_to_first_review": (
-        "created_at_source", f"greatest({queries.seconds('first_review', 'opened')}, 0)"),
+        "created_at_source",
+        queries.at_least_zero(queries.seconds("first_review", "opened"))),
 }
 
 

@@ -127,6 +127,12 @@ def _float(value: Any) -> float | None:
     return float(value) if value is not None else None
 
 
+def at_least_zero(expression: str) -> str:
+    """SQL: ``expression`` with negative values as 0 and NULL kept (``greatest`` would
+    turn NULL into 0)."""
+    return f"(CASE WHEN ({expression}) < 0 THEN 0 ELSE ({expression}) END)"
+
+
 def seconds(later: str, earlier: str) -> str:
     """SQL: seconds from ``earlier`` to ``later``."""
     return f"extract(epoch FROM ({later}) - ({earlier}))"
@@ -148,6 +154,24 @@ def _commits(scope: Scope, *, merges: bool, join: str = "") -> str:
         f" AND ai.id = c.author_identity_id{join}"
         f" WHERE{scope.repository_clause('c')} AND{_window('c.authored_at')}{merge}"
         f"{scope.person_clause('ai.person_id')}"
+    )
+
+
+def _reviews(scope: Scope) -> str:
+    """FROM/WHERE of the reviews submitted in the window on the scope's pull requests,
+    with their reviewer's person ``ri``, without a person's reviews of their own pull
+    requests (as the review analytics count them)."""
+    return (
+        " FROM reviews r"
+        " JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id"
+        " JOIN person_identities ri ON ri.tenant_id = r.tenant_id"
+        " AND ri.id = r.reviewer_identity_id"
+        " LEFT JOIN person_identities pa ON pa.tenant_id = pr.tenant_id"
+        " AND pa.id = pr.author_identity_id"
+        f" WHERE r.tenant_id = CAST(:tenant AS uuid) AND{_window('r.submitted_at')}"
+        " AND r.state <> 'pending' AND pr.repository_id = ANY(CAST(:repos AS uuid[]))"
+        " AND ri.person_id IS DISTINCT FROM pa.person_id"
+        f"{scope.person_clause('ri.person_id')}"
     )
 
 
@@ -184,11 +208,7 @@ merged AS (
 ),
 reviewed AS (
     SELECT ri.person_id, (r.submitted_at AT TIME ZONE :tz)::date AS day
-    FROM reviews r
-    JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id
-    JOIN person_identities ri ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
-    WHERE r.tenant_id = CAST(:tenant AS uuid) AND{_window('r.submitted_at')}
-      AND pr.repository_id = ANY(CAST(:repos AS uuid[])){scope.person_clause('ri.person_id')}
+    {_reviews(scope)}
 ),
 people_rows AS (
     SELECT person_id,
@@ -585,11 +605,7 @@ WITH acts AS (
     WHERE{pr_scope} AND{_window('pr.merged_at')}{scope.person_clause('pi.person_id')}
     UNION ALL
     SELECT ri.person_id, 'review', r.submitted_at
-    FROM reviews r
-    JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id
-    JOIN person_identities ri ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
-    WHERE r.tenant_id = CAST(:tenant AS uuid) AND{_window('r.submitted_at')}
-      AND pr.repository_id = ANY(CAST(:repos AS uuid[])){scope.person_clause('ri.person_id')}
+    {_reviews(scope)}
 ),
 page AS (
     SELECT DISTINCT person_id FROM acts
