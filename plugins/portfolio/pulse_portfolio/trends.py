@@ -77,7 +77,8 @@ def forecast(values: list[float | None], horizon: int) -> dict[str, Any]:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fit = ETSModel(pd.Series(ys), error="add", trend="add", damped_trend=True).fit(disp=False)
+                model = ETSModel(pd.Series(ys), error="add", trend="add", damped_trend=True)
+                fit = model.fit(disp=False)
                 predicted = fit.get_prediction(start=len(ys), end=len(ys) + horizon - 1)
                 band80 = predicted.summary_frame(alpha=0.2)
                 band95 = predicted.summary_frame(alpha=0.05)

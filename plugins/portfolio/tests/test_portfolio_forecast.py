@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 from portfolio_rows import Rows
+from pulse_portfolio import forecast
 
 from pulse_engine.testing import TenantFixture
-from pulse_portfolio import forecast
 
 URL = "/api/v1/portfolio/forecasts/delivery"
 START = "2024-03-01"
