@@ -1,0 +1,168 @@
+"""Benchmark: the portfolio executive view (and aggregation) on the large generated tenant.
+
+The tenant is bench/dora_bench.py's (``scale`` x 1M deployments, 5M commits, 1M pull
+requests, 100k incidents, 50 teams and projects over three years), plus ``scale`` x 500k
+work items with three status changes each, generated here with set-based SQL. Then,
+each uncached (a new ``end`` every time, and the executive view is not cached at all):
+
+* ``GET /portfolio/executive`` with the default KPI set (four DORA metrics,
+  ``portfolio.throughput`` and ``portfolio.cycle_time``, weekly over 90 days);
+* the baseline measured in the same run: the same six metrics through the host's
+  ``GET /api/v1/metrics/{name}?interval=week`` one after another (what a dashboard would
+  otherwise call), and ``GET /metrics/dora/summary`` (the DORA plugin's own dashboard);
+* ``GET /portfolio/aggregate`` of ``dora.lead_time_for_changes`` (50 projects, pooled
+  samples) and of ``portfolio.throughput``.
+
+    nice -n 10 .venv/bin/python bench/portfolio_executive_bench.py [--scale 1.0] [--repeat 5]
+
+Target: the executive view under 1 s uncached on the large tenant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from pulse_dora.refresh import refresh_tenant
+from sqlalchemy import text
+
+from pulse_engine.app import PulseEngine
+from pulse_engine.testing import (
+    ApiClient,
+    create_tenant,
+    create_user,
+    make_settings,
+    running_app,
+    token_for,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dora_bench import SPAN_DAYS, SPAN_START, analyze, generate, sizes  # noqa: E402
+
+WORK_ITEMS = [
+    """INSERT INTO work_items (tenant_id, id, source, external_id, project_id, key, type,
+           status, points, labels, created_at_source, resolved_at)
+       SELECT CAST(:tenant AS uuid), md5(CAST(:seed AS text) || 'w' || g)::uuid, 'bench',
+              'w' || g, md5(CAST(:seed AS text) || 'p' || (g % :teams))::uuid, 'W-' || g,
+              (ARRAY['story', 'bug', 'task', 'chore'])[1 + g % 4], 'Done', 1 + g % 5,
+              '{}', t, t + make_interval(hours => 4 + (g * 37) % 400)
+       FROM generate_series(0, :items - 1) g,
+            LATERAL (SELECT CAST(:span_start AS timestamptz)
+                     + (g::float8 / :items) * CAST(:span AS interval) AS t) x""",
+    """INSERT INTO work_item_status_changes (tenant_id, id, source, external_id, work_item_id,
+           changed_at, from_status, to_status)
+       SELECT CAST(:tenant AS uuid), md5(CAST(:seed AS text) || 'c' || g || '-' || k)::uuid,
+              'bench', 'c' || g || '-' || k, md5(CAST(:seed AS text) || 'w' || g)::uuid,
+              t + make_interval(hours => k * (1 + (g * 37) % 400) / 3),
+              (ARRAY[NULL, 'To Do', 'In Progress'])[k + 1],
+              (ARRAY['To Do', 'In Progress', 'Done'])[k + 1]
+       FROM generate_series(0, :items - 1) g, generate_series(0, 2) k,
+            LATERAL (SELECT CAST(:span_start AS timestamptz)
+                     + (g::float8 / :items) * CAST(:span AS interval) AS t) x""",
+]
+
+
+async def generate_work_items(engine: PulseEngine, tenant_id: str, scale: float) -> int:
+    """``scale`` x 500k finished work items with their status history."""
+    items = max(100, int(500_000 * scale))
+    params = {"tenant": tenant_id, "seed": tenant_id, "span_start": SPAN_START,
+              "span": timedelta(days=SPAN_DAYS), "items": items, "teams": sizes(scale)["teams"]}
+    for statement in WORK_ITEMS:
+        async with engine.db.system_session() as session:
+            await session.execute(text(statement), params)
+    return items
+
+
+async def timed(client: ApiClient, path: str, **query: str) -> float:
+    """Seconds of one GET (which must answer 200)."""
+    began = time.perf_counter()
+    response = await client.get(path, query_string=query)
+    elapsed = time.perf_counter() - began
+    assert response.status_code == 200, (path, await response.get_data())
+    return elapsed
+
+
+async def run(scale: float, repeat: int) -> None:
+    """Generate the tenant, measure, print."""
+    with tempfile.TemporaryDirectory(prefix="portfolio-bench-") as folder:
+        os.environ.setdefault("XDG_RUNTIME_DIR", folder)
+        import pgserver
+
+        server = pgserver.get_server(Path(folder) / "pgdata", cleanup_mode="stop")
+        try:
+            settings = make_settings(server.get_uri(), Path(folder) / "data",
+                                     database_pool_size=8)
+            async with running_app(settings) as app:
+                engine: PulseEngine = app.extensions["pulse"]
+                tenant_id = await create_tenant(engine, "bench-large")
+                client = ApiClient(app, token_for(engine, await create_user(
+                    engine, tenant_id, "viewer")))
+                began = time.perf_counter()
+                await generate(engine, tenant_id, scale)
+                items = await generate_work_items(engine, tenant_id, scale)
+                await refresh_tenant(engine, tenant_id)
+                await analyze(engine)
+                print(f"tenant: {sizes(scale)['deployments']:,} deployments, "
+                      f"{sizes(scale)['deployments'] * 5:,} commits, {items:,} work items "
+                      f"({items * 3:,} status changes); generated and refreshed in "
+                      f"{time.perf_counter() - began:.0f} s", flush=True)
+                ends = [(SPAN_START + timedelta(days=700 + 7 * i)).date().isoformat()
+                        for i in range(repeat + 1)]
+                await timed(client, "/api/v1/portfolio/executive", end=ends[-1])  # warm-up
+                kpis = [k["metric"] for k in (await (await client.get(
+                    "/api/v1/portfolio/executive", query_string={"end": ends[-1]})).get_json()
+                )["kpis"]]
+                results: dict[str, list[float]] = {
+                    "executive": [], "six metric reads (baseline)": [], "dora summary": [],
+                    "aggregate lead time (50 projects)": [],
+                    "aggregate throughput (50 projects)": []}
+                for end in ends[:repeat]:
+                    start = (SPAN_START + timedelta(days=700 + ends.index(end) * 7 - 90)
+                             ).date().isoformat()
+                    results["executive"].append(
+                        await timed(client, "/api/v1/portfolio/executive", end=end))
+                    baseline = 0.0
+                    for name in kpis:
+                        baseline += await timed(client, f"/api/v1/metrics/{name}", start=start,
+                                                end=end, interval="week")
+                    results["six metric reads (baseline)"].append(baseline)
+                    results["dora summary"].append(await timed(
+                        client, "/api/v1/metrics/dora/summary", start=start, end=end))
+                    results["aggregate lead time (50 projects)"].append(await timed(
+                        client, "/api/v1/portfolio/aggregate",
+                        metric="dora.lead_time_for_changes", start=start, end=end))
+                    results["aggregate throughput (50 projects)"].append(await timed(
+                        client, "/api/v1/portfolio/aggregate", metric="portfolio.throughput",
+                        start=start, end=end))
+                print(f"KPIs: {', '.join(kpis)}")
+                print(f"{'uncached, median of ' + str(repeat):40} {'median s':>9} "
+                      f"{'max s':>7}")
+                for name, values in results.items():
+                    print(f"  {name:38} {statistics.median(values):9.3f} {max(values):7.3f}")
+                executive = statistics.median(results["executive"])
+                baseline = statistics.median(results["six metric reads (baseline)"])
+                print(f"executive / six sequential metric reads: {executive / baseline:.2f}x")
+                print(f"target: executive < 1 s uncached: {executive:.3f} s "
+                      f"({'met' if executive < 1 else 'NOT met'})")
+        finally:
+            server.cleanup()
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=5)
+    arguments = parser.parse_args()
+    asyncio.run(run(arguments.scale, arguments.repeat))
+
+
+if __name__ == "__main__":
+    main()
