@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from pulse_ai_validation.rules import (
     Finding,
@@ -192,6 +194,27 @@ def _readable(description: str) -> str:
     )
 
 
+def offset_location(sql: str, offset: int) -> Location:
+    """The 1-based line and column of a character offset."""
+    line = sql.count("\n", 0, offset) + 1
+    return Location(line, offset - sql.rfind("\n", 0, offset))
+
+
+def _second_statement(sql: str) -> Location | None:
+    """Where the second statement starts (the first token after the first ``;``)."""
+    try:
+        tokens = Dialect.get_or_raise("postgres").tokenize(sql)
+    except (TokenError, ValueError):
+        return None
+    seen = False
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            seen = True
+        elif seen:
+            return offset_location(sql, token.start)
+    return None
+
+
 class SingleStatementRule(Rule):
     """Exactly one statement: stacked queries are refused whatever the others are."""
 
@@ -207,9 +230,9 @@ class SingleStatementRule(Rule):
         if count == 0:
             yield Finding(self.rule_id, self.severity, "The SQL holds no statement.")
         elif count > 1:
-            second = context.statements[1]
-            yield finding(self, f"The SQL holds {count} statements; send exactly one.",
-                          second, count=count)
+            yield Finding(self.rule_id, self.severity,
+                          f"The SQL holds {count} statements; send exactly one.",
+                          _second_statement(context.sql), {"count": count})
 
 
 # -- tree stage -----------------------------------------------------------------------
