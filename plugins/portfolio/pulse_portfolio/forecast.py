@@ -247,14 +247,16 @@ def _calibration(history: np.ndarray, kind: str, amount: int, model: ForecastMod
                  rng: np.random.Generator, longest: int) -> list[float]:
     """PIT values of backtests from earlier origins of ``history`` whose outcome is known."""
     n = len(history)
-    first = max(28, min(model.window, n // 3))
+    # each backtest draws from a full window, as the forecast itself does: a backtest from
+    # a shorter past is a different forecast, and would calibrate the wrong one
+    first = model.window
     last = n - (amount if kind == "how_many" else longest)
     if last <= first:
         return []
-    step = max(1, (last - first) // model.calibration_origins)
+    step = max(7, (last - first) // model.calibration_origins)
     pits: list[float] = []
     for origin in range(last - 1, first - 1, -step):
-        past = history[max(0, origin - model.window):origin]
+        past = history[origin - model.window:origin]
         future = history[origin:]
         if np.count_nonzero(past) < 5:
             continue

@@ -144,3 +144,19 @@ async def test_a_scope_forecasts_from_its_stored_work_items(
                        "start": "2024-03-01"}, 422)
     refused = await post(other, {"scope": "tenant", "remaining": 5, "start": "2024-03-01"}, 422)
     assert refused["days_with_completion"] == 0
+
+
+async def test_a_long_history_is_calibrated_on_its_own_backtests(tenant: TenantFixture) -> None:
+    rng = np.random.default_rng(5)
+    history = [int(v) for v in rng.poisson(1.5, 730)]
+    answer = await post(tenant, {"throughput": history, "remaining": 20, "start": START,
+                                 "seed": 2})
+    assert answer["method"]["name"] == "calibrated"
+    assert answer["method"]["calibration_backtests"] >= 12
+    # a short one is the block bootstrap alone, and says so
+    short = await post(tenant, {"throughput": history[-180:], "remaining": 20,
+                                "start": START, "seed": 2})
+    assert short["method"]["name"] == "block"
+    assert short["method"]["calibration_backtests"] == 0
+    dates = [answer["percentiles"][level] for level in ("50", "70", "85", "95")]
+    assert dates == sorted(dates)
