@@ -265,7 +265,7 @@ def _calibration(history: np.ndarray, kind: str, amount: int, model: ForecastMod
             if actual is None:
                 continue
             sims = simulate_when(past, amount, model, model.calibration_trials, rng,
-                                 horizon=max(longest * 2, 64))
+                                 horizon=min(max(longest * 2, 64), model.horizon))
             pits.append(_pit_when(sims, actual))
         else:
             actual = int(future[:amount].sum())
