@@ -82,8 +82,11 @@ def main() -> None:
     """Print the judge's and the baseline's figures side by side."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--pairs", type=Path, default=PAIRS,
+                        help="the labelled pairs (default: the tuning set; "
+                        "semantic_pairs_holdout.json was written after tuning)")
     args = parser.parse_args()
-    pairs = json.loads(PAIRS.read_text())
+    pairs = json.loads(args.pairs.read_text())
     judge_figures = evaluate(pairs, lambda q, s: judge(q, s, ANALYTICS_CATALOG).confidence)
     baseline = evaluate(pairs, lexical_overlap)
     if args.json:

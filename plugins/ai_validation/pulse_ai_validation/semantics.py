@@ -39,7 +39,7 @@ PHRASES: dict[str, str] = {
     "lead time": "lead_time", "merge time": "merge_time", "time to resolve": "resolve_time",
     "time to restore": "resolve_time", "resolution time": "resolve_time",
     "for each": "per", "broken down by": "per", "breakdown by": "per", "grouped by": "per",
-    "split by": "per", "in each": "per", "by": "per",
+    "split by": "per", "in each": "per", "by": "per_by",
     "90th percentile": "p90", "95th percentile": "p95", "75th percentile": "p75",
     "50th percentile": "median", "this year": "window_365", "this month": "window_30",
     "this week": "window_7", "last week": "window_7", "past week": "window_7",
@@ -72,7 +72,7 @@ SYNONYMS: dict[str, str] = {
 
 STOP = frozenset("""a an the of in on at to for from with and or is are was were be been
 which what who whom whose show list give me find get return do does did that this those
-these there their its it all any each every per than over during within since between
+these there their its it all any each every than over during within since between
 into out up as how many much""".split())
 
 #: question words naming a time column
@@ -106,6 +106,11 @@ FOREIGN_KEYS: dict[str, str] = {
     "reviewer_identity_id": "person_identities", "assignee_identity_id": "person_identities",
     "person_id": "people",
 }
+
+
+def snake(name: str) -> str:
+    """``CustomerName`` and ``customer_name`` alike: snake_case, lower-case."""
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 def singular(word: str) -> str:
@@ -154,6 +159,8 @@ class Intent:
     measures: set[str] = field(default_factory=set)
     measure_columns: set[str] = field(default_factory=set)
     group_columns: set[str] = field(default_factory=set)
+    #: per grouping the question asks for, the names that would satisfy it
+    group_targets: list[list[str]] = field(default_factory=list)
     time_unit: str | None = None
     order: str | None = None  # "desc" or "asc"
     order_columns: set[str] = field(default_factory=set)
@@ -173,10 +180,16 @@ class Intent:
 
 def _match_table(word: str, catalog: Catalog) -> str | None:
     for table in catalog.tables.values():
-        if word in name_words(table.name) and (word == singular(table.name.lower())
-                                               or word == table.name.lower()):
+        name = snake(table.name)
+        if word in (name, singular(name)):
             return table.name
     return None
+
+
+def _parts(name: str) -> frozenset[str]:
+    """The singular snake_case parts of a name, unordered (``files_changed`` and
+    ``changed_files`` are the same)."""
+    return frozenset(singular(part) for part in name.split("_") if part)
 
 
 def _match_columns(word: str, catalog: Catalog, tables: Iterable[str]) -> set[str]:
@@ -187,10 +200,40 @@ def _match_columns(word: str, catalog: Catalog, tables: Iterable[str]) -> set[st
         if table is None:
             continue
         for column in table.columns:
-            lowered = column.name.lower()
-            if word == lowered or word == singular(lowered) or (
+            lowered = snake(column.name)
+            if _parts(word) == _parts(lowered) or word == lowered or word == singular(lowered) or (
                 len(word) > 3 and word in lowered.split("_") and lowered not in ("id",)
                 and not lowered.endswith("_id")
+            ):
+                found.add(lowered)
+    return found
+
+
+def _schema_phrases(question: str, catalog: Catalog) -> str:
+    """``question`` with multi-word schema names joined (``total amount`` ->
+    ``total_amount``), so their words are not read as measures or synonyms."""
+    names = {c.name for t in catalog.tables.values() for c in t.columns} | {
+        t.name for t in catalog.tables.values()}
+    text = question
+    for name in sorted(names, key=len, reverse=True):
+        snake = re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+        parts = [part for part in snake.split("_") if part]
+        if len(parts) < 2 or parts[-1] == "id":
+            continue
+        phrase = r"\s+".join(re.escape(part) for part in parts)
+        text = re.sub(rf"(?i)\b{phrase}\b", snake, text)
+    return text
+
+
+def _group_columns(word: str, catalog: Catalog) -> set[str]:
+    """Columns a grouping word names: the column itself or those it prefixes
+    (``author`` -> ``author_name``, ``author_identity_id``...)."""
+    found: set[str] = set()
+    for table in catalog.tables.values():
+        for column in table.columns:
+            lowered = snake(column.name)
+            if lowered in (word, singular(word)) or singular(lowered) == word or (
+                lowered.startswith(word + "_") and len(word) > 3
             ):
                 found.add(lowered)
     return found
@@ -199,6 +242,7 @@ def _match_columns(word: str, catalog: Catalog, tables: Iterable[str]) -> set[st
 def question_intent(question: str, catalog: Catalog) -> Intent:
     """Read a question into an intent."""
     intent = Intent()
+    question = _schema_phrases(question, catalog)
     tokens = words(question)
     raw = question.lower()
     for token in tokens:
@@ -215,22 +259,44 @@ def question_intent(question: str, catalog: Catalog) -> Intent:
         intent.measures.add("distinct")
     if "sum" in intent.measures and "count" in intent.measures:
         intent.measures.discard("sum")  # "total number of"
-    # grouping: the words after "per"
+    # grouping: the words after "per" ("by" only when no ordering word makes it a sort key)
+    ordering = any(t in tokens for t in ("largest", "top", "latest", "busiest", "smallest",
+                                          "oldest", "bottom"))
     for index, token in enumerate(tokens):
-        if token != "per" or index + 1 >= len(tokens):
+        if token not in ("per", "per_by") or index + 1 >= len(tokens):
             continue
-        target = tokens[index + 1]
-        if target in TIME_UNITS:
-            intent.time_unit = target
+        if token == "per_by" and ordering:
             continue
-        table = _match_table(target, catalog)
-        columns = _match_columns(target, catalog, intent.tables)
-        if columns:
-            intent.group_columns |= columns
-        elif table is not None:
-            intent.group_columns.add(table)
-        elif target == "author":
-            intent.group_columns.add("author")
+        following: list[str] = []
+        for word in tokens[index + 1:index + 4]:
+            if word in ("per", "per_by"):
+                break
+            following.append(word)
+        if not following:
+            continue
+        if following[0] in TIME_UNITS:
+            intent.time_unit = following[0]
+            continue
+        for position, target in enumerate(following):
+            columns = _group_columns(target, catalog)
+            table = _match_table(target, catalog)
+            qualified = position + 1 < len(following) and _group_columns(
+                following[position + 1], catalog)
+            exact = any(target in (snake(c.name), singular(snake(c.name)))
+                        for t in catalog.tables.values() for c in t.columns)
+            if qualified and not exact:
+                continue  # "per deployment service": the column names the grouping
+            if columns:
+                extra = {table} if table is not None else set()
+                intent.group_targets.append(sorted(columns | {target} | extra))
+            elif table is not None:
+                keys = {table, f"{singular(table)}_id", "id", "name"} | {
+                    key for key, owner in FOREIGN_KEYS.items() if owner == table}
+                intent.group_targets.append(sorted(keys))
+            else:
+                break
+        for names in intent.group_targets:
+            intent.group_columns |= set(names)
     for unit in TIME_UNITS:
         if unit in tokens and re.search(rf"\b(per|by|each|every)\s+{unit}\b|\b{unit}ly\b"
                                         r"|\bdaily\b" if unit == "day" else
@@ -274,7 +340,8 @@ def question_intent(question: str, catalog: Catalog) -> Intent:
                        for m in m if m}
     # column mentions
     for token in tokens:
-        intent.columns |= _match_columns(token, catalog, intent.tables)
+        intent.columns |= (_match_columns(token, catalog, intent.tables)
+                           or _match_columns(token, catalog, ()))
     return intent
 
 
@@ -284,7 +351,7 @@ _AGGREGATES: dict[type[exp.Expression], str] = {
 
 
 def _columns_in(node: exp.Expression) -> set[str]:
-    return {column.name.lower() for column in node.find_all(exp.Column) if column.name}
+    return {snake(column.name) for column in node.find_all(exp.Column) if column.name}
 
 
 def sql_intent(tree: exp.Expression, catalog: Catalog) -> Intent:
@@ -295,11 +362,13 @@ def sql_intent(tree: exp.Expression, catalog: Catalog) -> Intent:
     for table in tree.find_all(exp.Table):
         name = table.name.lower()
         if name and name not in ctes:
+            known_table = catalog.table(name)
+            name = known_table.name.lower() if known_table is not None else name
             intent.tables.add(name)
             aliases[table.alias_or_name.lower()] = name
     for column in tree.find_all(exp.Column):
         if column.name:
-            intent.columns.add(column.name.lower())
+            intent.columns.add(snake(column.name))
     for node in tree.find_all(exp.AggFunc):
         kind = next((k for t, k in _AGGREGATES.items() if isinstance(node, t)), None)
         if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
@@ -415,7 +484,7 @@ class Judgement:
         }
 
 
-BIAS = 1.0
+BIAS = 0.5
 
 
 def _join_plausible(left_table: str, left: str, right_table: str, right: str,
@@ -463,15 +532,16 @@ def judge(
     got = sql_intent(tree, catalog)
     score = BIAS
     # entities
+    referenced = {FOREIGN_KEYS.get(c) or _table_of_key(c, catalog) for c in got.columns}
     for table in sorted(asked.tables):
-        if table in got.tables:
+        if table in got.tables or table in referenced:
             score += 0.4
             add("entity", 0.4, f"The query reads {table}, which the question names.")
         else:
             score -= 1.5
             add("entity", -1.5, f"The question is about {table}; the query does not read it.")
     # unknown columns and tables (wrong column)
-    known = catalog.all_columns()
+    known = {snake(c) for c in catalog.all_columns()}
     for column in sorted(got.columns - known):
         aliases = {a.alias.lower() for a in tree.find_all(exp.Alias)}
         if column not in aliases and not any(column == t.alias_or_name.lower()
@@ -551,6 +621,17 @@ def judge(
     return Judgement(_logistic(score), reasons, asked, got)
 
 
+def _table_of_key(column: str, catalog: Catalog) -> str | None:
+    """The table a ``<singular>_id`` column names, if the catalog has it."""
+    if not column.endswith("_id"):
+        return None
+    stem = column[:-3]
+    for table in catalog.tables.values():
+        if singular(table.name.lower()) == stem:
+            return table.name.lower()
+    return None
+
+
 def _measures(asked: Intent, got: Intent, add: Any) -> float:
     score = 0.0
     wanted = set(asked.measures)
@@ -575,6 +656,9 @@ def _measures(asked: Intent, got: Intent, add: Any) -> float:
             present = ", ".join(sorted(got.measures)) or "no aggregate"
             add("measure", -2.5, f"The question asks for {measure}; the query computes "
                 f"{present}.")
+    if "rate" in got.measures and "rate" not in wanted and wanted:
+        score -= 1.0
+        add("measure", -1.0, "The query computes a ratio the question does not ask for.")
     if not wanted and got.measures and not asked.group_columns and asked.order is None:
         score -= 0.3
         add("measure", -0.3, "The query aggregates though the question asks for rows.")
@@ -595,22 +679,25 @@ def _grouping(asked: Intent, got: Intent, add: Any) -> float:
             score -= 2.0
             add("grouping", -2.0, f"The question asks per {asked.time_unit}; the query "
                 f"buckets per {got.time_unit}.")
-    for target in sorted(asked.group_columns):
-        matched = target in got.group_columns or any(
-            target in name_words(column) for column in got.group_columns
-        ) or (target == "author" and any("author" in c or "person" in c or "name" in c
-                                         for c in got.group_columns))
-        if not matched and target in got.tables and got.group_columns:
-            matched = True  # grouped by the table's key or name
+    for candidates in asked.group_targets:
+        names = set(candidates)
+        label = candidates[0]
+        matched = bool(names & got.group_columns) or any(
+            names & name_words(column) for column in got.group_columns
+        )
+        if not matched and not got.group_columns and names & got.tables and (
+            asked.measures & {"avg", "median", "p90", "p95", "p75", "rate"}
+        ):
+            continue  # "average X per pull request": a per-row average, not a grouping
         if matched:
             score += 1.0
-            add("grouping", 1.0, f"Grouped by {target} as asked.")
+            add("grouping", 1.0, f"Grouped by {label} as asked.")
         elif not got.group_columns:
             score -= 2.5
-            add("grouping", -2.5, f"The question asks per {target}; the query has no GROUP BY.")
+            add("grouping", -2.5, f"The question asks per {label}; the query has no GROUP BY.")
         else:
             score -= 2.0
-            add("grouping", -2.0, f"The question asks per {target}; the query groups by "
+            add("grouping", -2.0, f"The question asks per {label}; the query groups by "
                 f"{', '.join(sorted(got.group_columns))}.")
     return score
 

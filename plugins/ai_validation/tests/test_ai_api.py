@@ -196,7 +196,7 @@ async def test_semantics_with_the_tenant_schema_and_a_given_one(
         "question": "Average total amount per customer name", "schema": external,
         "sql": "SELECT customer_name, sum(total_amount) FROM orders GROUP BY customer_name"})
     assert answer["confidence"] > 0.5 > worse["confidence"]
-    assert "orders" in answer["question_intent"]["tables"]
+    assert "customer_name" in answer["question_intent"]["group_columns"]
 
 
 async def test_data_structure_builtin_and_registered(ai_tenant: TenantFixture) -> None:
