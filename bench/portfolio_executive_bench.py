@@ -34,6 +34,7 @@ from pulse_dora.refresh import refresh_tenant
 from sqlalchemy import text
 
 from pulse_engine.app import PulseEngine
+from pulse_engine.embedded import open_embedded_server
 from pulse_engine.testing import (
     ApiClient,
     create_tenant,
@@ -93,9 +94,7 @@ async def run(scale: float, repeat: int) -> None:
     """Generate the tenant, measure, print."""
     with tempfile.TemporaryDirectory(prefix="portfolio-bench-") as folder:
         os.environ.setdefault("XDG_RUNTIME_DIR", folder)
-        import pgserver
-
-        server = pgserver.get_server(Path(folder) / "pgdata", cleanup_mode="stop")
+        server = open_embedded_server(Path(folder) / "pgdata", cleanup_mode="stop")
         try:
             settings = make_settings(server.get_uri(), Path(folder) / "data",
                                      database_pool_size=8)

@@ -4,9 +4,9 @@
   the weeks before it by more than two standard deviations (its normal variation);
 * ``throughput_down_failures_up``: a project whose work-item throughput fell against the
   previous window while its change failure rate rose (both metrics from the catalog);
-* ``sole_contributor``: a repository with a contributor absence factor of 1 (when a
-  metric ``*.absence_factor`` with a ``repository`` filter is registered, e.g. by
-  pulse-github);
+* ``sole_contributor``: an active repository (commits in the window; the 50 most active)
+  with a contributor absence factor of 1 (when a metric named ``*absence_factor`` with a
+  ``repository`` filter is registered: pulse-github's ``github.contributor_absence_factor``);
 * ``aging_work``: work in progress older than the tenant's threshold;
 * ``forecast_past_due``: an objective whose open work is 85% likely done only after its
   due date (Monte Carlo over its projects' throughput).
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 THROUGHPUT = "portfolio.throughput"
 FAILURE_RATE = "dora.change_failure_rate"
+#: The most active repositories checked for a contributor absence factor of 1.
+ACTIVE_REPOSITORIES = 50
 
 
 async def _read(engine: Engine, name: str, query: MetricQuery) -> Any:
@@ -93,16 +95,31 @@ async def risk_flags(engine: Engine, settings: PortfolioSettings, tenant_id: str
                                        "window": window,
                                        "previous_window": {"start": previous.start.isoformat(),
                                                            "end": previous.end.isoformat()}}})
-    # a contributor absence factor of 1 (a metric some plugin registers)
-    for name in engine.metrics.names():
+    # a contributor absence factor of 1 on an active repository (a metric some plugin,
+    # pulse-github, registers; found by name in the catalog)
+    absence = [name for name in engine.metrics.names() if name.endswith("absence_factor")]
+    for name in absence:
         definition = engine.metrics.get(name)
-        if definition is None or not name.endswith(".absence_factor"):
+        if definition is None or "repository" not in {f.name for f in definition.filters}:
             continue
-        result = await _read(engine, name, current)
-        if result is not None and result.value.value is not None and result.value.value <= 1:
-            flags.append({"kind": "sole_contributor", "subject": name,
-                          "message": f"{name} is {result.value.value:g}: one absence stops the "
-                          "work", "evidence": {"value": result.value.value, "window": window}})
+        async with engine.db.tenant_session(tenant_id) as session:
+            active = (await session.execute(text(
+                "SELECT CAST(r.id AS text) AS id, r.name, count(*) AS commits "
+                "FROM repositories r JOIN commits c ON c.tenant_id = r.tenant_id "
+                "AND c.repository_id = r.id WHERE c.authored_at >= :start "
+                "AND c.authored_at < :end GROUP BY r.id, r.name "
+                "ORDER BY count(*) DESC LIMIT :n"),
+                {"start": start, "end": end, "n": ACTIVE_REPOSITORIES})).mappings().all()
+        for repository in active:
+            result = await _read(engine, name, MetricQuery(
+                tenant_id, start, end, "all", tz, {"repository": (repository["id"],)}))
+            if result is not None and result.value.value == 1:
+                flags.append({
+                    "kind": "sole_contributor", "subject": repository["name"],
+                    "message": f"{repository['name']}: one person made at least half of its "
+                    f"{repository['commits']} commits ({name} = 1)",
+                    "evidence": {"metric": name, "value": 1, "repository": repository["id"],
+                                 "commits": int(repository["commits"]), "window": window}})
     # aging work
     async with engine.db.tenant_session(tenant_id) as session:
         items = await load_items(session, None, start, end)

@@ -101,7 +101,8 @@ class Rows:
     async def _insert(self, table: str, values: dict[str, Any]) -> str:
         ident = values.setdefault("id", str(uuid.uuid4()))
         values.setdefault("source", "test")
-        values.setdefault("external_id", ident)
+        if table != "commits":
+            values.setdefault("external_id", ident)
         columns = ", ".join(values)
         marks = ", ".join(f":{name}" for name in values)
         async with self.engine.db.tenant_session(self.tenant_id) as session:
@@ -112,6 +113,21 @@ class Rows:
 
     async def project(self, name: str, key: str | None = None) -> str:
         return await self._insert("projects", {"name": name, "key": key or name.upper()})
+
+    async def repository(self, name: str, project_id: str | None = None) -> str:
+        return await self._insert("repositories", {"name": name, "service": name,
+                                                   "project_id": project_id})
+
+    async def person(self, email: str) -> str:
+        person = await self._insert("people", {"display_name": email, "email": email})
+        return await self._insert("person_identities", {"person_id": person, "email": email,
+                                                        "name": email})
+
+    async def commit(self, repository_id: str, identity_id: str, when: datetime) -> str:
+        sha = uuid.uuid4().hex + "00000000"
+        return await self._insert("commits", {
+            "repository_id": repository_id, "sha": sha, "author_identity_id": identity_id,
+            "authored_at": when, "committed_at": when, "message": "work"})
 
     async def team(self, name: str, project_id: str | None) -> str:
         return await self._insert("teams", {"name": name, "project_id": project_id})

@@ -265,3 +265,19 @@ async def test_risks_with_evidence(rows: Rows, tenant: TenantFixture) -> None:
     # three open items, eight finished in forty days: not done a day after the end
     past_due = kinds["forecast_past_due"]
     assert past_due["evidence"]["remaining"] == 3 and past_due["subject"] == "Ship alpha"
+
+
+async def test_a_sole_contributor_on_an_active_repository(rows: Rows,
+                                                         tenant: TenantFixture) -> None:
+    solo = await rows.repository("solo")
+    shared = await rows.repository("shared")
+    ann, bob, cat = [await rows.person(f"{n}@example.com") for n in ("ann", "bob", "cat")]
+    for day in range(3):
+        await rows.commit(solo, ann, at(day + 1))
+    await rows.commit(solo, bob, at(5))
+    for person in (ann, bob, cat, ann, bob, cat):  # two each: two people make half
+        await rows.commit(shared, person, at(6))
+    flags = [f for f in (await ok(tenant, "risks", **WINDOW))["flags"]
+             if f["kind"] == "sole_contributor"]
+    assert [(f["subject"], f["evidence"]["commits"]) for f in flags] == [("solo", 4)]
+    assert flags[0]["evidence"]["metric"] == "github.contributor_absence_factor"
