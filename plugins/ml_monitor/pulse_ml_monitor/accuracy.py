@@ -15,14 +15,23 @@ bucket, the window. Only buckets holding predictions are listed.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 BINS = 10
-STEPS = {"day": "1 day", "week": "7 days", "month": "1 month"}
+
+
+def bucket_end(start: datetime, interval: str) -> datetime:
+    """The exclusive end of the UTC day, week or month starting at ``start``."""
+    if interval == "day":
+        return start + timedelta(days=1)
+    if interval == "week":
+        return start + timedelta(days=7)
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return start.replace(year=year, month=month)
 
 
 def _where(version: str | None, kind: str) -> str:
@@ -146,19 +155,11 @@ async def accuracy(
     if version is not None:
         params["version"] = version
 
-    async def bounds(bucket: datetime) -> tuple[datetime, datetime]:
-        bucket_end = await session.scalar(
-            text("SELECT CAST(:b AS timestamptz) + CAST(:step AS interval)"),
-            {"b": bucket, "step": STEPS[interval]})
-        return bucket, bucket_end
-
-    async def series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
+    def series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in rows:
             bucket = row.pop("bucket")
-            row["start"], row["end"] = await bounds(bucket)
-            out.append(row)
-        return out
+            row["start"], row["end"] = bucket, bucket_end(bucket, interval)
+        return rows
 
     overall_numeric = await numeric(session, params, version, "all")
     overall_classes = await classes(session, params, version, "all")
@@ -172,8 +173,8 @@ async def accuracy(
         for item in (*numeric_series, *class_series):
             item["start"], item["end"] = start, end
     else:
-        numeric_series = await series(await numeric(session, params, version, interval))
-        class_series = await series(await classes(session, params, version, interval))
+        numeric_series = series(await numeric(session, params, version, interval))
+        class_series = series(await classes(session, params, version, interval))
     return {
         "model": model, "model_version": version, "interval": interval,
         "start": start, "end": end,

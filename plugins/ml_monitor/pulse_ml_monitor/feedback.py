@@ -41,12 +41,10 @@ def validated(feedback: dict[str, Any]) -> LearningIn:
             from None
 
 
-async def record_feedback(engine: Engine, tenant_id: str, feedback: dict[str, Any]) -> str:
-    """Store one validation feedback record; returns its id."""
-    record = validated(feedback)
-    recorded_by = feedback.get("recorded_by")
-    if recorded_by is not None and not isinstance(recorded_by, str):
-        raise ValueError("invalid learning feedback: recorded_by must be a string")
+async def store(
+    engine: Engine, tenant_id: str, record: LearningIn, recorded_by: str | None
+) -> str:
+    """Store one validated feedback record; returns its id."""
     async with engine.db.tenant_session(tenant_id) as session:
         new_id = await session.scalar(
             insert(ai_learning_memory).values(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,8 @@ from quart import Blueprint
 from sqlalchemy import MetaData
 
 from pulse_engine import BackgroundTask, Consumer, StashKey, hookimpl
-from pulse_ml_monitor import feedback, tables
+from pulse_ml_monitor import feedback as _feedback
+from pulse_ml_monitor import tables
 from pulse_ml_monitor.config import MlSettings
 from pulse_ml_monitor.embedder import Embedder, make_embedder
 from pulse_ml_monitor.embeddings import EMBED_QUEUE, SOURCE_TABLES, embed_consumer
@@ -116,11 +118,24 @@ async def data_loaded(
 
 
 @hookimpl
-async def ai_learning_record_feedback(
+def ai_learning_record_feedback(
     engine: Engine, tenant_id: str, feedback: dict[str, Any]
-) -> str:
-    """pulse-ai-validation's feedback, stored in ``ai_learning_memory``."""
-    return await _record(engine, tenant_id, feedback)
+) -> Awaitable[str] | None:
+    """pulse-ai-validation's feedback, stored in ``ai_learning_memory``.
+
+    Feedback this table cannot hold (a field of the wrong type or too long, an outcome
+    outside the contract) is refused synchronously, with None: pulse-ai-validation's own
+    implementation then answers, instead of this plugin failing on another's input.
+    """
+    try:
+        record = _feedback.validated(feedback)
+    except ValueError:
+        log.warning("learning feedback not stored in ai_learning_memory", exc_info=True)
+        return None
+    recorded_by = feedback.get("recorded_by")
+    if recorded_by is not None and not isinstance(recorded_by, str):
+        return None
+    return _feedback.store(engine, tenant_id, record, recorded_by)
 
 
 @hookimpl
@@ -128,8 +143,4 @@ async def ai_learning_find_feedback(
     engine: Engine, tenant_id: str, error_kind: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """pulse-ai-validation's feedback lookup, from ``ai_learning_memory``."""
-    return await feedback.find_feedback(engine, tenant_id, error_kind, limit)
-
-
-async def _record(engine: Engine, tenant_id: str, record: dict[str, Any]) -> str:
-    return await feedback.record_feedback(engine, tenant_id, record)
+    return await _feedback.find_feedback(engine, tenant_id, error_kind, limit)

@@ -10,14 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from pulse_engine import BoundedDatetime, PageQuery, QueryText
 
 #: Largest magnitude of a number the API stores (their differences stay finite).
 MAX_MAGNITUDE = 1e15
-Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
-Positive = Annotated[float, Field(allow_inf_nan=False, ge=0, le=MAX_MAGNITUDE)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_MAGNITUDE,
+                                le=MAX_MAGNITUDE)]
+Positive = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_MAGNITUDE)]
+Count = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Outcome = Literal["fixed", "not_fixed", "partial", "accepted", "rejected", "pending"]
 EntityType = Literal["work_item", "pull_request", "incident"]
@@ -98,7 +100,7 @@ class PredictionIn(_Strict):
     kind: Literal["numeric", "class"]
     predicted_value: Number | None = Field(None, description="numeric: the predicted number.")
     predicted_class: Name | None = Field(None, description="class: the predicted label.")
-    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False,
+    confidence: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True,
                                      description="The model's probability of its answer.")
     predicted_at: BoundedDatetime | None = Field(None, description="Default: now.")
     actual_value: Number | None = None
@@ -255,10 +257,10 @@ class PerformanceIn(_Strict):
     model: Name
     operation: Name
     latency_ms: Positive
-    input_tokens: int = Field(0, ge=0, le=1_000_000_000)
-    output_tokens: int = Field(0, ge=0, le=1_000_000_000)
+    input_tokens: Count = 0
+    output_tokens: Count = 0
     cost: Positive = 0.0
-    success: bool
+    success: StrictBool
     error_type: str | None = Field(None, min_length=1, max_length=200)
     recorded_at: BoundedDatetime | None = Field(None, description="Default: now.")
 
@@ -396,13 +398,15 @@ class DetectIn(_Strict):
     """A series to check, and how."""
 
     series: list[Point] = Field(min_length=8, description="At least 8 points, any order.")
-    seasonality: Literal["auto", "none"] | list[Annotated[int, Field(ge=2, le=100_000)]] = Field(
+    seasonality: Literal["auto", "none"] | list[
+        Annotated[int, Field(ge=2, le=100_000, strict=True)]] = Field(
         "auto", description="auto: inferred; none; or the seasonal periods, in points.")
     interval_seconds: float | None = Field(
-        None, gt=0, le=31_622_400, allow_inf_nan=False,
+        None, gt=0, le=31_622_400, allow_inf_nan=False, strict=True,
         description="The sampling interval (default: the median gap).")
-    alpha: float = Field(0.05, ge=0.0001, le=0.2, description="The ESD test's significance.")
-    max_anomaly_fraction: float = Field(0.02, gt=0, le=0.5,
+    alpha: float = Field(0.05, ge=0.0001, le=0.2, strict=True,
+                         description="The ESD test's significance.")
+    max_anomaly_fraction: float = Field(0.02, gt=0, le=0.5, strict=True,
                                         description="Most anomalies the test allows, as a share.")
     direction: Literal["both", "above", "below"] = "both"
 
@@ -456,7 +460,7 @@ class SimilarIn(_Strict):
     text: str | None = Field(None, min_length=1, max_length=4000)
     entity: EntityRef | None = None
     entity_types: list[EntityType] | None = Field(None, min_length=1, max_length=3)
-    limit: int = Field(10, ge=1, le=100)
+    limit: int = Field(10, ge=1, le=100, strict=True)
 
     @model_validator(mode="after")
     def _one(self) -> SimilarIn:
@@ -489,4 +493,4 @@ class ReindexIn(_Strict):
     """Which entity types to embed again."""
 
     entity_types: list[EntityType] | None = Field(None, min_length=1, max_length=3)
-    full: bool = Field(False, description="Re-read every row, not only those changed.")
+    full: StrictBool = Field(False, description="Re-read every row, not only those changed.")
