@@ -58,7 +58,7 @@ async def risk_flags(engine: Engine, settings: PortfolioSettings, tenant_id: str
     # a KPI worsening beyond its normal variation
     executive = await executive_document(engine, tenant_id, end, tz)
     for kpi in executive["kpis"]:
-        weekly = [v for v in kpi["weekly"][:-1] if v is not None]  # the last week is partial
+        weekly = [v for v in kpi["weekly"] if v is not None]  # whole weeks
         if len(weekly) < 5:
             continue
         *before, last = weekly

@@ -532,6 +532,18 @@ async def delivery_forecast(engine: Engine, settings: PortfolioSettings, tenant_
     }
 
 
+def whole_weeks(end: datetime, days: int, tz: str) -> tuple[datetime, datetime]:
+    """The complete local weeks (Monday 00:00 in ``tz``) covering ``days`` days up to the
+    week that contains ``end``: no partial bucket at either edge biases a weekly trend."""
+    zone = ZoneInfo(tz)
+    local = end.astimezone(zone)
+    monday = (local - timedelta(days=local.weekday())).replace(
+        hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    weeks = max(1, math.ceil(days / 7))
+    first = monday - timedelta(days=7 * weeks)
+    return first.replace(tzinfo=zone).astimezone(UTC), monday.replace(tzinfo=zone).astimezone(UTC)
+
+
 async def kpi_choices(engine: Engine, tenant_id: str,
                       config: PortfolioConfig) -> tuple[list[KpiChoice], bool]:
     """The tenant's KPIs (its choice, else the registered defaults)."""
@@ -546,8 +558,7 @@ async def executive_document(engine: Engine, tenant_id: str, end: datetime | Non
     """The executive view: each KPI over the tenant's window, its weekly series and trend."""
     config = await tenant_config(engine, tenant_id)
     choices, default = await kpi_choices(engine, tenant_id, config)
-    end = end or datetime.now(UTC).replace(microsecond=0)
-    start = end - timedelta(days=config.executive_window_days)
+    start, end = whole_weeks(end or datetime.now(UTC), config.executive_window_days, tz)
     gate = asyncio.Semaphore(KPI_CONCURRENCY)
 
     async def read(choice: KpiChoice) -> dict[str, Any] | None:

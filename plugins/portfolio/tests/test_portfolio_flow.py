@@ -214,8 +214,13 @@ async def test_executive_view_with_a_third_party_kpi(
                                {"metric": "acme.escape_rate", "target": 0.05},
                                {"metric": "portfolio.throughput"}]}})
     assert response.status_code == 200, await response.get_json()
-    body = await ok(tenant, "executive", end="2024-04-01")
+    body = await ok(tenant, "executive", end="2024-04-03T12:00:00")
+    # the 13 whole weeks before the week of the end
+    assert body["window"]["start"].startswith("2024-01-01T00:00:00")
+    assert body["window"]["end"].startswith("2024-04-01T00:00:00")
     kpis = {k["metric"]: k for k in body["kpis"]}
+    assert len(kpis["acme.incidents"]["weekly"]) == 1  # acme answers one bucket
+    assert len(kpis["portfolio.throughput"]["weekly"]) == 13
     assert not body["default_set"]
     assert kpis["acme.incidents"]["value"] == 4 and kpis["acme.incidents"]["level"] == "on_target"
     assert kpis["acme.escape_rate"]["value"] == 0.1
