@@ -30,6 +30,7 @@ from github_rows import Rows, at, percentile
 from pulse_etl import model
 from quart import Quart
 
+from pulse_engine import MetricQuery
 from pulse_engine.app import PulseEngine
 from pulse_engine.testing import TenantFixture, make_tenant
 
@@ -415,3 +416,38 @@ async def test_bad_cursors_are_400(gh_tenant: TenantFixture, cursor: str) -> Non
         response = await get(gh_tenant.analyst_client, path, cursor=cursor)
         assert response.status_code == 400, (path, await response.get_json())
         assert response.content_type == "application/problem+json"
+
+
+async def test_metrics_equal_the_routes(scenario: Scenario, engine: PulseEngine,
+                                        gh_tenant: TenantFixture) -> None:
+    client = gh_tenant.viewer_client
+
+    async def metric(name: str, **params: str) -> dict[str, Any]:
+        response = await client.get(f"/api/v1/metrics/github.{name}",
+                                    query_string={**MARCH, **params})
+        body = await response.get_json()
+        assert response.status_code == 200, body
+        return dict(body)
+
+    cycle = (await ok(client, "pull-requests/cycle-time", **MARCH))["series"][0]
+    to_merge = (await metric("pr_time_to_merge"))["value"]
+    assert (to_merge["value"], to_merge["sample_size"]) == (
+        cycle["time_to_merge"]["median"], cycle["time_to_merge"]["sample_size"])
+    assert to_merge["percentiles"]["p90"] == cycle["time_to_merge"]["p90"]
+    first = (await metric("pr_time_to_first_review"))["value"]
+    assert (first["value"], first["sample_size"]) == (2.5 * H, 2)
+    unreviewed = (await metric("prs_merged_without_review"))["value"]
+    assert (unreviewed["numerator"], unreviewed["denominator"]) == (1, 3)
+    commits = await metric("commits", interval="week")
+    assert commits["value"]["value"] == 5
+    assert sum(p["value"] for p in commits["series"]) == 5
+    absence = (await metric("contributor_absence_factor"))["value"]
+    assert (absence["value"], absence["sample_size"]) == (1, 4)
+    only_other = (await metric("commits", repository="other"))["value"]
+    assert only_other["value"] == 1
+    # the observations behind a distribution, for medians over several scopes
+    definition = engine.metrics.get("github.pr_time_to_merge")
+    assert definition is not None and definition.samples is not None
+    samples = await definition.samples(engine, MetricQuery(
+        tenant_id=gh_tenant.id, start=at("2026-03-01 00:00"), end=at("2026-04-01 00:00")))
+    assert sorted(samples.values) == [6 * H, 24 * H, 50 * H]

@@ -1,0 +1,276 @@
+"""Benchmark: every pulse-github endpoint's uncached latency on a large tenant, beside its
+floor, measured in the same run.
+
+Extends the large generated tenant of ``bench/dora_bench.py`` (its set-based SQL, run in an
+embedded PostgreSQL): at ``--scale 1.0`` 1M deployments, 5M commits (now with authors in
+fifty identities of forty people, UTC offsets and line counts), 1M merged pull requests
+(with sizes and head branches) with 1.3M reviews and 0.5M review comments, plus about 14M
+``commit_files`` rows (1 to 6 files per non-merge commit over 400 folders of 25 files per
+repository). Then, for each endpoint (:data:`ENDPOINTS`), the median over ``--repeat``
+distinct 90-day windows of an uncached GET (each window a cache miss), and in the same
+windows its floor: one plain read of the same rows the answer aggregates (:data:`FLOORS`:
+the window's commits with their authors, their files, the pull requests with their reviews,
+the reviews, the open pull requests, the deployments), through the same indexes, in a
+tenant-bound session.
+
+    .venv/bin/python bench/github_bench.py [--scale 1.0] [--repeat 3]
+
+Targets: every endpoint under 1 s uncached, and within 3x of its floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dora_bench  # noqa: E402  (the DORA benchmark's generator, next to this file)
+
+from pulse_engine.app import PulseEngine  # noqa: E402
+from pulse_engine.testing import (  # noqa: E402
+    ApiClient,
+    create_tenant,
+    create_user,
+    make_settings,
+    running_app,
+    token_for,
+)
+
+PREFIX = "/api/v1/analytics/github"
+
+
+def generate_statements() -> list[str]:
+    """dora_bench's statements, with commit authors, offsets and line counts, pull-request
+    sizes and branches, the people, and the commit files."""
+    statements = list(dora_bench.GENERATE)
+    at_commits = next(i for i, sql in enumerate(statements) if "INTO commits" in sql)
+    at_pulls = next(i for i, sql in enumerate(statements) if "INTO pull_requests" in sql)
+    commits = statements[at_commits]
+    statements[at_commits] = commits.replace(
+        "committed_at, message, is_merge, pull_request_number)",
+        "committed_at, message, is_merge, pull_request_number, author_identity_id, "
+        "author_tz_offset, additions, deletions, files_changed)",
+    ).replace(
+        "CASE WHEN g % 5 < 4 THEN g / 5 END\n",
+        "CASE WHEN g % 5 < 4 THEN g / 5 END,\n"
+        "              md5(CAST(:seed AS text) || 'a' || (g % 50))::uuid,\n"
+        "              ((g % 50) % 5 - 2) * 120,\n"
+        "              CASE WHEN g % 5 = 4 THEN 0 ELSE (g % 41) * (1 + g % 6) END,\n"
+        "              CASE WHEN g % 5 = 4 THEN 0 ELSE (g % 13) * (1 + g % 6) END,\n"
+        "              CASE WHEN g % 5 = 4 THEN 0 ELSE 1 + g % 6 END\n")
+    assert statements[at_commits] != commits
+    pulls = statements[at_pulls]
+    statements[at_pulls] = pulls.replace(
+        "created_at_source, merged_at, merge_commit_sha)",
+        "created_at_source, merged_at, merge_commit_sha, closed_at, additions, deletions, "
+        "changed_files, head_ref)",
+    ).replace(
+        "md5('c' || (g * 5 + 4))\n",
+        "md5('c' || (g * 5 + 4)),\n"
+        "              t - interval '30 minutes' - (g % 7) * interval '5 minutes',\n"
+        "              (g % 997), (g % 211), 1 + g % 23, 'branch-' || (g % 5000)\n")
+    assert statements[at_pulls] != pulls
+    statements.append(
+        """INSERT INTO people (tenant_id, id, source, external_id, display_name)
+           SELECT CAST(:tenant AS uuid), md5(CAST(:seed AS text) || 'person' || g)::uuid,
+                  'bench', 'person' || g, 'Developer ' || g FROM generate_series(0, 39) g""")
+    statements.append(
+        """INSERT INTO commit_files (tenant_id, repository_id, sha, commit_id, path, additions,
+               deletions, is_binary)
+           SELECT CAST(:tenant AS uuid),
+                  md5(CAST(:seed AS text) || 'r' || ((g / 5) % :repositories))::uuid,
+                  md5('c' || g), md5(CAST(:seed AS text) || 'c' || g)::uuid,
+                  'src/pkg' || ((g / 5 + k * 37) % 400) || '/module' || ((g + k) % 25) || '.py',
+                  g % 41, g % 13, false
+           FROM generate_series(0, :deployments * 5 - 1) g,
+                generate_series(0, g % 6) k
+           WHERE g % 5 <> 4""")
+    return statements
+
+
+#: The endpoints measured: ``(name, path, query)`` (each over 90-day windows).
+ENDPOINTS: list[tuple[str, str, dict[str, str]]] = [
+    ("contributors", "contributors", {}),
+    ("commit_patterns", "commit-patterns", {}),
+    ("hotspots", "hotspots", {}),
+    ("absence_factor", "contributor-absence-factor", {}),
+    ("absence_factor_lines", "contributor-absence-factor", {"by": "lines"}),
+    ("change_coupling", "change-coupling", {}),
+    ("cycle_time_week", "pull-requests/cycle-time", {"interval": "week"}),
+    ("reviews_week", "pull-requests/reviews", {"interval": "week"}),
+    ("size", "pull-requests/size", {}),
+    ("outcomes_week", "pull-requests/outcomes", {"interval": "week"}),
+    ("open_aging", "pull-requests/open-aging", {}),
+    ("review_load", "reviews/load", {}),
+    ("review_graph", "reviews/graph", {}),
+    ("knowledge_silos", "knowledge-silos", {}),
+    ("main_developers", "main-developers", {}),
+    ("activity_week", "contributors/activity", {"interval": "week"}),
+    ("contributor_changes", "contributors/changes", {}),
+    ("release_cadence_week", "repositories/release-cadence", {"interval": "week"}),
+    ("branch_lifetime_week", "repositories/branch-lifetime", {"interval": "week"}),
+    ("churn_week", "repositories/churn", {"interval": "week"}),
+]
+
+_REPOS = "CAST(:repos AS uuid[])"
+_TENANT = "CAST(:tenant AS uuid)"
+#: The floors: one plain read of the rows each family of answers aggregates.
+FLOOR_SQL = {
+    "commits": f"""
+        SELECT count(ai.person_id), sum(c.additions) FROM commits c
+        JOIN person_identities ai ON ai.tenant_id = c.tenant_id AND ai.id = c.author_identity_id
+        WHERE c.tenant_id = {_TENANT} AND c.repository_id = ANY({_REPOS})
+          AND c.authored_at >= :start AND c.authored_at < :end""",
+    "files": f"""
+        SELECT count(f.path), sum(f.additions) FROM commits c
+        JOIN person_identities ai ON ai.tenant_id = c.tenant_id AND ai.id = c.author_identity_id
+        JOIN commit_files f ON f.tenant_id = c.tenant_id AND f.repository_id = c.repository_id
+         AND f.sha = c.sha
+        WHERE c.tenant_id = {_TENANT} AND c.repository_id = ANY({_REPOS})
+          AND c.authored_at >= :start AND c.authored_at < :end AND NOT c.is_merge""",
+    "pull_requests": f"""
+        SELECT count(pr.id), count(r.id), min(d.finished_at) FROM pull_requests pr
+        LEFT JOIN reviews r ON r.tenant_id = pr.tenant_id AND r.pull_request_id = pr.id
+        LEFT JOIN deployment_commits dc ON dc.tenant_id = pr.tenant_id
+         AND dc.repository_id = pr.repository_id AND dc.environment = 'production'
+         AND dc.sha = pr.merge_commit_sha
+        LEFT JOIN deployments d ON d.tenant_id = dc.tenant_id AND d.id = dc.deployment_id
+        WHERE pr.tenant_id = {_TENANT} AND pr.repository_id = ANY({_REPOS})
+          AND pr.merged_at >= :start AND pr.merged_at < :end""",
+    "open": f"""
+        SELECT count(*) FROM pull_requests pr
+        WHERE pr.tenant_id = {_TENANT} AND pr.repository_id = ANY({_REPOS})
+          AND pr.created_at_source < :end
+          AND (pr.merged_at IS NULL OR pr.merged_at >= :end)""",
+    "reviews": f"""
+        SELECT count(r.id), count(pr.author_identity_id) FROM reviews r
+        JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.id = r.pull_request_id
+        WHERE r.tenant_id = {_TENANT} AND r.submitted_at >= :start AND r.submitted_at < :end
+          AND pr.repository_id = ANY({_REPOS})""",
+    "deployments": f"""
+        SELECT count(*) FROM deployments d
+        WHERE d.tenant_id = {_TENANT} AND d.repository_id = ANY({_REPOS})
+          AND d.result = 'success' AND d.environment = 'production'
+          AND d.finished_at >= :start AND d.finished_at < :end""",
+}
+#: Each endpoint's floor.
+FLOORS = {
+    "contributors": "commits", "commit_patterns": "commits", "hotspots": "files",
+    "absence_factor": "commits", "absence_factor_lines": "commits",
+    "change_coupling": "files", "cycle_time_week": "pull_requests",
+    "reviews_week": "pull_requests", "size": "pull_requests", "outcomes_week": "pull_requests",
+    "open_aging": "open", "review_load": "reviews", "review_graph": "reviews",
+    "knowledge_silos": "files", "main_developers": "files", "activity_week": "commits",
+    "contributor_changes": "commits", "release_cadence_week": "deployments",
+    "branch_lifetime_week": "pull_requests", "churn_week": "commits",
+}
+
+
+async def generate(engine: PulseEngine, tenant_id: str, scale: float) -> dict[str, float]:
+    """Fill the tenant; the seconds it took and the row counts."""
+    began = time.perf_counter()
+    params = {"tenant": tenant_id, "seed": tenant_id, "span_start": dora_bench.SPAN_START,
+              "span": timedelta(days=dora_bench.SPAN_DAYS), **dora_bench.sizes(scale)}
+    for statement in generate_statements():
+        async with engine.db.system_session() as session:
+            await session.execute(text(statement), params)
+    await dora_bench.analyze(engine)
+    counts: dict[str, float] = {"generate_s": time.perf_counter() - began}
+    async with engine.db.system_session() as session:
+        for table in ("commits", "commit_files", "pull_requests", "reviews"):
+            counts[f"rows_{table}"] = float(await session.scalar(text(
+                f"SELECT count(*) FROM {table} WHERE tenant_id = CAST(:t AS uuid)"),
+                {"t": tenant_id}) or 0)
+    return counts
+
+
+async def floor_seconds(engine: PulseEngine, tenant_id: str, repos: list[str], kind: str,
+                        start: datetime, end: datetime) -> float:
+    """Seconds of one floor read."""
+    began = time.perf_counter()
+    async with engine.db.tenant_session(tenant_id) as session:
+        await session.execute(text(FLOOR_SQL[kind]), {
+            "tenant": tenant_id, "repos": repos, "start": start, "end": end})
+    return time.perf_counter() - began
+
+
+async def measure(engine: PulseEngine, client: ApiClient, tenant_id: str,
+                  repeat: int) -> dict[str, tuple[float, float]]:
+    """``{endpoint: (uncached median s, floor median s)}``."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        repos = [str(row[0]) for row in await session.execute(
+            text("SELECT id FROM repositories"))]
+    results: dict[str, tuple[float, float]] = {}
+    for name, path, query in ENDPOINTS:
+        times, floors = [], []
+        for start, end in dora_bench.windows(repeat):
+            began = time.perf_counter()
+            response = await client.get(f"{PREFIX}/{path}",
+                                        query_string={"start": start, "end": end, **query})
+            elapsed = time.perf_counter() - began
+            assert response.status_code == 200, (path, await response.get_data())
+            assert response.headers.get("X-Cache", "miss") == "miss", path
+            times.append(elapsed)
+            floors.append(await floor_seconds(
+                engine, tenant_id, repos, FLOORS[name],
+                datetime.fromisoformat(start).replace(tzinfo=UTC),
+                datetime.fromisoformat(end).replace(tzinfo=UTC)))
+        results[name] = (statistics.median(times), statistics.median(floors))
+        print(f"  {name:24} {results[name][0]:8.3f} s   floor {results[name][1]:8.3f} s   "
+              f"{results[name][0] / results[name][1]:6.2f}x", flush=True)
+    return results
+
+
+async def run(scale: float, repeat: int) -> None:
+    """Generate the tenant, measure, print."""
+    with tempfile.TemporaryDirectory(prefix="github-bench-") as folder:
+        os.environ.setdefault("XDG_RUNTIME_DIR", folder)
+        import pgserver
+
+        server = pgserver.get_server(Path(folder) / "pgdata", cleanup_mode="stop")
+        try:
+            settings = make_settings(server.get_uri(), Path(folder) / "data",
+                                     database_pool_size=4, plugins=["etl", "github"])
+            async with running_app(settings) as app:
+                engine: PulseEngine = app.extensions["pulse"]
+                tenant_id = await create_tenant(engine, "bench-github")
+                user = await create_user(engine, tenant_id, "analyst")
+                client = ApiClient(app, token_for(engine, user))
+                counts = await generate(engine, tenant_id, scale)
+                print(f"scale {scale}: generated in {counts['generate_s']:.0f} s: "
+                      + ", ".join(f"{int(value):,} {name[5:]}" for name, value in counts.items()
+                                  if name.startswith("rows_")), flush=True)
+                print(f"uncached medians over {repeat} 90-day windows, beside the floor:")
+                results = await measure(engine, client, tenant_id, repeat)
+                slow = [name for name, (took, _) in results.items() if took >= 1.0]
+                far = [name for name, (took, floor) in results.items() if took > 3 * floor]
+                print(f"\nunder 1 s: {len(results) - len(slow)}/{len(results)}"
+                      + (f" (not: {', '.join(slow)})" if slow else ""))
+                print(f"within 3x of the floor: {len(results) - len(far)}/{len(results)}"
+                      + (f" (not: {', '.join(far)})" if far else ""))
+        finally:
+            server.cleanup()
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="1.0 = 5M commits, ~14M commit files, 1M pull requests")
+    parser.add_argument("--repeat", type=int, default=3, help="uncached windows per endpoint")
+    arguments = parser.parse_args()
+    asyncio.run(run(arguments.scale, arguments.repeat))
+
+
+if __name__ == "__main__":
+    main()
