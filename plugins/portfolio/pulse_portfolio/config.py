@@ -12,14 +12,17 @@ from pulse_portfolio import PLUGIN_NAME
 if TYPE_CHECKING:
     from pulse_engine import Engine
 
-#: The executive view's KPIs when a tenant chose none (those of them that are registered).
-DEFAULT_KPIS: tuple[str, ...] = (
-    "dora.deployment_frequency",
-    "dora.lead_time_for_changes",
-    "dora.change_failure_rate",
-    "dora.time_to_restore_service",
-    "portfolio.throughput",
-    "portfolio.cycle_time",
+#: The executive view's KPIs when a tenant chose none (those of them that are registered),
+#: with default targets: DORA's 2023 elite thresholds (a deployment a day over the 13
+#: weeks, lead time and restore time under a day and an hour, 5% change failures), a
+#: cycle time of five days; throughput has no absolute target.
+DEFAULT_KPIS: tuple[tuple[str, float | None], ...] = (
+    ("dora.deployment_frequency", 91.0),
+    ("dora.lead_time_for_changes", 86_400.0),
+    ("dora.change_failure_rate", 0.05),
+    ("dora.time_to_restore_service", 3_600.0),
+    ("portfolio.throughput", None),
+    ("portfolio.cycle_time", 432_000.0),
 )
 WORK_TYPES = ("feature", "bug", "debt", "incident")
 WorkType = Literal["feature", "bug", "debt", "incident"]

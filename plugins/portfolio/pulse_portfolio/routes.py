@@ -549,7 +549,7 @@ async def kpi_choices(engine: Engine, tenant_id: str,
     """The tenant's KPIs (its choice, else the registered defaults)."""
     if config.executive_kpis is not None:
         return config.executive_kpis, False
-    return [KpiChoice(metric=name) for name in DEFAULT_KPIS
+    return [KpiChoice(metric=name, target=target) for name, target in DEFAULT_KPIS
             if engine.metrics.get(name) is not None], True
 
 

@@ -208,6 +208,11 @@ async def test_executive_view_with_a_third_party_kpi(
     assert default["default_set"]
     assert {k["metric"] for k in default["kpis"]} >= {"dora.lead_time_for_changes",
                                                       "portfolio.throughput"}
+    targets = {k["metric"]: k["target"] for k in default["kpis"]}
+    assert targets["dora.lead_time_for_changes"] == 86_400
+    assert targets["portfolio.throughput"] is None
+    assert {k["metric"]: k["level"] for k in default["kpis"]}["dora.lead_time_for_changes"] \
+        == "no_data"
     response = await tenant.admin_client.put(
         f"/api/v1/admin/tenants/{tenant.id}/plugins/portfolio", json={"enabled": True, "config": {
             "executive_kpis": [{"metric": "acme.incidents", "target": 5},
