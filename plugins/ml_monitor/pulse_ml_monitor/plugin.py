@@ -84,11 +84,11 @@ def register_health_checks(engine: Engine) -> dict[str, Any]:
 
 @hookimpl
 async def startup(engine: Engine) -> None:
-    """Read what pgvector offers, build the embedder, and start queueing the scans."""
+    """Read what pgvector offers and start queueing the scans (the embedder is built on
+    first use)."""
     support = await vector_support(engine, refresh=True)
     if not support.usable:
         log.warning("pulse-ml-monitor: vector search unavailable: %s", support.reason)
-    embedder_for(engine)
     engine.stash[SCHEDULER] = BackgroundTask(
         "pulse-ml-scan-schedule", schedule_forever(engine, settings_for(engine)))
 

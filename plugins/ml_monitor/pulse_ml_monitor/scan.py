@@ -266,6 +266,8 @@ async def scan_tenant(
                 continue
             times = np.array([at.timestamp() for at, _ in series])
             values = np.array([value for _, value in series])
+            if np.ptp(values) == 0:  # a constant series (no data: zeros) has nothing to judge
+                continue
             try:
                 detection = detect(times, values, interval_seconds=DAY)
             except SeriesError:
@@ -323,14 +325,17 @@ async def tenants_to_scan(engine: Engine) -> list[str]:
 
 
 async def schedule_forever(engine: Engine, settings: MlSettings) -> None:
-    """Queue each tenant's scan once per interval slot (all processes; deduplicated)."""
+    """Queue each tenant's scan at the start of every interval slot (every process does;
+    the consumer skips a slot already scanned). The first scans wait for the next slot's
+    start, so a process that starts (a test, a deploy) does not scan every tenant at once."""
+    interval = settings.scan_interval_seconds
     while True:
-        slot = int(time.time() // settings.scan_interval_seconds)
+        next_slot = (time.time() // interval + 1) * interval
+        await asyncio.sleep(max(0.0, next_slot - time.time()))
+        slot = int(round(next_slot / interval))
         try:
             for tenant_id in await tenants_to_scan(engine):
                 await engine.queue.publish(SCAN_QUEUE, {"slot": slot}, tenant_id=tenant_id,
                                            message_id=f"ml-scan-{tenant_id}-{slot}")
         except Exception:
             log.warning("could not queue the anomaly scans", exc_info=True)
-        next_slot = (slot + 1) * settings.scan_interval_seconds
-        await asyncio.sleep(max(1.0, next_slot - time.time()))
