@@ -133,9 +133,13 @@ def function_name(node: exp.Func) -> str:
 
 
 def nearest(name: str, candidates: Iterable[str], count: int = 3) -> list[str]:
-    """The ``count`` names of ``candidates`` closest to ``name`` (difflib ratio >= 0.5)."""
+    """The ``count`` names of ``candidates`` closest to ``name``: those it abbreviates
+    (``env`` -> ``environment``) first, then by difflib ratio (>= 0.5)."""
     pool = sorted(set(candidates))
-    return difflib.get_close_matches(name.lower(), pool, n=count, cutoff=0.5)
+    lowered = name.lower()
+    prefixed = [c for c in pool if len(lowered) >= 2 and c.startswith(lowered) and c != lowered]
+    similar = difflib.get_close_matches(lowered, pool, n=count, cutoff=0.5)
+    return list(dict.fromkeys([*sorted(prefixed, key=len), *similar]))[:count]
 
 
 class Rule:
@@ -258,7 +262,7 @@ class ReadOnlyRule(Rule):
             yield finding(self, f"Only SELECT, WITH and VALUES queries are allowed (this is "
                           f"read as {kind}).", tree, statement=kind)
             return
-        for node in tree.walk():
+        for node in context.nodes:
             if isinstance(node, FORBIDDEN_NODES):
                 kind = {"Into": "SELECT INTO", "Lock": "a locking clause (FOR UPDATE/SHARE)"}.get(
                     type(node).__name__, type(node).__name__.upper())
@@ -279,7 +283,7 @@ class FunctionRule(Rule):
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per function outside the allow-list, denied, quoted or qualified."""
         extra = context.policy.extra_functions - DENIED_FUNCTIONS
-        for node in context.tree.find_all(exp.Func):
+        for node in context.of(exp.Func):
             name = function_name(node)
             cls = type(node).__name__
             parent = node.parent
@@ -334,7 +338,7 @@ class SchemaTableRule(Rule):
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per table reference outside the allow-list."""
         names = sorted(table.name for table in context.catalog.tables.values())
-        for table in context.tree.find_all(exp.Table):
+        for table in context.of(exp.Table):
             if not isinstance(table.this, exp.Identifier):
                 continue  # a table function: the function rule checks it
             qualifier = ".".join(
@@ -367,7 +371,7 @@ class CteNameRule(Rule):
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per CTE named like a stored table."""
-        for cte in context.tree.find_all(exp.CTE):
+        for cte in context.of(exp.CTE):
             name = cte.alias_or_name
             if context.catalog.table(name) is not None or name.lower().startswith(
                 ("pg_", "information_schema")
@@ -480,7 +484,7 @@ class GroupByRule(Rule):
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per SELECT with aggregates, plain columns and no GROUP BY."""
-        for select in context.tree.find_all(exp.Select):
+        for select in context.of(exp.Select):
             if select.args.get("group"):
                 continue
             plain, aggregated = [], False
@@ -512,7 +516,7 @@ class JoinLimitRule(Rule):
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding when the query joins too many times."""
-        joins = list(context.tree.find_all(exp.Join))
+        joins = list(context.of(exp.Join))
         limit = context.policy.max_joins
         if len(joins) > limit:
             yield finding(self, f"{len(joins)} joins; at most {limit} are allowed.",
@@ -530,7 +534,7 @@ class DepthRule(Rule):
         limit = context.policy.max_subquery_depth
         nodes = 0
         deepest, where = 0, None
-        for node in context.tree.walk():
+        for node in context.nodes:
             nodes += 1
             if isinstance(node, exp.Select):
                 depth = 0
@@ -557,7 +561,7 @@ class RecursionRule(Rule):
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding for a recursive WITH."""
-        for with_ in context.tree.find_all(exp.With):
+        for with_ in context.of(exp.With):
             if with_.args.get("recursive"):
                 yield finding(self, "WITH RECURSIVE is not allowed.", with_)
 
@@ -570,7 +574,7 @@ class CartesianRule(Rule):
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per unconditioned join of a stored table."""
-        for select in context.tree.find_all(exp.Select):
+        for select in context.of(exp.Select):
             joins = select.args.get("joins") or []
             where = select.args.get("where")
             for join in joins:
@@ -610,7 +614,7 @@ class SetReturningRule(Rule):
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per series that is unbounded or too long."""
         limit = context.policy.max_series_rows
-        for node in context.tree.find_all(exp.GenerateSeries, exp.ExplodingGenerateSeries):
+        for node in context.of(exp.GenerateSeries, exp.ExplodingGenerateSeries):
             rows = series_length(node)
             if rows is None:
                 yield finding(self, "generate_series() needs constant bounds and step.",
@@ -618,12 +622,12 @@ class SetReturningRule(Rule):
             elif rows > limit:
                 yield finding(self, f"generate_series() would produce {rows} rows; at most "
                               f"{limit}.", node, rows=rows, limit=limit)
-        for pad in context.tree.find_all(exp.Pad):
+        for pad in context.of(exp.Pad):
             length = _number(pad.expression)
             if length is None or length > MAX_PAD:
                 yield finding(self, f"lpad()/rpad() need a constant length up to {MAX_PAD}.",
                               pad)
-        for node in context.tree.find_all(exp.Anonymous):
+        for node in context.of(exp.Anonymous):
             if function_name(node) == "generate_series":
                 yield finding(self, "generate_series() needs constant bounds and step.", node)
 

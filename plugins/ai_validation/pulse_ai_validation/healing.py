@@ -10,7 +10,8 @@ it is returned, and only those that pass are ranked:
 * ``add_group_by``: aggregates beside plain columns get the GROUP BY they need;
 * ``add_limit``: a query without LIMIT gets the default one;
 * ``time_function``: another engine's time functions (``GETDATE()``, ``CURDATE()``,
-  ``DATEDIFF``, ``UNIX_TIMESTAMP``...) replaced by PostgreSQL's;
+  ``DATEDIFF``, ``UNIX_TIMESTAMP``, ``JULIANDAY``...) replaced by PostgreSQL's (where a
+  transpile gives the same SQL, the higher-ranked transpile is the one kept);
 * ``learned``: corrections recorded for similar failed queries.
 """
 
@@ -127,7 +128,6 @@ def _now() -> exp.Expression:
 TIME_FIXES: dict[str, Callable[[list[exp.Expression]], exp.Expression | None]] = {
     "getdate": lambda a: _now(), "sysdate": lambda a: _now(), "getutcdate": lambda a: _now(),
     "sysdatetime": lambda a: _now(), "curdate": lambda a: exp.CurrentDate(),
-    "curtime": lambda a: exp.CurrentTime(),
     "unix_timestamp": lambda a: exp.Extract(this=exp.var("EPOCH"),
                                             expression=a[0] if a else _now()),
     "from_unixtime": lambda a: exp.UnixToTime(this=a[0]) if a else None,
@@ -135,9 +135,10 @@ TIME_FIXES: dict[str, Callable[[list[exp.Expression]], exp.Expression | None]] =
         exp.Sub(this=exp.cast(a[0], "date"), expression=exp.cast(a[1], "date"))
         if len(a) == 2 else None
     ),
-    "julianday": lambda a: exp.Div(
-        this=exp.Extract(this=exp.var("EPOCH"), expression=a[0]),
-        expression=exp.Literal.number(86400),
+    "julianday": lambda a: exp.Add(
+        this=exp.Div(this=exp.Extract(this=exp.var("EPOCH"), expression=a[0]),
+                     expression=exp.Literal.number(86400)),
+        expression=exp.Literal.number(2440587.5),
     ) if a else None,
 }
 

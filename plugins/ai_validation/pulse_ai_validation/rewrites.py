@@ -7,6 +7,7 @@ passed every check.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from sqlglot import exp
@@ -44,7 +45,12 @@ class TenantScopeRule(Rule):
                 yield finding(self, "The tenant is not a valid id.", None)
 
     def rewrite(self, context: ValidationContext, tree: exp.Expression) -> exp.Expression:
-        """Replace each stored table of the tenant's catalog by its tenant-filtered subquery."""
+        """Replace each stored table of the tenant's catalog by its tenant-filtered subquery.
+
+        The table becomes a placeholder named with a random nonce; the validator writes the
+        SQL once and puts each subquery's text (built once per table and tenant, see
+        :func:`scoped_source`) where its placeholder stands.
+        """
         if context.tenant_id is None:
             return tree
         tenant = str(uuid.UUID(context.tenant_id))
@@ -52,21 +58,28 @@ class TenantScopeRule(Rule):
             known = context.catalog.table(table.name)
             if known is None or not known.tenant_scoped:
                 continue
-            inner = (
-                exp.select(*[exp.column(name, quoted=True) for name in known.column_names])
-                .from_(exp.table_(known.name, db="public", quoted=True))
-                .where(
-                    exp.EQ(
-                        this=exp.column("tenant_id", quoted=True),
-                        expression=exp.cast(exp.Literal.string(tenant), "uuid"),
-                    )
-                )
-            )
+            placeholder = f"pulse_scope_{context.nonce}_{len(context.substitutions)}"
+            context.substitutions[f'"{placeholder}"'] = scoped_source(
+                known.name, known.column_names, tenant)
             alias = table.args.get("alias")
             if not isinstance(alias, exp.TableAlias):
                 alias = exp.TableAlias(this=exp.to_identifier(table.name))
-            table.replace(exp.Subquery(this=inner, alias=alias.copy()))
+            table.replace(exp.Table(this=exp.to_identifier(placeholder, quoted=True),
+                                    alias=alias))
         return tree
+
+
+@functools.lru_cache(maxsize=4096)
+def scoped_source(table: str, columns: tuple[str, ...], tenant: str) -> str:
+    """``(SELECT <columns> FROM "public"."<table>" WHERE "tenant_id" = '<tenant>'::uuid)``."""
+    inner = exp.Select(
+        expressions=[exp.column(name, quoted=True) for name in columns],
+    ).from_(exp.table_(table, db="public", quoted=True), copy=False).where(
+        exp.EQ(this=exp.column("tenant_id", quoted=True),
+               expression=exp.cast(exp.Literal.string(str(uuid.UUID(tenant))), "uuid")),
+        copy=False,
+    )
+    return f"({inner.sql(dialect='postgres')})"
 
 
 class LimitRule(Rule):

@@ -11,6 +11,7 @@ Rules are registered through the ``register_validation_rules`` hook.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -91,14 +92,30 @@ class ValidationContext:
     parse_error: ParseError | TokenError | None = None
     #: the LIMIT the rewrite gave the query
     limit_applied: int | None = None
+    #: a random value naming this validation's placeholders (see the tenant rewrite)
+    nonce: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: placeholder text -> what the written SQL holds instead
+    substitutions: dict[str, str] = field(default_factory=dict)
     _scopes: list[Scope] | None = None
     _cte_tables: set[int] | None = None
+    _nodes: list[exp.Expression] | None = None
 
     @property
     def tree(self) -> exp.Expression:
         """The single statement (tree rules run only when there is exactly one)."""
         assert self.statements is not None and len(self.statements) == 1
         return self.statements[0]
+
+    @property
+    def nodes(self) -> list[exp.Expression]:
+        """Every node of the statement, breadth first (walked once for all rules)."""
+        if self._nodes is None:
+            self._nodes = list(self.tree.walk())
+        return self._nodes
+
+    def of(self, *kinds: type[exp.Expression]) -> list[Any]:
+        """The statement's nodes of the given types, breadth first."""
+        return [node for node in self.nodes if isinstance(node, kinds)]
 
     @property
     def scopes(self) -> list[Scope]:

@@ -90,7 +90,9 @@ class ExternalColumn(_Strict):
     """A column of a caller-given schema (type names are free-form)."""
 
     name: str = Field(min_length=1, max_length=128)
-    type: str = Field(default="text", max_length=64)
+    type: str | None = Field(default=None, max_length=64,
+                             description="Free-form type name (text, number, timestamp...); "
+                             "absent: not checked.")
 
 
 class ExternalTable(_Strict):

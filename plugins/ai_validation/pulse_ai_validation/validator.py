@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
 from pulse_ai_validation.catalog import Catalog
@@ -51,15 +51,24 @@ class ValidationResult:
         }
 
 
+POSTGRES = Dialect.get_or_raise(DIALECT)
+
+
+class _CommandFallbackFilter(logging.Filter):
+    """Drops sqlglot's "falling back to parsing as a 'Command'" warning: the validator
+    reports that statement as a finding (``readonly.statement``) instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every other record."""
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_CommandFallbackFilter())
+
+
 def parse(sql: str) -> list[Any]:
     """Parse ``sql`` as PostgreSQL statements (empty ones dropped); sqlglot's errors raise."""
-    silenced = logging.getLogger("sqlglot")
-    level = silenced.level
-    silenced.setLevel(logging.ERROR)  # its "falling back to Command" warning is our finding
-    try:
-        return [statement for statement in sqlglot.parse(sql, read=DIALECT) if statement]
-    finally:
-        silenced.setLevel(level)
+    return [statement for statement in POSTGRES.parse(sql) if statement]
 
 
 class Validator:
@@ -114,18 +123,16 @@ class Validator:
         if _blocking(findings) or context.statements is None or len(context.statements) != 1:
             return ValidationResult(False, findings, None, context=context)
         findings += self._run(context, "tree")
-        normalized = _generate(context.tree)
-        if normalized is None:
-            findings.append(Finding("syntax.parse", "error",
-                                    "The SQL cannot be written back as PostgreSQL."))
-        if _blocking(findings) or normalized is None:
-            return ValidationResult(False, findings, None, normalized, context=context)
+        if _blocking(findings):
+            return ValidationResult(False, findings, None, context=context)
         if not rewrite:
-            return ValidationResult(True, findings, normalized, normalized, context=context)
-        tree = context.tree.copy()
-        context.statements = [tree]
-        context._scopes = None
-        context._cte_tables = None
+            normalized = _generate(context.tree)
+            if normalized is None:
+                findings.append(Finding("syntax.parse", "error",
+                                        "The SQL cannot be written back as PostgreSQL."))
+            return ValidationResult(normalized is not None, findings, normalized, normalized,
+                                    context=context)
+        tree = context.tree  # rewritten in place: the parse is this validation's own
         for rule in self.rules:
             rewriter = getattr(rule, "rewrite", None)
             if rewriter is None or self._severity(rule, policy) is None:
@@ -133,8 +140,18 @@ class Validator:
             tree = rewriter(context, tree)
             context.statements = [tree]
         rewritten = _generate(tree)
-        return ValidationResult(rewritten is not None, findings, rewritten, normalized,
-                                context.limit_applied, context=context)
+        if rewritten is None:
+            findings.append(Finding("syntax.parse", "error",
+                                    "The SQL cannot be written back as PostgreSQL."))
+            return ValidationResult(False, findings, None, context=context)
+        for placeholder, source in context.substitutions.items():
+            if rewritten.count(placeholder) != 1:  # never guessed: fail closed all the same
+                return ValidationResult(False, [*findings, Finding(
+                    "tenant.scope", "error", "The tenant scope could not be applied.")],
+                    None, context=context)
+            rewritten = rewritten.replace(placeholder, source)
+        return ValidationResult(True, findings, rewritten, None, context.limit_applied,
+                                context=context)
 
     def _run(self, context: ValidationContext, stage: str) -> list[Finding]:
         findings: list[Finding] = []
@@ -185,7 +202,8 @@ def _blocking(findings: Iterable[Finding]) -> bool:
 
 def _generate(tree: Any) -> str | None:
     try:
-        return str(tree.sql(dialect=DIALECT))
+        # copy=False: the tree is this validation's own (sqlglot copies it otherwise)
+        return str(POSTGRES.generate(tree, copy=False))
     except Exception:  # noqa: BLE001 - sqlglot cannot write it: refuse rather than guess
         log.warning("sqlglot could not generate SQL", exc_info=True)
         return None
