@@ -31,6 +31,7 @@ from pulse_engine import (
     decode_cursor,
     encode_cursor,
     file_response,
+    invalid_cursor,
     invalid_field,
     no_content,
     problem_responses,
@@ -133,10 +134,6 @@ def _level(value: float | None, target: float | None, higher_is_better: bool) ->
     return "near_target" if gap <= 0.1 else "off_target"
 
 
-def _series_value(value: Any) -> float | None:
-    return value.value
-
-
 def build_blueprint(engine: Engine, settings: PortfolioSettings) -> Blueprint:
     """The portfolio blueprint (endpoint names ``portfolio.*``)."""
     blueprint = Blueprint("portfolio", __name__,
@@ -233,7 +230,6 @@ def build_blueprint(engine: Engine, settings: PortfolioSettings) -> Blueprint:
                 bound: tuple[datetime, str] | None = (datetime.fromisoformat(moment),
                                                       str(uuid.UUID(ident)))
             except ValueError:
-                from pulse_engine import invalid_cursor
                 raise invalid_cursor() from None
         else:
             bound = None
@@ -579,7 +575,7 @@ async def executive_document(engine: Engine, tenant_id: str, end: datetime | Non
                     "weekly": [], "error": problem.detail,
                     "trend": {"slope": None, "low": None, "high": None, "significant": False,
                               "points": 0, "method": "none", "direction": "unknown"}}
-        weekly = [_series_value(v) for v in computed.series]
+        weekly = [v.value for v in computed.series]
         shape = await asyncio.to_thread(trends.trend, weekly)
         shape["direction"] = _direction(shape["slope"], shape["significant"],
                                         definition.higher_is_better)
