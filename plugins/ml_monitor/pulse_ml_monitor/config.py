@@ -54,6 +54,11 @@ class MlSettings(BaseSettings):
         description="auto: use pgvector's iterative index scans where the server has them "
         "(0.8+); off: over-fetch candidates instead, as on older pgvector.",
     )
+    exact_below: int = Field(
+        default=20_000, ge=0,
+        description="Similarity queries whose filter matches at most this many rows read "
+        "them exactly (b-tree + sort) instead of walking the HNSW graph.",
+    )
     ef_search: int = Field(
         default=100, ge=10, le=1000, description="hnsw.ef_search for similarity queries."
     )

@@ -76,21 +76,27 @@ async def upsert_vectors(
     session: AsyncSession, embedder: Embedder, tenant_id: str, entity_type: str,
     rows: list[dict[str, Any]],
 ) -> int:
-    """Embed ``rows`` (``id``, ``content``, ``title``, ``updated_at``) and upsert their
-    vectors; returns how many were written (unchanged texts are skipped)."""
+    """Embed the ``rows`` (``id``, ``content``, ``title``, ``updated_at``) whose text changed
+    since they were last embedded (or that are new) and upsert their vectors; returns how
+    many were written."""
     if not rows:
         return 0
-    vectors = await asyncio.to_thread(embedder.embed, [row["content"] or "" for row in rows])
-    values = [
-        {
-            "tenant": tenant_id, "type": entity_type, "id": row["id"],
-            "model": embedder.name, "hash": content_hash(embedder.name, row["content"] or ""),
-            "title": row["title"], "vector": vector_literal(vector),
-            "updated": row["updated_at"],
-        }
-        for row, vector in zip(rows, vectors, strict=True)
+    stored: dict[str, str] = dict((await session.execute(
+        text(f"SELECT CAST(entity_id AS text), content_hash FROM {EMBEDDINGS_TABLE} "
+             "WHERE tenant_id = CAST(:t AS uuid) AND entity_type = :type AND model = :model "
+             "AND entity_id = ANY(CAST(:ids AS uuid[]))"),
+        {"t": tenant_id, "type": entity_type, "model": embedder.name,
+         "ids": [row["id"] for row in rows]})).tuples().all())
+    changed = [
+        (row, digest) for row in rows
+        if stored.get(row["id"]) != (digest := content_hash(embedder.name,
+                                                            row["content"] or ""))
     ]
-    result = await session.execute(
+    if not changed:
+        return 0
+    vectors = await asyncio.to_thread(embedder.embed,
+                                      [row["content"] or "" for row, _ in changed])
+    await session.execute(
         text(
             f"INSERT INTO {EMBEDDINGS_TABLE} (tenant_id, entity_type, entity_id, model, "
             "content_hash, title, embedding, source_updated_at) VALUES (CAST(:tenant AS uuid), "
@@ -99,11 +105,16 @@ async def upsert_vectors(
             "ON CONFLICT (tenant_id, entity_type, entity_id, model) DO UPDATE SET "
             "content_hash = excluded.content_hash, title = excluded.title, "
             "embedding = excluded.embedding, source_updated_at = excluded.source_updated_at, "
-            f"updated_at = now() WHERE {EMBEDDINGS_TABLE}.content_hash <> excluded.content_hash"
+            "updated_at = now()"
         ),
-        values,
+        [
+            {"tenant": tenant_id, "type": entity_type, "id": row["id"],
+             "model": embedder.name, "hash": digest, "title": row["title"],
+             "vector": vector_literal(vector), "updated": row["updated_at"]}
+            for (row, digest), vector in zip(changed, vectors, strict=True)
+        ],
     )
-    return max(0, int(getattr(result, "rowcount", 0) or 0))
+    return len(changed)
 
 
 async def index_entity_type(

@@ -507,7 +507,7 @@ def build_blueprints(
                 k=data.limit,
                 entity_types=tuple(data.entity_types) if data.entity_types else None,
                 exclude=exclude, ef_search=settings.ef_search,
-                max_scan_tuples=settings.max_scan_tuples,
+                max_scan_tuples=settings.max_scan_tuples, exact_below=settings.exact_below,
                 allow_iterative=settings.iterative_scan == "auto")
         return {
             "model": embedder.name, "strategy": result.strategy,
