@@ -18,6 +18,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pulse_ai_validation.catalog import ANALYTICS_CATALOG
 from pulse_ai_validation.semantics import judge, lexical_overlap
@@ -40,7 +41,9 @@ def paired(rights: list[float], wrongs: list[float]) -> float:
                for r, w in zip(rights, wrongs, strict=True)) / len(rights)
 
 
-def reliability(scores: list[float], labels: list[int], bins: int = 5) -> tuple[list[dict[str, float]], float]:
+def reliability(
+    scores: list[float], labels: list[int], bins: int = 5
+) -> tuple[list[dict[str, float]], float]:
     """Reliability bins (mean confidence, fraction right, count) and the expected
     calibration error (count-weighted |confidence - accuracy|)."""
     table: list[dict[str, float]] = []
@@ -61,7 +64,7 @@ def reliability(scores: list[float], labels: list[int], bins: int = 5) -> tuple[
     return table, round(ece, 3)
 
 
-def evaluate(pairs: list[dict[str, str]], score: Callable[[str, str], float]) -> dict[str, object]:
+def evaluate(pairs: list[dict[str, str]], score: Callable[[str, str], float]) -> dict[str, Any]:
     """Every figure for one scorer."""
     rights = [score(p["question"], p["right"]) for p in pairs]
     wrongs = [score(p["question"], p["wrong"]) for p in pairs]
@@ -98,10 +101,10 @@ def main() -> None:
     for key in ("paired_accuracy", "auroc", "ece"):
         print(f"{key:24}{judge_figures[key]:>10}{baseline[key]:>10}")
     print("paired accuracy by kind:")
-    for kind, value in judge_figures["by_kind"].items():  # type: ignore[union-attr]
-        print(f"  {kind:22}{value:>10}{baseline['by_kind'][kind]:>10}")  # type: ignore[index]
+    for kind, value in judge_figures["by_kind"].items():
+        print(f"  {kind:22}{value:>10}{baseline['by_kind'][kind]:>10}")
     print("reliability bins of the judge (confidence range: count, mean confidence, share right):")
-    for row in judge_figures["reliability"]:  # type: ignore[union-attr]
+    for row in judge_figures["reliability"]:
         print(f"  [{row['low']:.1f}, {row['high']:.1f}): {row['count']:>3}  "
               f"{row['confidence']:.3f}  {row['accuracy']:.3f}")
 

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import sqlglot
-
 from pulse_ai_validation.catalog import ANALYTICS_CATALOG
 from pulse_ai_validation.plugin import register_validation_rules
 from pulse_ai_validation.rules import ValidationPolicy

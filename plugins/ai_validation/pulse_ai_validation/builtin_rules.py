@@ -16,6 +16,7 @@ from typing import ClassVar
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.scope import Scope
 from sqlglot.tokens import TokenType
 
 from pulse_ai_validation.rules import (
@@ -106,7 +107,7 @@ ALLOWED_CAST_TYPES: frozenset[str] = frozenset({
 })
 
 #: Node types that only a writing, session-changing or opaque statement contains.
-FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = tuple(
+FORBIDDEN_NODES: tuple[type[exp.Expr], ...] = tuple(
     cls for cls in (
         getattr(exp, name, None)
         for name in (
@@ -121,7 +122,7 @@ FORBIDDEN_NODES: tuple[type[exp.Expression], ...] = tuple(
 )
 
 #: Root statement types a query may be.
-READ_ROOTS: tuple[type[exp.Expression], ...] = (exp.Select, exp.SetOperation, exp.Values,
+READ_ROOTS: tuple[type[exp.Expr], ...] = (exp.Select, exp.SetOperation, exp.Values,
                                                 exp.Subquery)
 
 
@@ -278,7 +279,8 @@ class FunctionRule(Rule):
     """Functions come from an allow-list (plus the tenant's additions); some are denied."""
 
     rule_id = "function.allowed"
-    description = "Every function is allow-listed; file, network, session and sleep functions are denied."
+    description = ("Every function is allow-listed; file, network, session and sleep "
+                   "functions are denied.")
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per function outside the allow-list, denied, quoted or qualified."""
@@ -318,7 +320,7 @@ class FunctionRule(Rule):
                 if isinstance(to, exp.DataType):
                     yield from self._check_type(to, node)
 
-    def _check_type(self, data_type: exp.DataType, node: exp.Expression) -> Iterator[Finding]:
+    def _check_type(self, data_type: exp.DataType, node: exp.Expr) -> Iterator[Finding]:
         names = [data_type, *data_type.find_all(exp.DataType)]
         for item in names:
             type_name = item.this.name if isinstance(item.this, exp.DataType.Type) else ""
@@ -333,7 +335,8 @@ class SchemaTableRule(Rule):
     """Only allow-listed tables of the analytics model, unqualified: no catalogs."""
 
     rule_id = "schema.table"
-    description = "Only allow-listed tables of the analytics model (no system catalogs, no schemas)."
+    description = ("Only allow-listed tables of the analytics model (no system catalogs, "
+                   "no schemas).")
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per table reference outside the allow-list."""
@@ -393,7 +396,7 @@ class SchemaColumnRule(Rule):
         for scope in context.scopes:
             outputs: list[set[str] | None] = []  # None: a source whose columns are unknown
             by_alias: dict[str, set[str] | None] = {}
-            chain = scope
+            chain: Scope | None = scope
             first = True
             while chain is not None:
                 for alias, source in chain.sources.items():
@@ -451,7 +454,7 @@ class SchemaColumnRule(Rule):
         return finding(self, message, column, column=column.name, suggestions=suggestions)
 
 
-def _named_selects(node: exp.Expression) -> list[str]:
+def _named_selects(node: exp.Expr) -> list[str]:
     try:
         return list(node.named_selects) if isinstance(node, exp.Query) else []
     except Exception:  # noqa: BLE001 - an odd projection: no aliases to offer
@@ -502,7 +505,7 @@ class GroupByRule(Rule):
                               plain[0], columns=[p.sql("postgres") for p in plain])
 
 
-def _own(node: exp.Expression, kind: type[exp.Expression], select: exp.Select) -> bool:
+def _own(node: exp.Expr, kind: type[exp.Expr], select: exp.Select) -> bool:
     """Whether ``node`` holds a ``kind`` that belongs to ``select`` (not to a subquery)."""
     return any(found.find_ancestor(exp.Select) is select for found in node.find_all(kind))
 
@@ -594,7 +597,7 @@ class CartesianRule(Rule):
                               table=target.name)
 
 
-def _links(where: exp.Expression, alias: str) -> bool:
+def _links(where: exp.Expr, alias: str) -> bool:
     """Whether ``where`` has an equality between ``alias``'s column and another's."""
     for eq in where.find_all(exp.EQ):
         left, right = eq.left, eq.right
@@ -640,7 +643,7 @@ _INTERVAL_UNITS = {
 }
 
 
-def _seconds(node: exp.Expression | None) -> float | None:
+def _seconds(node: exp.Expr | None) -> float | None:
     """The length in seconds of an interval literal, else None."""
     if isinstance(node, exp.Interval):
         value = node.this
@@ -667,7 +670,7 @@ def _seconds(node: exp.Expression | None) -> float | None:
     return total
 
 
-def _instant(node: exp.Expression | None) -> datetime | None:
+def _instant(node: exp.Expr | None) -> datetime | None:
     """The time a constant expression names (now() as the current time), else None."""
     now = datetime(2026, 1, 1)
     if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
@@ -694,7 +697,7 @@ def _instant(node: exp.Expression | None) -> datetime | None:
     return None
 
 
-def _number(node: exp.Expression | None) -> float | None:
+def _number(node: exp.Expr | None) -> float | None:
     if isinstance(node, exp.Literal) and not node.is_string:
         return float(node.name)
     if isinstance(node, exp.Neg):
@@ -703,7 +706,7 @@ def _number(node: exp.Expression | None) -> float | None:
     return None
 
 
-def series_length(node: exp.Expression) -> int | None:
+def series_length(node: exp.Expr) -> int | None:
     """How many rows a ``generate_series`` node yields, or None when not constant."""
     start, end = node.args.get("start"), node.args.get("end")
     step = node.args.get("step")
@@ -725,6 +728,6 @@ def builtin_rules() -> list[object]:
     :mod:`pulse_ai_validation.rewrites`)."""
     return [
         SyntaxRule(), SingleStatementRule(), ReadOnlyRule(), FunctionRule(),
-        SchemaTableRule(), CteNameRule(), SchemaColumnRule(), GroupByRule(), JoinLimitRule(), DepthRule(),
-        RecursionRule(), CartesianRule(), SetReturningRule(),
+        SchemaTableRule(), CteNameRule(), SchemaColumnRule(), GroupByRule(), JoinLimitRule(),
+        DepthRule(), RecursionRule(), CartesianRule(), SetReturningRule(),
     ]

@@ -51,7 +51,9 @@ async def find_own(
     ]
 
 
-async def record_feedback(engine: Engine, tenant_id: str, feedback: dict[str, Any]) -> tuple[str, str]:
+async def record_feedback(
+    engine: Engine, tenant_id: str, feedback: dict[str, Any]
+) -> tuple[str, str]:
     """Store ``feedback`` through the hook; ``(record id, plugin that stored it)``."""
     answers = await engine.call_hook(
         "ai_learning_record_feedback", engine=engine, tenant_id=tenant_id, feedback=feedback

@@ -39,7 +39,7 @@ MAX_SUGGESTIONS = 8
 Candidate = tuple[str, str, str, float]  # sql, kind, explanation, prior score
 
 
-def _single(sql: str) -> exp.Expression | None:
+def _single(sql: str) -> exp.Expr | None:
     try:
         statements = parse(sql)
     except (ParseError, TokenError, RecursionError, ValueError):
@@ -64,7 +64,7 @@ def _transpiled(sql: str) -> Iterator[Candidate]:
         logger.setLevel(level)
 
 
-def _renamed(tree: exp.Expression, findings: Sequence[dict[str, Any]]) -> Iterator[Candidate]:
+def _renamed(tree: exp.Expr, findings: Sequence[dict[str, Any]]) -> Iterator[Candidate]:
     for item in findings:
         details = item.get("details") or {}
         suggestions = details.get("suggestions") or []
@@ -92,7 +92,7 @@ def _renamed(tree: exp.Expression, findings: Sequence[dict[str, Any]]) -> Iterat
                        0.6 + 0.3 * ratio - 0.05 * rank)
 
 
-def _group_by(tree: exp.Expression) -> Iterator[Candidate]:
+def _group_by(tree: exp.Expr) -> Iterator[Candidate]:
     for select in tree.find_all(exp.Select):
         if select.args.get("group"):
             continue
@@ -113,19 +113,19 @@ def _group_by(tree: exp.Expression) -> Iterator[Candidate]:
             return
 
 
-def _limit(tree: exp.Expression, policy: ValidationPolicy) -> Iterator[Candidate]:
+def _limit(tree: exp.Expr, policy: ValidationPolicy) -> Iterator[Candidate]:
     if isinstance(tree, exp.Query) and tree.args.get("limit") is None:
         fixed = tree.copy().limit(policy.default_limit)
         yield (fixed.sql("postgres"), "add_limit",
                f"Add LIMIT {policy.default_limit} (queries are capped anyway).", 0.5)
 
 
-def _now() -> exp.Expression:
+def _now() -> exp.Expr:
     return exp.CurrentTimestamp()
 
 
 #: other engines' time functions -> a PostgreSQL expression built from their arguments
-TIME_FIXES: dict[str, Callable[[list[exp.Expression]], exp.Expression | None]] = {
+TIME_FIXES: dict[str, Callable[[list[exp.Expr]], exp.Expr | None]] = {
     "getdate": lambda a: _now(), "sysdate": lambda a: _now(), "getutcdate": lambda a: _now(),
     "sysdatetime": lambda a: _now(), "curdate": lambda a: exp.CurrentDate(),
     "unix_timestamp": lambda a: exp.Extract(this=exp.var("EPOCH"),
@@ -143,7 +143,7 @@ TIME_FIXES: dict[str, Callable[[list[exp.Expression]], exp.Expression | None]] =
 }
 
 
-def _time_functions(tree: exp.Expression) -> Iterator[Candidate]:
+def _time_functions(tree: exp.Expr) -> Iterator[Candidate]:
     fixed = tree.copy()
     changed = []
     for node in list(fixed.find_all(exp.Anonymous)):
@@ -207,7 +207,7 @@ def heal(
         inner = _single(text)
         if inner is None or first.valid:
             continue
-        for more, kind2, why2, prior2 in [*_renamed(inner, [f.as_dict() for f in first.findings]),
+        for more, _kind, why2, prior2 in [*_renamed(inner, [f.as_dict() for f in first.findings]),
                                           *_group_by(inner), *_time_functions(inner)]:
             candidates.append((more, "transpile", f"{why} {why2}", min(prior, prior2)))
     suggestions: dict[str, dict[str, Any]] = {}

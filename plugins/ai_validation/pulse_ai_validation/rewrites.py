@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterator
+
 from sqlglot import exp
 
 from pulse_ai_validation.builtin_rules import Rule
 from pulse_ai_validation.rules import Finding, ValidationContext, finding
 
 
-def _literal_int(node: exp.Expression | None) -> int | None:
+def _literal_int(node: exp.Expr | None) -> int | None:
     if isinstance(node, exp.Literal) and not node.is_string:
         try:
             return int(node.name)
@@ -44,7 +45,7 @@ class TenantScopeRule(Rule):
             except ValueError:
                 yield finding(self, "The tenant is not a valid id.", None)
 
-    def rewrite(self, context: ValidationContext, tree: exp.Expression) -> exp.Expression:
+    def rewrite(self, context: ValidationContext, tree: exp.Expr) -> exp.Expr:
         """Replace each stored table of the tenant's catalog by its tenant-filtered subquery.
 
         The table becomes a placeholder named with a random nonce; the validator writes the
@@ -102,10 +103,10 @@ class LimitRule(Rule):
             ):
                 yield finding(self, "LIMIT must be a whole number.", limit,
                               severity="error")
-        elif isinstance(limit, exp.Fetch):
-            if limit.args.get("count") is not None and _literal_int(limit.args["count"]) is None:
-                yield finding(self, "FETCH FIRST must be a whole number.", limit,
-                              severity="error")
+        elif isinstance(limit, exp.Fetch) and limit.args.get("count") is not None and (
+            _literal_int(limit.args["count"]) is None
+        ):
+            yield finding(self, "FETCH FIRST must be a whole number.", limit, severity="error")
         offset = tree.args.get("offset")
         if isinstance(offset, exp.Offset):
             value = _literal_int(offset.expression)
@@ -113,7 +114,7 @@ class LimitRule(Rule):
                 yield finding(self, f"OFFSET must be a whole number up to "
                               f"{context.policy.max_offset}.", offset, severity="error")
 
-    def rewrite(self, context: ValidationContext, tree: exp.Expression) -> exp.Expression:
+    def rewrite(self, context: ValidationContext, tree: exp.Expr) -> exp.Expr:
         """Add ``LIMIT default_limit`` or cap the existing one at ``max_limit``."""
         policy = context.policy
         if isinstance(tree, (exp.Values, exp.Subquery)):

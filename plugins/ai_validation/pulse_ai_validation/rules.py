@@ -88,7 +88,7 @@ class ValidationContext:
     catalog: Catalog
     policy: ValidationPolicy
     tenant_id: str | None = None
-    statements: list[exp.Expression] | None = None
+    statements: list[exp.Expr] | None = None
     parse_error: ParseError | TokenError | None = None
     #: the LIMIT the rewrite gave the query
     limit_applied: int | None = None
@@ -98,22 +98,22 @@ class ValidationContext:
     substitutions: dict[str, str] = field(default_factory=dict)
     _scopes: list[Scope] | None = None
     _cte_tables: set[int] | None = None
-    _nodes: list[exp.Expression] | None = None
+    _nodes: list[exp.Expr] | None = None
 
     @property
-    def tree(self) -> exp.Expression:
+    def tree(self) -> exp.Expr:
         """The single statement (tree rules run only when there is exactly one)."""
         assert self.statements is not None and len(self.statements) == 1
         return self.statements[0]
 
     @property
-    def nodes(self) -> list[exp.Expression]:
+    def nodes(self) -> list[exp.Expr]:
         """Every node of the statement, breadth first (walked once for all rules)."""
         if self._nodes is None:
             self._nodes = list(self.tree.walk())
         return self._nodes
 
-    def of(self, *kinds: type[exp.Expression]) -> list[Any]:
+    def of(self, *kinds: type[exp.Expr]) -> list[Any]:
         """The statement's nodes of the given types, breadth first."""
         return [node for node in self.nodes if isinstance(node, kinds)]
 
@@ -158,7 +158,7 @@ class ValidationRule(Protocol):
         ...
 
 
-def locate(node: exp.Expression | None) -> Location | None:
+def locate(node: exp.Expr | None) -> Location | None:
     """The position sqlglot recorded for ``node`` (or its first identifier), if any."""
     if node is None:
         return None
@@ -173,7 +173,7 @@ def locate(node: exp.Expression | None) -> Location | None:
 
 
 def finding(
-    rule: Any, message: str, node: exp.Expression | None = None,
+    rule: Any, message: str, node: exp.Expr | None = None,
     severity: Severity | None = None, **details: Any,
 ) -> Finding:
     """A finding of ``rule`` at ``node`` (with the rule's default severity unless given)."""

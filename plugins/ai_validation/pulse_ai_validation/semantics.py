@@ -73,7 +73,7 @@ SYNONYMS: dict[str, str] = {
 STOP = frozenset("""a an the of in on at to for from with and or is are was were be been
 which what who whom whose show list give me find get return do does did that this those
 these there their its it all any each every than over during within since between
-into out up as how many much""".split())
+into out up as how many much""".split())  # noqa: SIM905
 
 #: question words naming a time column
 TIME_VERBS: dict[str, tuple[str, ...]] = {
@@ -326,9 +326,9 @@ def question_intent(question: str, catalog: Catalog) -> Intent:
         for token in tokens:
             if token.startswith("window_"):
                 intent.window_days = float(token.split("_")[1])
-    for verb, columns in TIME_VERBS.items():
+    for verb, verb_columns in TIME_VERBS.items():
         if re.search(rf"\b{verb}\b", raw):
-            intent.window_columns |= set(columns)
+            intent.window_columns |= set(verb_columns)
     # filters
     for token in set(tokens) | set(re.findall(r"[a-z0-9]+", raw)):
         if token in FILTER_WORDS:
@@ -345,16 +345,16 @@ def question_intent(question: str, catalog: Catalog) -> Intent:
     return intent
 
 
-_AGGREGATES: dict[type[exp.Expression], str] = {
+_AGGREGATES: dict[type[exp.Expr], str] = {
     exp.Count: "count", exp.Avg: "avg", exp.Sum: "sum", exp.Max: "max", exp.Min: "min",
 }
 
 
-def _columns_in(node: exp.Expression) -> set[str]:
+def _columns_in(node: exp.Expr) -> set[str]:
     return {snake(column.name) for column in node.find_all(exp.Column) if column.name}
 
 
-def sql_intent(tree: exp.Expression, catalog: Catalog) -> Intent:
+def sql_intent(tree: exp.Expr, catalog: Catalog) -> Intent:
     """Read a parsed query into an intent."""
     intent = Intent()
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
@@ -417,8 +417,8 @@ def sql_intent(tree: exp.Expression, catalog: Catalog) -> Intent:
         if days is not None:
             intent.window_days = days
             intent.window_columns |= {c for c in _columns_in(comparison)}
-    for node in tree.find_all(exp.Is):
-        intent.null_tests |= _columns_in(node)
+    for test in tree.find_all(exp.Is):
+        intent.null_tests |= _columns_in(test)
     for join in tree.find_all(exp.Join):
         on = join.args.get("on")
         if on is None:
@@ -433,7 +433,7 @@ def sql_intent(tree: exp.Expression, catalog: Catalog) -> Intent:
     return intent
 
 
-def _resolve_alias(node: exp.Expression, tree: exp.Expression) -> exp.Expression:
+def _resolve_alias(node: exp.Expr, tree: exp.Expr) -> exp.Expr:
     """A GROUP/ORDER BY item that names a projection's alias (or position) as that projection."""
     select = node.find_ancestor(exp.Select) or tree
     projections = select.expressions if isinstance(select, exp.Select) else []
@@ -506,9 +506,7 @@ def _join_plausible(left_table: str, left: str, right_table: str, right: str,
         return True
     if left == "id" and points_to(right, left_table):
         return True
-    if left.endswith("sha") and right.endswith("sha"):
-        return True
-    return False
+    return left.endswith("sha") and right.endswith("sha")
 
 
 def judge(
@@ -638,9 +636,8 @@ def _measures(asked: Intent, got: Intent, add: Any) -> float:
     if "distinct" in wanted:
         wanted.discard("count")
     for measure in sorted(wanted):
-        if measure == "max" and got.order == "desc" and got.limit:
-            ok = True
-        elif measure == "min" and got.order == "asc" and got.limit:
+        if got.limit and ((measure == "max" and got.order == "desc")
+                          or (measure == "min" and got.order == "asc")):
             ok = True
         elif measure == "rate":
             ok = "rate" in got.measures

@@ -69,7 +69,8 @@ class ReworkAnalysis(BaseModel):
     def _consistent(self) -> ReworkAnalysis:
         if self.rework_changes > self.total_changes:
             raise ValueError("rework_changes exceeds total_changes")
-        if self.total_changes and abs(self.rework_rate - self.rework_changes / self.total_changes) > 1e-6:
+        expected = self.rework_changes / self.total_changes if self.total_changes else None
+        if expected is not None and abs(self.rework_rate - expected) > 1e-6:
             raise ValueError("rework_rate is not rework_changes / total_changes")
         return self
 

@@ -29,7 +29,7 @@ class NoSelectStar:
         """A finding per star projection."""
         from pulse_ai_validation.rules import Finding
 
-        for star in context.tree.find_all(exp.Star):
+        for _star in context.tree.find_all(exp.Star):
             yield Finding(self.rule_id, self.severity, "SELECT * reads every column.")
 
 

@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 from ai_seed import normalise, seed
 from conftest import DATA
-from quart import Quart
-
 from pulse_ai_validation.config import AiValidationSettings
 from pulse_ai_validation.execution import DANGEROUS_ROLES, Executor, QueryFailed
 from pulse_ai_validation.plugin import service_for
+from quart import Quart
+
 from pulse_engine.app import PulseEngine
 from pulse_engine.testing import TenantFixture, make_tenant
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from conftest import DATA
-
 from pulse_ai_validation.catalog import ANALYTICS_CATALOG, catalog_from_document
 from pulse_ai_validation.semantics import judge, lexical_overlap, words
 

@@ -9,12 +9,11 @@ from collections import Counter
 import pytest
 import sqlglot
 from conftest import DATA
-from sqlglot import exp
-
 from pulse_ai_validation.catalog import ANALYTICS_CATALOG
 from pulse_ai_validation.plugin import register_validation_rules
 from pulse_ai_validation.rules import ValidationPolicy
 from pulse_ai_validation.validator import ValidationResult, Validator
+from sqlglot import exp
 
 HOSTILE = json.loads((DATA / "hostile_sql.json").read_text())
 LEGIT = json.loads((DATA / "legit_sql.json").read_text())
@@ -41,7 +40,8 @@ def test_the_corpora_are_large_and_cover_every_category() -> None:
     assert min(categories.values()) >= 20
 
 
-@pytest.mark.parametrize("item", HOSTILE, ids=[f"{i}-{h['category']}" for i, h in enumerate(HOSTILE)])
+@pytest.mark.parametrize(
+    "item", HOSTILE, ids=[f"{i}-{h['category']}" for i, h in enumerate(HOSTILE)])
 def test_hostile_statement_is_refused(item: dict[str, str]) -> None:
     result = check(item["sql"])
     assert not result.valid and result.sql is None
