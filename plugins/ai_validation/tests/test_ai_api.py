@@ -240,6 +240,10 @@ async def test_feedback_is_stored_per_tenant_and_heals(
         "error": "column env does not exist", "error_kind": "schema.column",
         "outcome": "fixed"})
     assert status == 201
+    monitor = engine.plugins.records.get("ml_monitor")
+    # pulse-ml-monitor answers first when it is installed and working (firstresult)
+    assert body["stored_by"] == ("ml_monitor" if monitor is not None and not monitor.failed
+                                 else "ai_validation")
     if body["stored_by"] == "ai_validation":
         async with engine.db.system_session() as session:
             row = (await session.execute(text(
