@@ -38,6 +38,7 @@ from pulse_github.queries import (
     buckets,
     clip,
     people_named,
+    person,
     seconds,
     stats_of,
     stats_sql,
@@ -374,7 +375,8 @@ ORDER BY given DESC, person_id LIMIT :limit
         **scope.params(), "limit": limit, "after_count": after[0] if after else None,
         "after_id": after[1] if after else None}))
     people = await people_named(session, [row.person_id for row in rows])
-    return [{"person": people.get(str(row.person_id)), "reviews_given": int(row.given),
+    return [{"person": people.get(str(row.person_id), person(row.person_id, None, None)),
+             "reviews_given": int(row.given),
              "pull_requests_reviewed": int(row.prs), "reviews_received": int(row.received)}
             for row in rows]
 
@@ -404,7 +406,8 @@ ORDER BY weight DESC, reviewer, author LIMIT :limit
         given[str(row.reviewer)] = given.get(str(row.reviewer), 0) + int(row.weight)
         received[str(row.author)] = received.get(str(row.author), 0) + int(row.weight)
     return {
-        "nodes": [{"person": people.get(node), "given": given.get(node, 0),
+        "nodes": [{"person": people.get(node, person(node, None, None)),
+                   "given": given.get(node, 0),
                    "received": received.get(node, 0)} for node in sorted(ids)],
         "edges": [{"reviewer": str(row.reviewer), "author": str(row.author),
                    "weight": int(row.weight)} for row in rows],

@@ -232,7 +232,8 @@ people_rows AS (
     GROUP BY person_id
 )
 SELECT r.*, p.display_name, p.email, (SELECT count(*) FROM commit_rows) AS total_commits
-FROM people_rows r JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
+FROM people_rows r
+LEFT JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
 WHERE (CAST(:after_count AS bigint) IS NULL OR r.commits < :after_count
        OR (r.commits = :after_count AND r.person_id > CAST(:after_id AS uuid)))
 ORDER BY r.commits DESC, r.person_id
@@ -348,7 +349,7 @@ ranked AS (
     FROM per
 )
 SELECT r.*, p.display_name, p.email FROM ranked r
-JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
+LEFT JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
 WHERE r.running - r.weight < r.total / 2.0 OR r.total = 0
 ORDER BY r.weight DESC, r.person_id
 """
@@ -575,11 +576,12 @@ UNION ALL SELECT 'departed', person_id FROM departed
     if scope.people_visible:
         shown = await people_named(session, new[:limit] + departed[:limit])
     return {
-        "new": {"count": len(new), "people": [shown[p] for p in new[:limit] if p in shown]
-                if scope.people_visible else None},
-        "departed": {"count": len(departed),
-                     "people": [shown[p] for p in departed[:limit] if p in shown]
-                     if scope.people_visible else None},
+        "new": {"count": len(new), "people": [
+            shown.get(p, person(p, None, None)) for p in new[:limit]]
+            if scope.people_visible else None},
+        "departed": {"count": len(departed), "people": [
+            shown.get(p, person(p, None, None)) for p in departed[:limit]]
+            if scope.people_visible else None},
         "previous_window": {"start": scope.start - length, "end": scope.start},
     }
 
@@ -637,5 +639,6 @@ GROUP BY 1, 2
             series.append({"start": lower, "end": upper, **{
                 name: int(getattr(found, name)) if found is not None else 0
                 for name in ("commits", "prs_opened", "prs_merged", "reviews", "active_days")}})
-        items.append({"person": people[person_id], "series": series})
+        items.append({"person": people.get(person_id, person(person_id, None, None)),
+                      "series": series})
     return items

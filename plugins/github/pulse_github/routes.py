@@ -40,25 +40,25 @@ from pulse_github.params import (
     open_scope,
 )
 from pulse_github.schemas import (
-    AbsenceFactor,
-    Activity,
-    BranchLifetime,
-    ChangeCoupling,
-    Churn,
-    CommitPatterns,
-    ContributorChanges,
-    Contributors,
-    CycleTime,
-    Hotspots,
-    MainDevelopers,
-    OpenAging,
-    Outcomes,
-    ReleaseCadence,
-    ReviewGraph,
-    ReviewLoad,
-    ReviewTimes,
-    Silos,
-    Sizes,
+    GithubAbsenceFactor,
+    GithubActivity,
+    GithubBranchLifetime,
+    GithubChangeCoupling,
+    GithubChurn,
+    GithubCommitPatterns,
+    GithubContributorChanges,
+    GithubContributors,
+    GithubCycleTime,
+    GithubHotspots,
+    GithubMainDevelopers,
+    GithubOpenAging,
+    GithubOutcomes,
+    GithubReleaseCadence,
+    GithubReviewGraph,
+    GithubReviewLoad,
+    GithubReviewTimes,
+    GithubSilos,
+    GithubSizes,
 )
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/contributors")
     @require_role("viewer")
     @validate_querystring(ListQuery)
-    @validate_response(Contributors)
+    @validate_response(GithubContributors)
     @problem_responses(403, 503)
     async def contributors(query_args: ListQuery) -> dict[str, Any]:
         """Every person active in the window, by commits (merges counted as git does)."""
@@ -147,7 +147,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/commit-patterns")
     @require_role("viewer")
     @validate_querystring(ScopeQuery)
-    @validate_response(CommitPatterns)
+    @validate_response(GithubCommitPatterns)
     @problem_responses(403, 503)
     async def commit_patterns(query_args: ScopeQuery) -> dict[str, Any]:
         """Commits per hour of the week, in each author's own time zone."""
@@ -160,7 +160,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/hotspots")
     @require_role("viewer")
     @validate_querystring(ListQuery)
-    @validate_response(Hotspots)
+    @validate_response(GithubHotspots)
     @problem_responses(403, 503)
     async def hotspots(query_args: ListQuery) -> dict[str, Any]:
         """Files by the non-merge commits that changed them, with authors and churn."""
@@ -183,7 +183,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/contributor-absence-factor")
     @require_role("viewer")
     @validate_querystring(AbsenceQuery)
-    @validate_response(AbsenceFactor)
+    @validate_response(GithubAbsenceFactor)
     @problem_responses(403, 503)
     async def contributor_absence_factor(query_args: AbsenceQuery) -> dict[str, Any]:
         """The fewest people who made at least half of the non-merge commits (or lines)."""
@@ -198,7 +198,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/change-coupling")
     @require_role("viewer")
     @validate_querystring(CouplingQuery)
-    @validate_response(ChangeCoupling)
+    @validate_response(GithubChangeCoupling)
     @problem_responses(403, 503)
     async def change_coupling(query_args: CouplingQuery) -> dict[str, Any]:
         """Pairs of files that change together (code-maat's rules and defaults)."""
@@ -224,7 +224,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/pull-requests/cycle-time")
     @require_role("viewer")
     @validate_querystring(IntervalQuery)
-    @validate_response(CycleTime)
+    @validate_response(GithubCycleTime)
     @problem_responses(403, 503)
     async def cycle_time(query_args: IntervalQuery) -> dict[str, Any]:
         """Cycle time, time to merge and the four phases of merged pull requests."""
@@ -236,7 +236,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/pull-requests/reviews")
     @require_role("viewer")
     @validate_querystring(IntervalQuery)
-    @validate_response(ReviewTimes)
+    @validate_response(GithubReviewTimes)
     @problem_responses(403, 503)
     async def review_times(query_args: IntervalQuery) -> dict[str, Any]:
         """Time to first review and review rounds."""
@@ -248,7 +248,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/pull-requests/size")
     @require_role("viewer")
     @validate_querystring(ScopeQuery)
-    @validate_response(Sizes)
+    @validate_response(GithubSizes)
     @problem_responses(403, 503)
     async def sizes(query_args: ScopeQuery) -> dict[str, Any]:
         """Merged pull requests by size, and size against time to merge and cycle time."""
@@ -260,7 +260,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/pull-requests/outcomes")
     @require_role("viewer")
     @validate_querystring(IntervalQuery)
-    @validate_response(Outcomes)
+    @validate_response(GithubOutcomes)
     @problem_responses(403, 503)
     async def outcomes(query_args: IntervalQuery) -> dict[str, Any]:
         """Merged against closed unmerged, and merged without review."""
@@ -272,7 +272,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/pull-requests/open-aging")
     @require_role("viewer")
     @validate_querystring(ListQuery)
-    @validate_response(OpenAging)
+    @validate_response(GithubOpenAging)
     @problem_responses(403, 503)
     async def open_aging(query_args: ListQuery) -> dict[str, Any]:
         """Pull requests open at the window's end, by age, oldest first."""
@@ -293,7 +293,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/reviews/load")
     @require_role("viewer")
     @validate_querystring(ListQuery)
-    @validate_response(ReviewLoad)
+    @validate_response(GithubReviewLoad)
     @problem_responses(403, 503)
     async def review_load(query_args: ListQuery) -> dict[str, Any]:
         """Reviews given against reviews received, per person."""
@@ -308,12 +308,12 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
         last = items[-1] if items else None
         return {"window": _window(scope), "items": items,
                 "next_cursor": pack(last["reviews_given"], last["person"]["id"])
-                if more and last and last["person"] else None}
+                if more and last else None}
 
     @blueprint.get("/reviews/graph")
     @require_role("viewer")
     @validate_querystring(GraphQuery)
-    @validate_response(ReviewGraph)
+    @validate_response(GithubReviewGraph)
     @problem_responses(403, 503)
     async def review_graph(query_args: GraphQuery) -> dict[str, Any]:
         """Who reviews whom: people and weighted edges."""
@@ -325,7 +325,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/knowledge-silos")
     @require_role("viewer")
     @validate_querystring(SiloQuery)
-    @validate_response(Silos)
+    @validate_response(GithubSilos)
     @problem_responses(403, 503)
     async def knowledge_silos(query_args: SiloQuery) -> dict[str, Any]:
         """Files or directories whose non-merge commits in the window come from one person."""
@@ -341,7 +341,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/main-developers")
     @require_role("viewer")
     @validate_querystring(ListQuery)
-    @validate_response(MainDevelopers)
+    @validate_response(GithubMainDevelopers)
     @problem_responses(403, 503)
     async def main_developers(query_args: ListQuery) -> dict[str, Any]:
         """The main developer (most added lines) of each file changed in the window."""
@@ -361,7 +361,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/contributors/activity")
     @require_role("viewer")
     @validate_querystring(IntervalListQuery)
-    @validate_response(Activity)
+    @validate_response(GithubActivity)
     @problem_responses(403, 503)
     async def activity(query_args: IntervalListQuery) -> dict[str, Any]:
         """Per person and bucket: commits, pull requests opened and merged, reviews,
@@ -380,7 +380,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/contributors/changes")
     @require_role("viewer")
     @validate_querystring(ListQuery)
-    @validate_response(ContributorChanges)
+    @validate_response(GithubContributorChanges)
     @problem_responses(403, 503)
     async def contributor_changes(query_args: ListQuery) -> dict[str, Any]:
         """New contributors (first commit in the window) and departed ones (committed in
@@ -395,7 +395,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/repositories/release-cadence")
     @require_role("viewer")
     @validate_querystring(IntervalQuery)
-    @validate_response(ReleaseCadence)
+    @validate_response(GithubReleaseCadence)
     @problem_responses(403, 503)
     async def release_cadence(query_args: IntervalQuery) -> dict[str, Any]:
         """Releases (successful production deployments: deploy tags, releases,
@@ -408,7 +408,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/repositories/branch-lifetime")
     @require_role("viewer")
     @validate_querystring(IntervalQuery)
-    @validate_response(BranchLifetime)
+    @validate_response(GithubBranchLifetime)
     @problem_responses(403, 503)
     async def branch_lifetime(query_args: IntervalQuery) -> dict[str, Any]:
         """Lifetime of pull-request head branches."""
@@ -420,7 +420,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
     @blueprint.get("/repositories/churn")
     @require_role("viewer")
     @validate_querystring(IntervalQuery)
-    @validate_response(Churn)
+    @validate_response(GithubChurn)
     @problem_responses(403, 503)
     async def churn(query_args: IntervalQuery) -> dict[str, Any]:
         """Non-merge commits and changed lines per bucket."""

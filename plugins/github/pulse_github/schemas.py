@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 
-class Person(BaseModel):
+class GithubPerson(BaseModel):
     """A person: the merged identities of the ETL model."""
 
     id: str
@@ -15,21 +15,21 @@ class Person(BaseModel):
     email: str | None = None
 
 
-class Repository(BaseModel):
+class GithubRepository(BaseModel):
     """A repository."""
 
     id: str
     name: str | None = None
 
 
-class Window(BaseModel):
+class GithubWindow(BaseModel):
     """The window an answer covers (end exclusive, UTC)."""
 
     start: datetime
     end: datetime
 
 
-class Stats(BaseModel):
+class GithubStats(BaseModel):
     """A distribution in seconds (or rounds): median, p75, p90 (``percentile_cont``),
     mean, and the number of samples."""
 
@@ -40,10 +40,10 @@ class Stats(BaseModel):
     sample_size: int
 
 
-class Contributor(BaseModel):
+class GithubContributor(BaseModel):
     """One person's activity in the window."""
 
-    person: Person
+    person: GithubPerson
     commits: int = Field(description="Commits authored in the window, merges included.")
     non_merge_commits: int
     additions: int = Field(description="Lines added by the non-merge commits.")
@@ -54,28 +54,28 @@ class Contributor(BaseModel):
     active_days: int = Field(description="Days (in tz) with a commit, opened PR or review.")
 
 
-class Contributors(BaseModel):
+class GithubContributors(BaseModel):
     """``contributors``."""
 
-    window: Window
-    items: list[Contributor]
+    window: GithubWindow
+    items: list[GithubContributor]
     total_commits: int
     next_cursor: str | None
 
 
-class CommitPatterns(BaseModel):
+class GithubCommitPatterns(BaseModel):
     """``commit-patterns``: 7 rows (Monday first) of 24 hourly counts, in each author's
     own UTC offset."""
 
-    window: Window
+    window: GithubWindow
     heatmap: list[list[int]]
     total: int
 
 
-class Hotspot(BaseModel):
+class GithubHotspot(BaseModel):
     """A file and the non-merge commits that changed it in the window."""
 
-    repository: Repository
+    repository: GithubRepository
     path: str
     commits: int
     authors: int
@@ -83,39 +83,39 @@ class Hotspot(BaseModel):
     deletions: int
 
 
-class Hotspots(BaseModel):
+class GithubHotspots(BaseModel):
     """``hotspots``."""
 
-    window: Window
-    items: list[Hotspot]
+    window: GithubWindow
+    items: list[GithubHotspot]
     next_cursor: str | None
 
 
-class WeightedPerson(BaseModel):
+class GithubWeightedPerson(BaseModel):
     """A person of the absence factor and their weight."""
 
-    person: Person
+    person: GithubPerson
     commits: int
     weight: int = Field(description="Commits, or added + deleted lines with by=lines.")
 
 
-class AbsenceFactor(BaseModel):
+class GithubAbsenceFactor(BaseModel):
     """``contributor-absence-factor``."""
 
-    window: Window
+    window: GithubWindow
     by: str
     value: int = Field(description="The fewest people making at least half of the weight.")
-    people: list[WeightedPerson] = Field(
+    people: list[GithubWeightedPerson] = Field(
         description="Those people (empty when the caller's role sees aggregates only).")
     people_hidden: bool
     commits: int = Field(description="Non-merge commits in the window.")
     total_weight: int
 
 
-class Coupling(BaseModel):
+class GithubCoupling(BaseModel):
     """Two files of one repository that change together."""
 
-    repository: Repository
+    repository: GithubRepository
     path: str
     coupled_path: str
     degree: float = Field(description="shared_commits / mean(commits, coupled_commits).")
@@ -124,11 +124,11 @@ class Coupling(BaseModel):
     coupled_commits: int
 
 
-class ChangeCoupling(BaseModel):
+class GithubChangeCoupling(BaseModel):
     """``change-coupling``."""
 
-    window: Window
-    items: list[Coupling]
+    window: GithubWindow
+    items: list[GithubCoupling]
     next_cursor: str | None
     min_revs: int
     min_shared_revs: int
@@ -136,35 +136,35 @@ class ChangeCoupling(BaseModel):
     max_changeset_size: int
 
 
-class PhaseStats(BaseModel):
+class GithubPhaseStats(BaseModel):
     """The four phases of merged pull requests."""
 
-    coding: Stats
-    pickup: Stats
-    review: Stats
-    deploy: Stats
+    coding: GithubStats
+    pickup: GithubStats
+    review: GithubStats
+    deploy: GithubStats
 
 
-class CyclePoint(BaseModel):
+class GithubCyclePoint(BaseModel):
     """Cycle time of the pull requests merged in one bucket."""
 
     start: datetime
     end: datetime
     merged: int
-    cycle_time: Stats
-    time_to_merge: Stats
-    phases: PhaseStats
+    cycle_time: GithubStats
+    time_to_merge: GithubStats
+    phases: GithubPhaseStats
 
 
-class CycleTime(BaseModel):
+class GithubCycleTime(BaseModel):
     """``pull-requests/cycle-time``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    series: list[CyclePoint]
+    series: list[GithubCyclePoint]
 
 
-class FirstReviewPoint(BaseModel):
+class GithubFirstReviewPoint(BaseModel):
     """Time to first review of the pull requests opened in one bucket."""
 
     start: datetime
@@ -178,7 +178,7 @@ class FirstReviewPoint(BaseModel):
     sample_size: int
 
 
-class RoundsPoint(BaseModel):
+class GithubRoundsPoint(BaseModel):
     """Review rounds of the pull requests merged in one bucket."""
 
     start: datetime
@@ -191,16 +191,16 @@ class RoundsPoint(BaseModel):
     sample_size: int
 
 
-class ReviewTimes(BaseModel):
+class GithubReviewTimes(BaseModel):
     """``pull-requests/reviews``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    time_to_first_review: list[FirstReviewPoint]
-    review_rounds: list[RoundsPoint]
+    time_to_first_review: list[GithubFirstReviewPoint]
+    review_rounds: list[GithubRoundsPoint]
 
 
-class LineBucket(BaseModel):
+class GithubLineBucket(BaseModel):
     """Merged pull requests of a size by changed lines."""
 
     bucket: str
@@ -208,7 +208,7 @@ class LineBucket(BaseModel):
     count: int
 
 
-class FileBucket(BaseModel):
+class GithubFileBucket(BaseModel):
     """Merged pull requests of a size by changed files."""
 
     bucket: str
@@ -216,26 +216,26 @@ class FileBucket(BaseModel):
     count: int
 
 
-class SizeTime(BaseModel):
+class GithubSizeTime(BaseModel):
     """Time to merge and cycle time of one line bucket."""
 
     bucket: str
-    time_to_merge: Stats
-    cycle_time: Stats
+    time_to_merge: GithubStats
+    cycle_time: GithubStats
 
 
-class Sizes(BaseModel):
+class GithubSizes(BaseModel):
     """``pull-requests/size``."""
 
-    window: Window
+    window: GithubWindow
     merged: int
     unsized: int = Field(description="Merged pull requests whose source gave no line counts.")
-    lines: list[LineBucket]
-    files: list[FileBucket]
-    size_vs_time: list[SizeTime]
+    lines: list[GithubLineBucket]
+    files: list[GithubFileBucket]
+    size_vs_time: list[GithubSizeTime]
 
 
-class OutcomePoint(BaseModel):
+class GithubOutcomePoint(BaseModel):
     """Merged and closed pull requests of one bucket."""
 
     start: datetime
@@ -247,22 +247,22 @@ class OutcomePoint(BaseModel):
     merged_without_review_rate: float | None
 
 
-class Outcomes(BaseModel):
+class GithubOutcomes(BaseModel):
     """``pull-requests/outcomes``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    series: list[OutcomePoint]
+    series: list[GithubOutcomePoint]
 
 
-class AgeBucket(BaseModel):
+class GithubAgeBucket(BaseModel):
     """Open pull requests of an age."""
 
     bucket: str
     count: int
 
 
-class OpenPullRequest(BaseModel):
+class GithubOpenPullRequest(BaseModel):
     """An open pull request and its age at the window's end (seconds)."""
 
     id: str
@@ -273,43 +273,43 @@ class OpenPullRequest(BaseModel):
     age: float
 
 
-class OpenAging(BaseModel):
+class GithubOpenAging(BaseModel):
     """``pull-requests/open-aging``."""
 
-    window: Window
+    window: GithubWindow
     open: int
     median_age: float | None
-    buckets: list[AgeBucket]
-    items: list[OpenPullRequest]
+    buckets: list[GithubAgeBucket]
+    items: list[GithubOpenPullRequest]
     next_cursor: str | None
 
 
-class LoadItem(BaseModel):
+class GithubLoadItem(BaseModel):
     """One reviewer's load."""
 
-    person: Person | None
+    person: GithubPerson | None
     reviews_given: int
     pull_requests_reviewed: int
     reviews_received: int
 
 
-class ReviewLoad(BaseModel):
+class GithubReviewLoad(BaseModel):
     """``reviews/load``."""
 
-    window: Window
-    items: list[LoadItem]
+    window: GithubWindow
+    items: list[GithubLoadItem]
     next_cursor: str | None
 
 
-class GraphNode(BaseModel):
+class GithubGraphNode(BaseModel):
     """A person of the review graph."""
 
-    person: Person | None
+    person: GithubPerson | None
     given: int
     received: int
 
 
-class GraphEdge(BaseModel):
+class GithubGraphEdge(BaseModel):
     """Reviews one person gave on another's pull requests."""
 
     reviewer: str
@@ -317,55 +317,55 @@ class GraphEdge(BaseModel):
     weight: int
 
 
-class ReviewGraph(BaseModel):
+class GithubReviewGraph(BaseModel):
     """``reviews/graph``."""
 
-    window: Window
-    nodes: list[GraphNode]
-    edges: list[GraphEdge]
+    window: GithubWindow
+    nodes: list[GithubGraphNode]
+    edges: list[GithubGraphEdge]
     total_edges: int
     truncated: bool
 
 
-class Silo(BaseModel):
+class GithubSilo(BaseModel):
     """A file or directory whose recent changes come from one person."""
 
-    repository: Repository
+    repository: GithubRepository
     path: str
     kind: str
     commits: int
-    person: Person | None = Field(description="Null when the caller sees aggregates only.")
+    person: GithubPerson | None = Field(description="Null when the caller sees aggregates only.")
 
 
-class Silos(BaseModel):
+class GithubSilos(BaseModel):
     """``knowledge-silos``."""
 
-    window: Window
-    items: list[Silo]
+    window: GithubWindow
+    items: list[GithubSilo]
     next_cursor: str | None
 
 
-class MainDeveloper(BaseModel):
+class GithubMainDeveloper(BaseModel):
     """The main developer of a file: the most added lines in the window."""
 
-    repository: Repository
+    repository: GithubRepository
     path: str
-    main_developer: Person | None
+    main_developer: GithubPerson | None
     added: int
     total_added: int
     ownership: float | None
     authors: int
 
 
-class MainDevelopers(BaseModel):
+class GithubMainDevelopers(BaseModel):
     """``main-developers``."""
 
-    window: Window
-    items: list[MainDeveloper]
+    window: GithubWindow
+    items: list[GithubMainDeveloper]
     next_cursor: str | None
 
 
-class ActivityPoint(BaseModel):
+class GithubActivityPoint(BaseModel):
     """One person's activity in one bucket."""
 
     start: datetime
@@ -377,39 +377,39 @@ class ActivityPoint(BaseModel):
     active_days: int
 
 
-class PersonActivity(BaseModel):
+class GithubPersonActivity(BaseModel):
     """One person's series."""
 
-    person: Person
-    series: list[ActivityPoint]
+    person: GithubPerson
+    series: list[GithubActivityPoint]
 
 
-class Activity(BaseModel):
+class GithubActivity(BaseModel):
     """``contributors/activity``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    items: list[PersonActivity]
+    items: list[GithubPersonActivity]
     next_cursor: str | None
 
 
-class PeopleCount(BaseModel):
+class GithubPeopleCount(BaseModel):
     """How many people, and who (null when the caller sees aggregates only)."""
 
     count: int
-    people: list[Person] | None
+    people: list[GithubPerson] | None
 
 
-class ContributorChanges(BaseModel):
+class GithubContributorChanges(BaseModel):
     """``contributors/changes``."""
 
-    window: Window
-    previous_window: Window
-    new: PeopleCount
-    departed: PeopleCount
+    window: GithubWindow
+    previous_window: GithubWindow
+    new: GithubPeopleCount
+    departed: GithubPeopleCount
 
 
-class ReleasePoint(BaseModel):
+class GithubReleasePoint(BaseModel):
     """Releases of one bucket."""
 
     start: datetime
@@ -417,25 +417,25 @@ class ReleasePoint(BaseModel):
     releases: int
 
 
-class RepositoryReleases(BaseModel):
+class GithubRepositoryReleases(BaseModel):
     """One repository's releases in the window."""
 
-    repository: Repository
+    repository: GithubRepository
     releases: int
     last_release_at: datetime | None
     median_seconds_between: float | None
 
 
-class ReleaseCadence(BaseModel):
+class GithubReleaseCadence(BaseModel):
     """``repositories/release-cadence``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    series: list[ReleasePoint]
-    repositories: list[RepositoryReleases]
+    series: list[GithubReleasePoint]
+    repositories: list[GithubRepositoryReleases]
 
 
-class LifetimePoint(BaseModel):
+class GithubLifetimePoint(BaseModel):
     """Head branches whose last pull request ended in one bucket."""
 
     start: datetime
@@ -449,15 +449,15 @@ class LifetimePoint(BaseModel):
     sample_size: int
 
 
-class BranchLifetime(BaseModel):
+class GithubBranchLifetime(BaseModel):
     """``repositories/branch-lifetime``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    series: list[LifetimePoint]
+    series: list[GithubLifetimePoint]
 
 
-class ChurnPoint(BaseModel):
+class GithubChurnPoint(BaseModel):
     """Non-merge commits and lines of one bucket."""
 
     start: datetime
@@ -468,9 +468,9 @@ class ChurnPoint(BaseModel):
     files_changed: int
 
 
-class Churn(BaseModel):
+class GithubChurn(BaseModel):
     """``repositories/churn``."""
 
-    window: Window
+    window: GithubWindow
     interval: str
-    series: list[ChurnPoint]
+    series: list[GithubChurnPoint]
