@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -451,3 +452,28 @@ async def test_metrics_equal_the_routes(scenario: Scenario, engine: PulseEngine,
     samples = await definition.samples(engine, MetricQuery(
         tenant_id=gh_tenant.id, start=at("2026-03-01 00:00"), end=at("2026-04-01 00:00")))
     assert sorted(samples.values) == [6 * H, 24 * H, 50 * H]
+
+
+async def test_health_reports_counts_and_reasons(engine: PulseEngine,
+                                                 gh_tenant: TenantFixture) -> None:
+    before = (await engine.health.plugin_health("github"))["checks"]
+    rows = Rows(engine, gh_tenant.id)
+    repo = await rows.repository("quiet")
+    _, author = await rows.person("Quiet", "quiet")
+    await rows.commit(repo, author, "2020-01-01 00:00", files=(("a", 1, 0),))
+    now = datetime.now(UTC)
+    await rows.pull_request(repo, 1, author,
+                            (now - timedelta(days=3)).strftime("%Y-%m-%d %H:%M"),
+                            merged=(now - timedelta(days=2)).strftime("%Y-%m-%d %H:%M"))
+    document = await engine.health.plugin_health("github")
+    checks = document["checks"]
+    quiet = checks["review_data"]
+    assert quiet["status"] == "degraded"
+    assert quiet["tenants_without_reviews"] == before["review_data"][
+        "tenants_without_reviews"] + 1
+    assert "token" in quiet["reason"]
+    fresh = checks["freshness"]
+    assert fresh["status"] == "degraded" and "ETL jobs" in fresh["reason"]
+    commits = {s["source"]: s for s in fresh["sources"] if s["kind"] == "commit"}
+    assert commits["test"]["stale_tenants"] >= 1
+    assert gh_tenant.id not in str(document)
