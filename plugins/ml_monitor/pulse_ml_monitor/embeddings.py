@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import Consumer, Message
-from pulse_ml_monitor.embedder import Embedder, vector_literal
+from pulse_ml_monitor.embedder import Embedder, EmbedderSlot, vector_literal
 from pulse_ml_monitor.tables import EMBEDDINGS_TABLE
 
 if TYPE_CHECKING:
@@ -193,10 +193,10 @@ async def index_tenant(
     return written
 
 
-def embed_consumer(engine: Engine, embedder_of: Any, usable: Any) -> Consumer:
+def embed_consumer(engine: Engine, embedders: EmbedderSlot, usable: Any) -> Consumer:
     """The consumer of :data:`EMBED_QUEUE`.
 
-    :param embedder_of: ``embedder_of()`` gives the engine's embedder.
+    :param embedders: the engine's embedder slot.
     :param usable: ``await usable()`` says whether the vector table is there (a message
         for a server without pgvector is acknowledged and dropped).
     """
@@ -207,7 +207,7 @@ def embed_consumer(engine: Engine, embedder_of: Any, usable: Any) -> Consumer:
         body = message.body if isinstance(message.body, dict) else {}
         entities = body.get("entities")
         types = [e for e in entities if isinstance(e, str)] if isinstance(entities, list) else None
-        written = await index_tenant(engine, embedder_of(), message.tenant_id, types,
+        written = await index_tenant(engine, await embedders.get(), message.tenant_id, types,
                                      full=bool(body.get("full")))
         log.info("embedded %s for tenant %s", written, message.tenant_id)
 

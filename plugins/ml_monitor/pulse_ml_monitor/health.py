@@ -3,13 +3,15 @@
 * ``pgvector``: installed or not, its version, whether iterative scans are available (and
   used); degraded with a reason when vectors are unavailable;
 * ``vector_indexes``: the HNSW/IVFFlat indexes of the ``embeddings`` table;
-* ``embeddings``: vectors per entity type (all tenants together), and the embedder in use;
+* ``embeddings``: vectors per entity type (all tenants together; of the embedder in use
+  once it is loaded), and the embedder;
 * ``anomaly_job``: when the newest and the oldest tenant scan ran, and how many tenants'
   last scan is older than ``PULSE_ML_STALE_AFTER_SECONDS`` (degraded when any is).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
+from pulse_engine import StashKey
 from pulse_ml_monitor.config import MlSettings
-from pulse_ml_monitor.tables import EMBEDDINGS_TABLE
+from pulse_ml_monitor.tables import EMBEDDINGS_TABLE, VECTOR_DIMENSIONS
 from pulse_ml_monitor.vectors import vector_support
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
-    from pulse_ml_monitor.embedder import Embedder
+    from pulse_ml_monitor.embedder import EmbedderSlot
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 
@@ -54,19 +57,37 @@ class HealthDocument(_Open):
     anomaly_job: dict[str, Any]
 
 
+#: How long one health document is reused (the checks of one /health call share it).
+REUSE_SECONDS = 1.0
+DOCUMENT = StashKey[tuple[float, dict[str, Any]]]()
+
+
 async def ml_health(
-    engine: Engine, settings: MlSettings, embedder_of: Callable[[], Embedder]
+    engine: Engine, settings: MlSettings, embedders: EmbedderSlot
 ) -> dict[str, Any]:
-    """The ``/health/ml`` document."""
+    """The ``/health/ml`` document (reused for :data:`REUSE_SECONDS`)."""
+    cached = engine.stash.get(DOCUMENT)
+    if cached is not None and time.monotonic() - cached[0] < REUSE_SECONDS:
+        return cached[1]
+    document = await _ml_health(engine, settings, embedders)
+    engine.stash[DOCUMENT] = (time.monotonic(), document)
+    return document
+
+
+async def _ml_health(
+    engine: Engine, settings: MlSettings, embedders: EmbedderSlot
+) -> dict[str, Any]:
     support = await vector_support(engine, refresh=True)
     reasons: list[str] = []
     counts: dict[str, int] = {}
-    embedder = embedder_of()
+    embedder = embedders.ready  # not built here: health must not wait for it
     async with engine.db.system_session() as session:
         if support.usable:
             rows = await session.execute(text(
                 f"SELECT entity_type, count(*) FROM {EMBEDDINGS_TABLE} "
-                "WHERE model = :model GROUP BY 1 ORDER BY 1"), {"model": embedder.name})
+                + ("WHERE model = :model " if embedder is not None else "")
+                + "GROUP BY 1 ORDER BY 1"),
+                {"model": embedder.name} if embedder is not None else {})
             counts = {row[0]: int(row[1]) for row in rows}
         scans = (await session.execute(text(
             "SELECT count(*) AS tenants, max(scanned_at) AS newest, min(scanned_at) AS oldest, "
@@ -92,8 +113,11 @@ async def ml_health(
         },
         "vector_indexes": [dict(index) for index in support.indexes],
         "embeddings": counts,
-        "embedder": {"name": embedder.name, "kind": embedder.kind,
-                     "dimensions": embedder.dimensions},
+        "embedder": (
+            {"name": embedder.name, "kind": embedder.kind, "dimensions": embedder.dimensions,
+             "loaded": True} if embedder is not None else
+            {"name": None, "kind": embedders.choice, "dimensions": VECTOR_DIMENSIONS,
+             "loaded": False}),
         "anomaly_job": {
             "interval_seconds": settings.scan_interval_seconds,
             "tenants_scanned": int(scans.tenants),
@@ -107,19 +131,19 @@ async def ml_health(
 
 
 def health_checks(
-    engine: Engine, settings: MlSettings, embedder_of: Callable[[], Embedder]
+    engine: Engine, settings: MlSettings, embedders: EmbedderSlot
 ) -> dict[str, Callable[[], Awaitable[dict[str, Any]]]]:
     """The ``{name: check}`` mapping for ``register_health_checks`` (``/health``)."""
 
     async def vectors() -> dict[str, Any]:
-        document = await ml_health(engine, settings, embedder_of)
+        document = await ml_health(engine, settings, embedders)
         vector_reasons = [r for r in document["reasons"] if "scanned" not in r]
         return {"status": "degraded" if vector_reasons else "healthy",
                 "reasons": vector_reasons, "pgvector": document["pgvector"],
                 "embeddings": document["embeddings"]}
 
     async def anomaly_job() -> dict[str, Any]:
-        document = await ml_health(engine, settings, embedder_of)
+        document = await ml_health(engine, settings, embedders)
         job = document["anomaly_job"]
         return {"status": "degraded" if job["stale_tenants"] else "healthy", **job}
 

@@ -15,7 +15,7 @@ from pulse_engine import BackgroundTask, Consumer, StashKey, hookimpl
 from pulse_ml_monitor import feedback as _feedback
 from pulse_ml_monitor import tables
 from pulse_ml_monitor.config import MlSettings
-from pulse_ml_monitor.embedder import Embedder, make_embedder
+from pulse_ml_monitor.embedder import EmbedderSlot
 from pulse_ml_monitor.embeddings import EMBED_QUEUE, SOURCE_TABLES, embed_consumer
 from pulse_ml_monitor.health import health_checks
 from pulse_ml_monitor.routes import build_blueprints
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTINGS = StashKey[MlSettings]()
-EMBEDDER = StashKey[Embedder]()
+EMBEDDER = StashKey[EmbedderSlot]()
 SCHEDULER = StashKey[BackgroundTask]()
+WARMER = StashKey[BackgroundTask]()
 
 
 def settings_for(engine: Engine) -> MlSettings:
@@ -37,10 +38,10 @@ def settings_for(engine: Engine) -> MlSettings:
     return engine.stash.get_or_create(SETTINGS, MlSettings)
 
 
-def embedder_for(engine: Engine) -> Embedder:
-    """The engine's embedder (built on first use: ``PULSE_ML_EMBEDDER``)."""
+def embedder_for(engine: Engine) -> EmbedderSlot:
+    """The engine's embedder slot (``PULSE_ML_EMBEDDER``; built on first use)."""
     return engine.stash.get_or_create(
-        EMBEDDER, lambda: make_embedder(settings_for(engine).embedder))
+        EMBEDDER, lambda: EmbedderSlot(settings_for(engine).embedder))
 
 
 @hookimpl
@@ -60,7 +61,7 @@ def register_migrations() -> Path:
 @hookimpl
 def register_routes(engine: Engine) -> list[Blueprint]:
     """``{api_v1_prefix}/ml/*`` and ``/health/ml``."""
-    return build_blueprints(engine, settings_for(engine), lambda: embedder_for(engine))
+    return build_blueprints(engine, settings_for(engine), embedder_for(engine))
 
 
 @hookimpl
@@ -72,33 +73,43 @@ def register_queue_consumers(engine: Engine) -> list[Consumer]:
 
     return [
         scan_consumer(engine, lambda: settings_for(engine)),
-        embed_consumer(engine, lambda: embedder_for(engine), usable),
+        embed_consumer(engine, embedder_for(engine), usable),
     ]
 
 
 @hookimpl
 def register_health_checks(engine: Engine) -> dict[str, Any]:
     """Vectors and the anomaly job (aggregate figures)."""
-    return health_checks(engine, settings_for(engine), lambda: embedder_for(engine))
+    return health_checks(engine, settings_for(engine), embedder_for(engine))
 
 
 @hookimpl
 async def startup(engine: Engine) -> None:
-    """Read what pgvector offers and start queueing the scans (the embedder is built on
-    first use)."""
+    """Read what pgvector offers, load the embedder in the background and start queueing
+    the scans."""
     support = await vector_support(engine, refresh=True)
     if not support.usable:
         log.warning("pulse-ml-monitor: vector search unavailable: %s", support.reason)
+    slot = embedder_for(engine)
+
+    async def warm() -> None:
+        try:
+            await slot.get()
+        except Exception:  # reported when a search needs it
+            log.warning("pulse-ml-monitor: the embedder failed to load", exc_info=True)
+
+    engine.stash[WARMER] = BackgroundTask("pulse-ml-embedder", warm())
     engine.stash[SCHEDULER] = BackgroundTask(
         "pulse-ml-scan-schedule", schedule_forever(engine, settings_for(engine)))
 
 
 @hookimpl
 async def shutdown(engine: Engine) -> None:
-    """Stop queueing scans."""
-    task = engine.stash.pop(SCHEDULER)
-    if task is not None:
-        await task.stop()
+    """Stop queueing scans (and loading the embedder, if it still is)."""
+    for key in (SCHEDULER, WARMER):
+        task = engine.stash.pop(key)
+        if task is not None:
+            await task.stop()
 
 
 @hookimpl

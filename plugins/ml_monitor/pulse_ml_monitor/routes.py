@@ -79,7 +79,7 @@ from pulse_ml_monitor.vectors import nearest, vector_support, vectors_unavailabl
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
-    from pulse_ml_monitor.embedder import Embedder
+    from pulse_ml_monitor.embedder import EmbedderSlot
 
 #: Default window of the summaries.
 DEFAULT_WINDOW = timedelta(days=90)
@@ -145,7 +145,7 @@ async def _page(
 
 
 def build_blueprints(
-    engine: Engine, settings: MlSettings, embedder_of: Callable[[], Embedder]
+    engine: Engine, settings: MlSettings, embedders: EmbedderSlot
 ) -> list[Blueprint]:
     """The ``ml`` API blueprint and the ``/health/ml`` blueprint."""
     api = Blueprint("ml", __name__, url_prefix=f"{engine.settings.api_v1_prefix}/ml")
@@ -482,7 +482,7 @@ def build_blueprints(
         or to one of them (through the HNSW index; filtered queries return ``limit``
         rows when that many match)."""
         support = await usable_support()
-        embedder = embedder_of()
+        embedder = await embedders.get()
         tenant_id = current_tenant_id()
         exclude: tuple[str, str] | None = None
         async with tenant_session() as session:
@@ -540,7 +540,7 @@ def build_blueprints(
     async def health_ml() -> tuple[dict[str, Any], int]:
         """pgvector, vector indexes, embeddings per entity type, the anomaly scan's
         freshness and the embedder (aggregate counts only; public)."""
-        document = await ml_health(engine, settings, embedder_of)
+        document = await ml_health(engine, settings, embedders)
         return document, 200 if document["status"] != "unhealthy" else 503
 
     return [api, health]

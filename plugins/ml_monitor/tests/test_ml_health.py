@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pulse_ml_monitor.plugin import embedder_for
 from quart import Quart
 from sqlalchemy import text
 
@@ -11,6 +12,7 @@ from pulse_engine.app import PulseEngine
 async def test_health_reports_pgvector_indexes_embedder_and_job(
     ml_app: Quart, engine: PulseEngine
 ) -> None:
+    await embedder_for(engine).get()
     response = await ml_app.test_client().get("/health/ml")
     body = await response.get_json()
     assert response.status_code == 200, body
@@ -29,6 +31,7 @@ async def test_health_reports_pgvector_indexes_embedder_and_job(
         "ix_embeddings_hnsw"]
     assert body["embedder"]["dimensions"] == 384
     assert body["embedder"]["name"].startswith("hashing-384-")
+    assert body["embedder"]["loaded"] is True
     assert set(body["anomaly_job"]) >= {"last_scan_at", "stale_tenants", "tenants_scanned"}
     plugin = await (await ml_app.test_client().get("/health/ml_monitor")).get_json()
     assert set(plugin["checks"]) == {"vectors", "anomaly_job"}
