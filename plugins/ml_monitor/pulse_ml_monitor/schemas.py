@@ -7,13 +7,16 @@ range (:data:`~pulse_engine.BoundedDatetime`).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from pulse_engine import BoundedDatetime, PageQuery, QueryText
 
+#: Largest ``context`` of a feedback record, as JSON.
+MAX_CONTEXT_BYTES = 65_536
 #: Largest magnitude of a number the API stores (their differences stay finite).
 MAX_MAGNITUDE = 1e15
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_MAGNITUDE,
@@ -51,7 +54,19 @@ class LearningIn(_Strict):
     source: str = Field("api", min_length=1, max_length=100,
                         pattern=r"^[a-z0-9_.-]+$", description="Who sends the feedback.")
     context: dict[str, Any] = Field(default_factory=dict,
-                                    description="Anything else worth keeping (JSON object).")
+                                    description="Anything else worth keeping (a JSON object "
+                                    "of at most 64 KiB, finite numbers only).")
+
+    @field_validator("context")
+    @classmethod
+    def _storable(cls, context: dict[str, Any]) -> dict[str, Any]:
+        try:
+            encoded = json.dumps(context, allow_nan=False)
+        except ValueError:
+            raise ValueError("numbers must be finite") from None
+        if len(encoded) > MAX_CONTEXT_BYTES:
+            raise ValueError(f"at most {MAX_CONTEXT_BYTES} bytes of JSON")
+        return context
 
 
 class LearningItem(BaseModel):

@@ -94,6 +94,8 @@ async def test_feedback_is_stored_listed_newest_first_and_paginated(
     {"source": "Not A Slug"},
     {"error_kind": "x" * 201},
     {"question": "x" * 20_001},
+    {"context": {"big": float("inf")}},
+    {"context": {"blob": "x" * 70_000}},
 ])
 async def test_bad_feedback_is_422_and_stores_nothing(
     ml_tenant: TenantFixture, engine: PulseEngine, change: dict[str, Any]
