@@ -459,7 +459,9 @@ def build_blueprints(
     @problem_responses(503)
     async def scan_now() -> tuple[dict[str, Any], int]:
         """Queue an anomaly scan of the caller's tenant now."""
-        message_id = await engine.queue.publish(SCAN_QUEUE, {}, tenant_id=current_tenant_id())
+        message_id = await engine.queue.publish(
+            SCAN_QUEUE, {"requested_at": datetime.now(UTC).isoformat()},
+            tenant_id=current_tenant_id())
         return {"queued": message_id}, 202
 
     # --- similarity ----------------------------------------------------------------------

@@ -296,20 +296,29 @@ async def scan_tenant(
 
 def scan_consumer(engine: Engine, settings_of: Any) -> Consumer:
     """The consumer of :data:`SCAN_QUEUE`: a message of an interval slot the tenant was
-    already scanned in (another process published it too) is skipped."""
+    already scanned in (another process published it too), or a request made before the
+    tenant's last scan finished (a burst of ``POST /anomalies/scan``), is skipped."""
 
     async def handle(message: Message) -> None:
         if message.tenant_id is None:
             return
         settings: MlSettings = settings_of()
         body = message.body if isinstance(message.body, dict) else {}
+        covered_from: datetime | None = None
         slot = body.get("slot")
         if isinstance(slot, int) and not isinstance(slot, bool):
-            slot_start = datetime.fromtimestamp(slot * settings.scan_interval_seconds, UTC)
+            covered_from = datetime.fromtimestamp(slot * settings.scan_interval_seconds, UTC)
+        requested = body.get("requested_at")
+        if isinstance(requested, str):
+            try:
+                covered_from = datetime.fromisoformat(requested)
+            except ValueError:
+                covered_from = None
+        if covered_from is not None:
             async with engine.db.tenant_session(message.tenant_id) as session:
                 scanned_at = await session.scalar(text("SELECT scanned_at FROM ml_scan_state"))
-            if scanned_at is not None and scanned_at >= slot_start:
-                return
+            if scanned_at is not None and scanned_at >= covered_from:
+                return  # a scan finished after this was asked for: nothing new to do
         await scan_tenant(engine, message.tenant_id, settings)
 
     return Consumer(SCAN_QUEUE, handle, prefetch=1, max_retries=2, retry_delay=5.0)
