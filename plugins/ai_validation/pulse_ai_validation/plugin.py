@@ -12,6 +12,7 @@ from pulse_ai_validation import hookspecs, tables
 from pulse_ai_validation.builtin_rules import builtin_rules
 from pulse_ai_validation.config import AiValidationConfig
 from pulse_ai_validation.feedback import find_own, store_own
+from pulse_ai_validation.health import health_checks
 from pulse_ai_validation.rewrites import LimitRule, TenantScopeRule
 from pulse_ai_validation.routes import build_blueprint
 from pulse_ai_validation.service import AiValidationService
@@ -53,6 +54,12 @@ def register_migrations() -> Path:
 def register_routes(engine: Engine) -> Blueprint:
     """The ``{api_v1_prefix}/ai`` routes."""
     return build_blueprint(engine, service_for(engine))
+
+
+@hookimpl
+def register_health_checks(engine: Engine) -> dict[str, Any]:
+    """The catalog and the execution role (:mod:`pulse_ai_validation.health`)."""
+    return health_checks(service_for(engine))
 
 
 @hookimpl

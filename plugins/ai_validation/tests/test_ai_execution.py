@@ -253,3 +253,12 @@ async def test_timeout_and_a_pooled_connection_keeps_nothing(
         assert after.rows == [["200ms"]]
     finally:
         await executor.close()
+
+
+async def test_health_reports_the_catalog_and_the_role(ai_app: Quart) -> None:
+    response = await ai_app.test_client().get("/health/ai_validation")
+    body = await response.get_json()
+    checks = body["checks"]
+    assert checks["catalog"] == {"status": "healthy", "tables": 17, "missing_tables": []}
+    assert checks["execution_role"] == {"status": "healthy", "privileged": False,
+                                        "role_memberships": 0}
