@@ -93,8 +93,8 @@ def buckets(query: MetricQuery) -> list[tuple[datetime, datetime]]:
     return out
 
 
-async def _finished(engine: Engine, query: MetricQuery) -> tuple[list[tuple[datetime, float]],
-                                                                 Freshness]:
+async def _finished(engine: Engine, query: MetricQuery, cycles: bool = True
+                    ) -> tuple[list[tuple[datetime, float]], Freshness]:
     """(finish time, cycle seconds; -1 without a start) of every item finished in the
     query's window, from one scan in SQL (the start as :class:`pulse_portfolio.flow.Item`
     defines it for a finished item: its first change out of the to-do statuses, else its
@@ -102,12 +102,15 @@ async def _finished(engine: Engine, query: MetricQuery) -> tuple[list[tuple[date
     config = await tenant_config(engine, query.tenant_id)
     async with engine.db.tenant_session(query.tenant_id) as session:
         projects = await _projects(session, query)
-        rows = (await session.execute(text(
-            "SELECT w.resolved_at, extract(epoch FROM w.resolved_at - coalesce(("
+        cycle = (
+            "extract(epoch FROM w.resolved_at - coalesce(("
             "SELECT min(c.changed_at) FROM work_item_status_changes c "
             "WHERE c.tenant_id = w.tenant_id AND c.work_item_id = w.id "
-            "AND lower(c.to_status) <> ALL(CAST(:todo AS text[]))), w.created_at_source)) "
-            "AS cycle FROM work_items w WHERE w.resolved_at >= :start AND w.resolved_at < :end"
+            "AND lower(c.to_status) <> ALL(CAST(:todo AS text[]))), w.created_at_source))"
+        ) if cycles else "0.0"
+        rows = (await session.execute(text(
+            f"SELECT w.resolved_at, {cycle} AS cycle FROM work_items w "
+            "WHERE w.resolved_at >= :start AND w.resolved_at < :end"
             + ("" if projects is None else " AND w.project_id = ANY(CAST(:projects AS uuid[]))")
             + " ORDER BY w.resolved_at LIMIT :limit"),
             {"todo": config.todo_statuses, "start": query.start, "end": query.end,
@@ -151,7 +154,7 @@ def _distribution(values: list[float], lo: datetime, hi: datetime) -> MetricValu
 
 async def throughput(engine: Engine, query: MetricQuery) -> MetricComputation:
     """Work items finished over the window and per bucket."""
-    rows, fresh = await _finished(engine, query)
+    rows, fresh = await _finished(engine, query, cycles=False)
     return MetricComputation(
         value=_count(rows, query.start, query.end),
         series=[_count(rows, lo, hi) for lo, hi in buckets(query)], freshness=fresh)
