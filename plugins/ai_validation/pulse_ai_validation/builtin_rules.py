@@ -92,6 +92,10 @@ DENIED_FUNCTIONS: frozenset[str] = frozenset({
     "pg_promote", "pg_export_snapshot", "txid_current_snapshot", "clock_timestamp",
 })
 
+#: Name prefixes denied whatever a tenant adds (server, files, sessions, catalog probes).
+DENIED_PREFIXES: tuple[str, ...] = ("pg_", "lo_", "dblink", "to_reg", "has_", "txid_",
+                                    "inet_", "current_", "session_", "set_", "xml")
+
 #: sqlglot classes of denied functions (their SQL names above explain the refusal).
 DENIED_FUNCTION_CLASSES: dict[str, str] = {
     "CurrentUser": "current_user", "SessionUser": "session_user", "Repeat": "repeat",
@@ -284,7 +288,8 @@ class FunctionRule(Rule):
 
     def check(self, context: ValidationContext) -> Iterator[Finding]:
         """A finding per function outside the allow-list, denied, quoted or qualified."""
-        extra = context.policy.extra_functions - DENIED_FUNCTIONS
+        extra = {name for name in context.policy.extra_functions - DENIED_FUNCTIONS
+                 if not name.startswith(DENIED_PREFIXES)}
         for node in context.of(exp.Func):
             name = function_name(node)
             cls = type(node).__name__
@@ -300,7 +305,7 @@ class FunctionRule(Rule):
                     yield finding(self, f"Quoted function name \"{this.name}\" is not "
                                   "allowed.", node, function=name)
                     continue
-                if name in DENIED_FUNCTIONS or name.startswith(("pg_", "lo_", "dblink")):
+                if name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES):
                     yield finding(self, f"Function {name}() is denied: it reaches files, the "
                                   "network, sessions or server state.", node, function=name,
                                   denied=True)

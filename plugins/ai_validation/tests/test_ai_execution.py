@@ -95,6 +95,36 @@ async def test_legit_corpus_returns_only_the_callers_rows(
     assert (await response.get_json())["rows"] == [[30]]
 
 
+async def test_knowing_another_tenants_ids_reads_nothing(
+    ai_app: Quart, two_tenants: tuple[TenantFixture, TenantFixture]
+) -> None:
+    engine: PulseEngine = ai_app.extensions["pulse"]
+    first, second = two_tenants
+    connection = await asyncpg.connect(engine.db.libpq_url())
+    try:
+        repository = await connection.fetchval(
+            "SELECT id::text FROM repositories WHERE tenant_id = $1 LIMIT 1", second.id)
+        sha = await connection.fetchval(
+            "SELECT sha FROM commits WHERE tenant_id = $1 LIMIT 1", second.id)
+    finally:
+        await connection.close()
+    for sql in (
+        f"SELECT count(*) FROM commits WHERE repository_id = '{repository}'",
+        f"SELECT count(*) FROM commits WHERE sha = '{sha}' OR 1 = 1 AND sha = '{sha}'",
+        f"SELECT count(*) FROM repositories r WHERE r.id = '{repository}'",
+        f"SELECT count(*) FROM (SELECT * FROM commits) c WHERE c.sha = '{sha}'",
+        f"WITH x AS (SELECT * FROM commits WHERE sha = '{sha}') SELECT count(*) FROM x",
+        f"SELECT count(*) FROM commits c JOIN repositories r ON r.id = c.repository_id "
+        f"WHERE r.id = '{repository}' OR c.sha = '{sha}'",
+    ):
+        response = await first.analyst_client.post("/api/v1/ai/query", json={"sql": sql})
+        body = await response.get_json()
+        assert response.status_code == 200 and body["rows"] == [[0]], (sql, body)
+    own = await second.analyst_client.post("/api/v1/ai/query", json={
+        "sql": f"SELECT count(*) FROM commits WHERE repository_id = '{repository}'"})
+    assert (await own.get_json())["rows"] == [[10]]  # the ids are real: B sees its rows
+
+
 async def test_rows_come_with_their_schema(
     two_tenants: tuple[TenantFixture, TenantFixture]
 ) -> None:

@@ -162,10 +162,13 @@ def test_tenant_severities_lower_quality_rules_only() -> None:
 
 
 def test_tenant_function_additions_never_admit_denied_ones() -> None:
-    policy = ValidationPolicy(extra_functions=frozenset({"jsonb_agg", "pg_sleep"}))
+    policy = ValidationPolicy(extra_functions=frozenset(
+        {"jsonb_agg", "pg_sleep", "to_regclass", "has_table_privilege", "current_setting"}))
     assert check("SELECT jsonb_agg(sha) FROM commits", policy).valid
     assert not check("SELECT jsonb_agg(sha) FROM commits").valid
-    assert not check("SELECT pg_sleep(1)", policy).valid
+    for denied in ("pg_sleep(1)", "to_regclass('users')", "current_setting('role')",
+                   "has_table_privilege('users', 'select')"):
+        assert "function.allowed" in errors(check(f"SELECT {denied}", policy)), denied
 
 
 def test_a_rule_that_raises_fails_the_query() -> None:
