@@ -30,7 +30,7 @@ class NoSelectStar:
         from pulse_ai_validation.rules import Finding
 
         for _star in context.tree.find_all(exp.Star):
-            yield Finding(self.rule_id, self.severity, "SELECT * reads every column.")
+            yield Finding(self.rule_id, "warning", "SELECT * reads every column.")
 
 
 class VelocityRow(BaseModel):
