@@ -113,16 +113,50 @@ async def ensure_role(engine: Engine, settings: AiValidationSettings, catalog: C
         database = await session.scalar(text("SELECT current_database()"))
         await session.execute(text(f"GRANT CONNECT ON DATABASE {_quote(str(database))} TO {role}"))
         await session.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
-        await session.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
         await session.execute(text(f"REVOKE CREATE ON SCHEMA public FROM {role}"))
-        policies = set((await session.execute(text(
-            "SELECT tablename FROM pg_policies WHERE schemaname = 'public' AND policyname = :p"
-        ), {"p": POLICY})).scalars().all())
+        # Only what is missing or different changes: every process runs this at start, and
+        # revoking then granting again would refuse other processes' queries meanwhile;
+        # CREATE/DROP POLICY lock the table exclusively.
+        table_grants = (await session.execute(text(
+            "SELECT DISTINCT table_name FROM information_schema.table_privileges "
+            "WHERE grantee = :role AND table_schema = 'public'"), {"role": settings.db_role}
+        )).scalars().all()
+        for name in table_grants:
+            await session.execute(text(f"REVOKE ALL ON {_quote(name)} FROM {role}"))
+        granted = {
+            (table_name, column_name)
+            for table_name, column_name in (await session.execute(text(
+                "SELECT table_name, column_name FROM information_schema.column_privileges "
+                "WHERE grantee = :role AND table_schema = 'public' "
+                "AND privilege_type = 'SELECT'"), {"role": settings.db_role})).all()
+        }
+        wanted = {
+            (table.name, column)
+            for table in catalog.tables.values()
+            for column in ("tenant_id", *table.column_names)
+        }
+        for table_name in sorted({t for t, _ in granted - wanted}):
+            extra = ", ".join(_quote(c) for t, c in sorted(granted - wanted) if t == table_name)
+            await session.execute(text(
+                f"REVOKE SELECT ({extra}) ON {_quote(table_name)} FROM {role}"))
+        for table_name in sorted({t for t, _ in wanted - granted}):
+            missing = ", ".join(_quote(c) for t, c in sorted(wanted - granted) if t == table_name)
+            await session.execute(text(
+                f"GRANT SELECT ({missing}) ON {_quote(table_name)} TO {role}"))
+        expected_qual = ("(tenant_id = (NULLIF(current_setting('pulse.tenant_id'::text, true), "
+                         "''::text))::uuid)")
+        policies = {
+            name: (list(roles), qual)
+            for name, roles, qual in (await session.execute(text(
+                "SELECT tablename, roles, qual FROM pg_policies WHERE schemaname = 'public' "
+                "AND policyname = :p"), {"p": POLICY})).all()
+        }
         for table in catalog.tables.values():
-            columns = ", ".join(_quote(c) for c in ("tenant_id", *table.column_names))
             name = _quote(table.name)
-            await session.execute(text(f"GRANT SELECT ({columns}) ON {name} TO {role}"))
-            if table.name in policies:
+            existing = policies.get(table.name)
+            if existing == ([settings.db_role], expected_qual):
+                continue
+            if existing is not None:
                 await session.execute(text(f"DROP POLICY {POLICY} ON {name}"))
             await session.execute(text(
                 f"CREATE POLICY {POLICY} ON {name} FOR SELECT TO {role} USING (tenant_id = "

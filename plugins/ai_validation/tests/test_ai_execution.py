@@ -292,3 +292,25 @@ async def test_health_reports_the_catalog_and_the_role(ai_app: Quart) -> None:
     assert checks["catalog"] == {"status": "healthy", "tables": 17, "missing_tables": []}
     assert checks["execution_role"] == {"status": "healthy", "privileged": False,
                                         "role_memberships": 0}
+
+
+async def test_a_second_start_changes_nothing(engine: PulseEngine) -> None:
+    """Every process sets the role up at start: an up-to-date role is left alone (no
+    policy recreated, no grant revoked in between)."""
+    query = ("SELECT p.oid, p.polname, c.relname FROM pg_policy p JOIN pg_class c ON "
+             "c.oid = p.polrelid WHERE p.polname = 'pulse_ai_tenant' ORDER BY c.relname")
+    grants = ("SELECT table_name, column_name FROM information_schema.column_privileges "
+              "WHERE grantee = $1 ORDER BY 1, 2")
+    role = service_for(engine).settings.db_role
+    connection = await asyncpg.connect(engine.db.libpq_url())
+    try:
+        before = await connection.fetch(query)
+        granted = await connection.fetch(grants, role)
+        await service_for(engine).start()
+        assert await connection.fetch(query) == before
+        assert await connection.fetch(grants, role) == granted
+        assert len(before) == 17
+        assert ("people", "email") not in {tuple(r) for r in granted}
+        assert ("commits", "tenant_id") in {tuple(r) for r in granted}
+    finally:
+        await connection.close()
