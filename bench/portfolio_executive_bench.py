@@ -101,8 +101,6 @@ async def run(scale: float, repeat: int) -> None:
             async with running_app(settings) as app:
                 engine: PulseEngine = app.extensions["pulse"]
                 tenant_id = await create_tenant(engine, "bench-large")
-                client = ApiClient(app, token_for(engine, await create_user(
-                    engine, tenant_id, "viewer")))
                 began = time.perf_counter()
                 await generate(engine, tenant_id, scale)
                 items = await generate_work_items(engine, tenant_id, scale)
@@ -112,6 +110,9 @@ async def run(scale: float, repeat: int) -> None:
                       f"{sizes(scale)['deployments'] * 5:,} commits, {items:,} work items "
                       f"({items * 3:,} status changes); generated and refreshed in "
                       f"{time.perf_counter() - began:.0f} s", flush=True)
+                # the token is made after the generation, which may outlast its lifetime
+                client = ApiClient(app, token_for(engine, await create_user(
+                    engine, tenant_id, "viewer")))
                 ends = [(SPAN_START + timedelta(days=700 + 7 * i)).date().isoformat()
                         for i in range(repeat + 1)]
                 await timed(client, "/api/v1/portfolio/executive", end=ends[-1])  # warm-up
