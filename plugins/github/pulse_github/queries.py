@@ -394,30 +394,24 @@ async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRu
 WITH changes AS (
     SELECT f.repository_id, f.sha, f.path,
            count(*) OVER (PARTITION BY f.repository_id, f.sha) AS size
-    FROM (SELECT c.repository_id, c.sha {_commits(scope, merges=False)}) cs
-    JOIN commit_files f ON f.tenant_id = CAST(:tenant AS uuid)
-     AND f.repository_id = cs.repository_id AND f.sha = cs.sha
+    {_commits(scope, merges=False, join=FILES_JOIN)}
 ),
-kept AS (SELECT repository_id, sha, path FROM changes WHERE size <= :max_changeset),
-revs AS (SELECT repository_id, path, count(*) AS revs FROM kept GROUP BY repository_id, path),
-frequent AS (
-    SELECT k.repository_id, k.sha, k.path FROM kept k
-    JOIN revs r ON r.repository_id = k.repository_id AND r.path = k.path
-    WHERE r.revs >= :min_revs
+kept AS (
+    SELECT repository_id, sha, path,
+           count(*) OVER (PARTITION BY repository_id, path) AS revs
+    FROM changes WHERE size <= :max_changeset
 ),
+frequent AS (SELECT repository_id, sha, path, revs FROM kept WHERE revs >= :min_revs),
 pairs AS (
-    SELECT a.repository_id, a.path, b.path AS coupled_path, count(*) AS shared
+    SELECT a.repository_id, a.path, b.path AS coupled_path, a.revs, b.revs AS coupled_revs,
+           count(*) AS shared
     FROM frequent a JOIN frequent b
       ON b.repository_id = a.repository_id AND b.sha = a.sha AND b.path > a.path
-    GROUP BY a.repository_id, a.path, b.path
+    GROUP BY a.repository_id, a.path, b.path, a.revs, b.revs
     HAVING count(*) >= :min_shared
 ),
 degrees AS (
-    SELECT p.*, ra.revs AS revs, rb.revs AS coupled_revs,
-           p.shared / ((ra.revs + rb.revs) / 2.0) AS degree
-    FROM pairs p
-    JOIN revs ra ON ra.repository_id = p.repository_id AND ra.path = p.path
-    JOIN revs rb ON rb.repository_id = p.repository_id AND rb.path = p.coupled_path
+    SELECT *, shared / ((revs + coupled_revs) / 2.0) AS degree FROM pairs
 )
 SELECT * FROM degrees
 WHERE degree >= :min_degree
@@ -437,6 +431,9 @@ LIMIT :limit
               "after_repo": after.repository_id if after else None,
               "after_path": after.path if after else None,
               "after_coupled": after.coupled_path if after else None}
+    # the self-join of a materialised CTE has no statistics: without this the planner may
+    # pick a nested loop over it (quadratic); a hash join is linear (this transaction only)
+    await session.execute(text("SET LOCAL enable_nestloop = off"))
     rows = await session.execute(text(sql), params)
     names = await repository_names(session, scope)
     return [{"repository": {"id": str(row.repository_id),
