@@ -76,10 +76,13 @@ def facts_sql(scope: Scope, anchor: str, name: str = "facts") -> str:
     LEFT JOIN person_identities pa
       ON pa.tenant_id = pr.tenant_id AND pa.id = pr.author_identity_id
     LEFT JOIN LATERAL (
-        SELECT min(c.authored_at) AS first_commit FROM commits c
-        WHERE c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
-          AND ((c.pull_request_number = pr.number AND NOT c.is_merge)
-               OR c.sha = pr.head_sha)
+        SELECT least(
+            (SELECT min(c.authored_at) FROM commits c
+             WHERE c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
+               AND c.pull_request_number = pr.number AND NOT c.is_merge),
+            (SELECT c.authored_at FROM commits c
+             WHERE c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
+               AND c.sha = pr.head_sha)) AS first_commit
     ) own ON true
     LEFT JOIN LATERAL (
         SELECT min(at) AS first_review,
