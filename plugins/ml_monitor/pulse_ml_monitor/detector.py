@@ -147,6 +147,8 @@ def infer_periods(values: Floats, interval_seconds: float) -> tuple[int, ...]:
     found: list[int] = []
     for seconds in (86_400.0, 7 * 86_400.0):
         points = seconds / interval_seconds
+        if not math.isfinite(points) or points > n:
+            continue
         period = round(points)
         if period < 2 or abs(points - period) > 0.01 * points or n < 3 * period:
             continue
@@ -242,6 +244,8 @@ def detect(
     t = times[order]
     v = values[order]
     interval = interval_seconds or infer_interval(t)
+    if not (math.isfinite(interval) and interval > 0):
+        raise SeriesError("the sampling interval must be a positive number of seconds")
     span = t[-1] - t[0]
     if span / interval + 1 > MAX_GRID_FACTOR * v.size:
         interval = span / (MAX_GRID_FACTOR * v.size)

@@ -417,7 +417,7 @@ class DetectIn(_Strict):
         Annotated[int, Field(ge=2, le=100_000, strict=True)]] = Field(
         "auto", description="auto: inferred; none; or the seasonal periods, in points.")
     interval_seconds: float | None = Field(
-        None, gt=0, le=31_622_400, allow_inf_nan=False, strict=True,
+        None, ge=0.001, le=31_622_400, allow_inf_nan=False, strict=True,
         description="The sampling interval (default: the median gap).")
     alpha: float = Field(0.05, ge=0.0001, le=0.2, strict=True,
                          description="The ESD test's significance.")

@@ -107,6 +107,14 @@ def test_detector_finds_injected_anomalies_with_high_precision() -> None:
         assert hit / total >= 0.75, kind
 
 
+def test_tiny_intervals_do_not_overflow() -> None:
+    values = np.arange(20, dtype=float)
+    found = detector.detect(np.arange(20) * 1e-6, values, interval_seconds=1e-6)
+    assert found.periods == ()
+    with pytest.raises(detector.SeriesError):
+        detector.detect(np.arange(20.0), values, interval_seconds=float("inf"))
+
+
 def test_expected_range_holds_every_unflagged_point() -> None:
     rng = np.random.default_rng(4)
     values = rng.normal(50, 2, 500)
@@ -169,6 +177,9 @@ async def test_detect_takes_50000_points_and_answers_the_injected_ones(
       "seasonality": "weekly"}, 422),
     ({"series": [{"at": f"2026-01-0{d}T00:00:00Z", "value": d} for d in range(1, 10)],
       "alpha": 2}, 422),
+    # found by schemathesis: a subnormal interval overflowed the period inference (500)
+    ({"series": [{"at": f"2026-01-0{d}T00:00:00Z", "value": d} for d in range(1, 10)],
+      "interval_seconds": 5e-324}, 422),
 ])
 async def test_bad_series_are_refused(
     ml_tenant: TenantFixture, body: dict[str, Any], status: int
