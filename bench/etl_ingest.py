@@ -18,7 +18,7 @@ pulse-etl plugin, then measures, as the median of ``rounds`` interleaved rounds:
    lines at a time with lines of other files, so git diffs real-sized files): parsing
    only, and a full ingest job into PostgreSQL (target: within 3x); with the database
    write floor of that job: a plain COPY of the same rows (people, identities, commits,
-   parents) into fresh tables of the same shape and indexes.
+   parents, files) into fresh tables of the same shape and indexes.
 """
 
 from __future__ import annotations
@@ -226,7 +226,8 @@ async def bench_git(engine: PulseEngine, repo: Path, commits: int, rounds: int
         assert len(parsed) == commits
         tenant = await create_tenant(engine)
         await empty_tables(engine, [ENTITIES[entity].table.name for entity in (
-            "repositories", "people", "person_identities", "commits", "commit_parents")])
+            "repositories", "people", "person_identities", "commits", "commit_parents",
+            "commit_files")])
         job = await service.create_job(tenant, {"connector": "git", "config": {
             "path": str(repo), "branch": "main"}}, None, enqueue=False)
         started = time.perf_counter()
