@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from pulse_engine.migrations import upgrade
+from pulse_engine.migrations import OWNER_POLICY_NAME, POLICY_NAME, upgrade
 from pulse_engine.testing import make_settings, make_tenant, running_app
 
 
@@ -49,8 +49,10 @@ async def test_upgrade_again_while_a_load_holds_its_rows(
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
                 "AND c.relkind = 'r' AND a.attname = 'tenant_id' AND NOT c.relforcerowsecurity"
             ))
+            # the engine's two (other plugins may add their own, as pulse-ai-validation does)
             policies = await connection.scalar(text(
-                "SELECT count(*) FROM pg_policies WHERE tablename = 'projects'"
-            ))
+                "SELECT count(*) FROM pg_policies WHERE tablename = 'projects' "
+                "AND policyname IN (:isolation, :owner)"
+            ), {"isolation": POLICY_NAME, "owner": OWNER_POLICY_NAME})
         assert unforced == 0
         assert policies == 2
