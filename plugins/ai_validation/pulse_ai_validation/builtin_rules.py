@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -147,7 +148,7 @@ def nearest(name: str, candidates: Iterable[str], count: int = 3) -> list[str]:
     return list(dict.fromkeys([*sorted(prefixed, key=len), *similar]))[:count]
 
 
-class Rule:
+class Rule(ABC):
     """Base of the built-in rules: an id, a default severity and a description."""
 
     rule_id: ClassVar[str]
@@ -156,9 +157,9 @@ class Rule:
     stage: ClassVar[str] = "tree"
     security: ClassVar[bool] = True
 
+    @abstractmethod
     def check(self, context: ValidationContext) -> Iterable[Finding]:
         """The findings of this rule."""
-        raise NotImplementedError
 
 
 # -- statements stage -----------------------------------------------------------------
