@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from test_embedded import embedded_settings
 
 from pulse_engine import embedded
 from pulse_engine.embedded import NEW_FOLDER_MAJOR, EmbeddedVersionError, open_embedded_server
 from pulse_engine.runtime import running_engine
-from pulse_engine.settings import Settings
 from pulse_engine.testing import create_tenant
-
-
-def embedded_settings(data_dir: Path, **values: object) -> Settings:
-    """Settings with nothing configured but the data folder (and what is given)."""
-    return Settings(_env_file=None, data_dir=data_dir, log_level="WARNING", **values)  # type: ignore[call-arg]
 
 
 def server_facts(server: object) -> tuple[int, str]:
