@@ -1,5 +1,6 @@
-"""Pull-request flow and review analytics: the SQL over pull requests, reviews, review
-comments, commits and shipped deployments.
+"""Pull-request flow and review analytics: the SQL over the per-pull-request facts
+(``github_pull_requests``, derived from pull requests, reviews, review comments, commits
+and shipped deployments by :mod:`pulse_github.refresh`), reviews and deployments.
 
 One fact row per pull request (:func:`facts_sql`), for the pull requests of the scope's
 repositories whose ``anchor`` time (opened, merged, closed) lies in the window, opened by
@@ -55,66 +56,27 @@ CYCLE = at_least_zero(seconds("deployed", "started"))
 TO_MERGE = at_least_zero(seconds("merged_at", "started"))
 
 
-def _other_reviewer(author: str) -> str:
-    """SQL: the review identity ``ri`` is someone other than ``author`` and not a bot."""
-    return f"ri.person_id IS DISTINCT FROM {author} AND NOT {_bot('ri')}"
+#: The fact column of each anchor a caller names (pull_requests' column names).
+ANCHORS: dict[str, str] = {
+    "created_at_source": "opened_at", "merged_at": "merged_at", "closed_at": "closed_at"}
 
 
 def facts_sql(scope: Scope, anchor: str, name: str = "facts") -> str:
     """SQL of the CTE ``name`` (see the module docstring), for pull requests whose
-    ``anchor`` column (``created_at_source``, ``merged_at``, ``closed_at``) is in the
-    window; ``anchor`` is its own column."""
+    ``anchor`` time (``created_at_source``, ``merged_at``, ``closed_at``) is in the
+    window; ``anchor`` is its own column. One range scan of the facts' index on that time
+    (:mod:`pulse_github.tables`, kept current by :mod:`pulse_github.refresh`)."""
+    column = ANCHORS[anchor]
     return f"""
 {name} AS (
-    SELECT pr.id, pr.repository_id, pr.number, pr.state, pr.head_ref,
-           pr.created_at_source AS opened, pr.merged_at, pr.closed_at, pr.{anchor} AS anchor,
-           pr.additions, pr.deletions, pr.changed_files, pa.person_id AS author,
-           least(pr.created_at_source, own.first_commit) AS started,
-           reviewed.first_review, reviewed.reviewed_before_merge, reviewed.rounds,
-           shipped.deployed
-    FROM pull_requests pr
-    LEFT JOIN person_identities pa
-      ON pa.tenant_id = pr.tenant_id AND pa.id = pr.author_identity_id
-    LEFT JOIN LATERAL (
-        SELECT least(
-            (SELECT min(c.authored_at) FROM commits c
-             WHERE c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
-               AND c.pull_request_number = pr.number AND NOT c.is_merge),
-            (SELECT c.authored_at FROM commits c
-             WHERE c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
-               AND c.sha = pr.head_sha)) AS first_commit
-    ) own ON true
-    LEFT JOIN LATERAL (
-        SELECT min(at) AS first_review,
-               bool_or(at <= coalesce(pr.merged_at, 'infinity')) AS reviewed_before_merge,
-               CASE WHEN count(*) FILTER (WHERE kind = 'review') > 0
-                    THEN 1 + count(*) FILTER (WHERE state = 'changes_requested')
-                    ELSE 0 END AS rounds
-        FROM (
-            SELECT r.submitted_at AS at, 'review' AS kind, r.state
-            FROM reviews r JOIN person_identities ri
-              ON ri.tenant_id = r.tenant_id AND ri.id = r.reviewer_identity_id
-            WHERE r.tenant_id = pr.tenant_id AND r.pull_request_id = pr.id
-              AND r.submitted_at IS NOT NULL AND r.state <> 'pending'
-              AND {_other_reviewer('pa.person_id')}
-            UNION ALL
-            SELECT rc.created_at_source, 'comment', NULL
-            FROM review_comments rc JOIN person_identities ri
-              ON ri.tenant_id = rc.tenant_id AND ri.id = rc.author_identity_id
-            WHERE rc.tenant_id = pr.tenant_id AND rc.pull_request_id = pr.id
-              AND rc.created_at_source IS NOT NULL AND {_other_reviewer('pa.person_id')}
-        ) given
-    ) reviewed ON true
-    LEFT JOIN LATERAL (
-        SELECT min(d.finished_at) AS deployed
-        FROM deployment_commits dc
-        JOIN deployments d ON d.tenant_id = dc.tenant_id AND d.id = dc.deployment_id
-        WHERE dc.tenant_id = pr.tenant_id AND dc.repository_id = pr.repository_id
-          AND dc.environment = ANY(CAST(:environments AS text[]))
-          AND dc.sha = pr.merge_commit_sha AND d.result = 'success'
-    ) shipped ON pr.merge_commit_sha IS NOT NULL AND pr.merged_at IS NOT NULL
-    WHERE{scope.repository_clause('pr')} AND pr.{anchor} >= :start AND pr.{anchor} < :end
-      AND (pa.id IS NULL OR NOT {_bot('pa')}){scope.person_clause('pa.person_id')}
+    SELECT f.pull_request_id AS id, f.repository_id, f.number, f.state, f.head_ref,
+           f.opened_at AS opened, f.merged_at, f.closed_at, f.{column} AS anchor,
+           f.additions, f.deletions, f.changed_files, f.author_person_id AS author,
+           f.started_at AS started, f.first_review_at AS first_review,
+           f.reviewed_before_merge, f.review_rounds AS rounds, f.deployed_at AS deployed
+    FROM github_pull_requests f
+    WHERE{scope.repository_clause('f')} AND f.{column} >= :start AND f.{column} < :end
+      AND NOT f.author_is_bot{scope.person_clause('f.author_person_id')}
 )"""
 
 

@@ -1,0 +1,108 @@
+"""pulse-github's derived tables: per pull request, the times its flow analytics read.
+
+They are recomputed by :mod:`pulse_github.refresh` after ETL loads (and in full after a
+configuration change) from pulse-etl's tables and the tenant's configuration, so that a
+window of pull-request flow is one range scan of one index instead of per-request lookups
+of commits, reviews, review comments and shipped deployments:
+
+* ``github_pull_requests``: one row per pull request of the tenant with its times
+  (opened, merged, closed), sizes, head branch, its author's merged person and whether the
+  author is a bot (the tenant's ``bot_patterns``), and the derived phase ends: ``started_at``
+  (its first own commit, else its opening), ``first_review_at`` (the first review or review
+  comment by someone else who is not a bot), ``reviewed_before_merge``, ``review_rounds``
+  and ``deployed_at`` (the first successful deployment to one of the tenant's
+  ``production_environments`` that shipped its merge commit);
+* ``github_refresh_state``: when a tenant's facts were last recomputed.
+
+Both are tenant tables: the engine's migration runner forces row-level security on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+
+metadata = MetaData()
+
+
+def _uuid(name: str, nullable: bool = True) -> Column[Any]:
+    return Column(name, UUID(as_uuid=False), nullable=nullable)
+
+
+def _time(name: str, nullable: bool = True, comment: str | None = None) -> Column[Any]:
+    return Column(name, DateTime(timezone=True), nullable=nullable, comment=comment)
+
+
+github_pull_requests = Table(
+    "github_pull_requests",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _uuid("pull_request_id", nullable=False),
+    _uuid("repository_id", nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("head_ref", String(255)),
+    _time("opened_at"),
+    _time("merged_at"),
+    _time("closed_at"),
+    Column("additions", Integer),
+    Column("deletions", Integer),
+    Column("changed_files", Integer),
+    _uuid("author_person_id"),
+    Column(
+        "author_is_bot",
+        Boolean,
+        nullable=False,
+        server_default=text("false"),
+        comment="the author's login or name matches the tenant's bot_patterns",
+    ),
+    _time(
+        "started_at", comment="earliest author time of its own commits and head commit, else opened"
+    ),
+    _time(
+        "first_review_at", comment="first review or review comment by someone else who is not a bot"
+    ),
+    Column("reviewed_before_merge", Boolean, nullable=False, server_default=text("false")),
+    Column(
+        "review_rounds",
+        SmallInteger,
+        nullable=False,
+        server_default=text("0"),
+        comment="1 + reviews requesting changes when reviewed by someone else, else 0",
+    ),
+    _time(
+        "deployed_at",
+        comment="first successful production deployment shipping the merge "
+        "commit (the tenant's production_environments at the refresh)",
+    ),
+    PrimaryKeyConstraint("tenant_id", "pull_request_id"),
+    Index("ix_github_pull_requests_opened", "tenant_id", "repository_id", "opened_at"),
+    Index("ix_github_pull_requests_merged", "tenant_id", "repository_id", "merged_at"),
+    Index("ix_github_pull_requests_closed", "tenant_id", "repository_id", "closed_at"),
+    Index("ix_github_pull_requests_deployed", "tenant_id", "deployed_at"),
+)
+
+github_refresh_state = Table(
+    "github_refresh_state",
+    metadata,
+    _uuid("tenant_id", nullable=False),
+    _time("refreshed_at", nullable=False, comment="when the last refresh began"),
+    _time("full_refresh_at", comment="when the last full refresh began"),
+    PrimaryKeyConstraint("tenant_id"),
+)
+
+TABLES = (github_pull_requests, github_refresh_state)
