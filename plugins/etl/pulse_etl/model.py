@@ -372,6 +372,9 @@ work_items = _source_entity(
     _tz("resolved_at"),
     Index("ix_work_items_sprint", "tenant_id", "sprint_id"),
     Index("ix_work_items_project", "tenant_id", "project_id", "created_at_source"),
+    # items finished in a window, and the newest resolution (etl_0005)
+    Index("ix_work_items_resolved", "tenant_id", "resolved_at",
+          postgresql_where=text("resolved_at IS NOT NULL")),
 )
 
 work_item_status_changes = _source_entity(
