@@ -1,0 +1,205 @@
+"""The per-pull-request facts follow the ETL loads (each load queues an incremental
+refresh that equals a full one), are filled for tenants without them when a process
+starts, and are tenant-scoped under row-level security.
+
+The scenario (March 2026, UTC; loaded as the GitHub and git connectors load it): Ada's
+pull request #1, opened 03-02 10:00 and merged 03-03 12:00 with merge commit ``a…``; then
+Bob's approving review at 03-02 14:00 (with its pull request, as the connector sends it);
+then the head commit ``b…`` authored 03-01 10:00 and the merge commit; then a successful
+production deployment at 03-03 18:00 that ships the merge commit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from github_rows import Rows
+from pulse_etl.connectors import github_mapping as gm
+from pulse_etl.model import stable_id
+from pulse_etl.plugin import service_for
+from pulse_etl.service import load_batch
+from pulse_github.refresh import queue_missing, refresh_tenant
+from quart import Quart
+from sqlalchemy import text
+
+from pulse_engine.app import PulseEngine
+from pulse_engine.testing import TenantFixture, make_tenant
+
+PREFIX = "/api/v1/analytics/github"
+MARCH = {"start": "2026-03-01", "end": "2026-04-01"}
+H = 3600.0
+MERGE, HEAD = "a" * 40, "b" * 40
+ADA = {"id": 1, "login": "ada"}
+BOB = {"id": 2, "login": "bob"}
+PULL = {
+    "id": 101,
+    "number": 1,
+    "user": ADA,
+    "state": "closed",
+    "title": "Totals",
+    "created_at": "2026-03-02T10:00:00Z",
+    "merged_at": "2026-03-03T12:00:00Z",
+    "closed_at": "2026-03-03T12:00:00Z",
+    "merge_commit_sha": MERGE,
+    "head": {"ref": "totals", "sha": HEAD},
+    "additions": 3,
+    "deletions": 1,
+    "changed_files": 1,
+}
+
+
+def one(values: list[float]) -> dict[str, Any]:
+    """The statistics of a single observation (or of none)."""
+    if not values:
+        return {"median": None, "p75": None, "p90": None, "mean": None, "sample_size": 0}
+    [value] = values
+    return {"median": value, "p75": value, "p90": value, "mean": value, "sample_size": 1}
+
+
+async def cycle(tenant: TenantFixture) -> dict[str, Any]:
+    """March's cycle-time point."""
+    response = await tenant.viewer_client.get(
+        f"{PREFIX}/pull-requests/cycle-time", query_string=MARCH
+    )
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    [point] = body["series"]
+    return dict(point)
+
+
+async def facts(engine: PulseEngine, tenant_id: str) -> list[Any]:
+    """The tenant's fact rows, as stored."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        return list(
+            (
+                await session.execute(
+                    text("SELECT * FROM github_pull_requests ORDER BY pull_request_id")
+                )
+            ).all()
+        )
+
+
+async def test_the_facts_follow_each_load(engine: PulseEngine, gh_tenant: TenantFixture) -> None:
+    service = service_for(engine)
+    repository, repository_rows = gm.repository({"full_name": "acme/api"})
+
+    async def load(batch: dict[str, Any]) -> None:
+        await load_batch(service, gh_tenant.id, batch, "github")
+        assert await engine.queue.wait_idle(30)
+
+    await load(gm.merge(repository_rows, gm.pull_request(PULL, repository)))
+    point = await cycle(gh_tenant)
+    assert point["merged"] == 1 and point["time_to_merge"] == one([26 * H])
+    assert point["phases"]["pickup"] == one([]) and point["cycle_time"] == one([])
+
+    review = {"id": 9, "user": BOB, "state": "APPROVED", "submitted_at": "2026-03-02T14:00:00Z"}
+    await load(gm.merge(gm.pull_request(PULL, repository), gm.review(review, PULL)))
+    point = await cycle(gh_tenant)
+    assert point["phases"]["pickup"] == one([4 * H])
+    assert point["phases"]["review"] == one([22 * H])
+
+    def commit(sha: str, authored: str, *, merge: bool) -> dict[str, Any]:
+        moment = datetime.fromisoformat(authored).replace(tzinfo=UTC)
+        return {
+            "id": stable_id("commits", repository, sha),
+            "repository_id": repository,
+            "sha": sha,
+            "source": "git",
+            "message": "Totals",
+            "authored_at": moment,
+            "committed_at": moment,
+            "is_merge": merge,
+        }
+
+    await load(
+        {
+            "commits": [
+                commit(HEAD, "2026-03-01 10:00", merge=False),
+                commit(MERGE, "2026-03-03 12:00", merge=True),
+            ],
+            "commit_parents": [
+                {"repository_id": repository, "sha": MERGE, "position": 0, "parent_sha": HEAD}
+            ],
+        }
+    )
+    point = await cycle(gh_tenant)
+    assert point["time_to_merge"] == one([50 * H])  # started at the head commit
+    assert point["phases"]["coding"] == one([24 * H])
+
+    # after the merge: only the deployment's shipped commits reach the pull request
+    finished = datetime(2026, 3, 3, 18, tzinfo=UTC)
+    await load(
+        {
+            "deployments": [
+                {
+                    "id": stable_id("deployments", "test", "d1"),
+                    "source": "test",
+                    "external_id": "d1",
+                    "repository_id": repository,
+                    "service": "api",
+                    "environment": "production",
+                    "result": "success",
+                    "started_at": finished.replace(minute=0, hour=17),
+                    "finished_at": finished,
+                    "sha": MERGE,
+                }
+            ]
+        }
+    )
+    point = await cycle(gh_tenant)
+    assert point["phases"]["deploy"] == one([6 * H])
+    assert point["cycle_time"] == one([56 * H])
+
+    # every incremental refresh gave what a full one gives
+    incremental = await facts(engine, gh_tenant.id)
+    assert len(incremental) == 1
+    await refresh_tenant(engine, gh_tenant.id)
+    assert await facts(engine, gh_tenant.id) == incremental
+
+
+async def test_a_starting_process_fills_the_facts_of_tenants_without_them(
+    engine: PulseEngine, gh_tenant: TenantFixture
+) -> None:
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    _, ada = await rows.person("Ada", "ada")
+    await rows.pull_request(repository, 1, ada, "2026-03-02 10:00", merged="2026-03-03 12:00")
+    assert await facts(engine, gh_tenant.id) == []  # written past the ETL loads
+    assert await queue_missing(engine) >= 1
+    assert await engine.queue.wait_idle(30)
+    assert len(await facts(engine, gh_tenant.id)) == 1
+    assert (await cycle(gh_tenant))["time_to_merge"] == one([26 * H])
+
+
+async def test_the_facts_are_tenant_scoped(
+    engine: PulseEngine, github_app: Quart, gh_tenant: TenantFixture
+) -> None:
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    _, ada = await rows.person("Ada", "ada")
+    await rows.pull_request(repository, 1, ada, "2026-03-02 10:00", merged="2026-03-03 12:00")
+    await refresh_tenant(engine, gh_tenant.id)
+    other = await make_tenant(github_app)
+    await refresh_tenant(engine, other.id)
+    assert len(await facts(engine, gh_tenant.id)) == 1
+    assert await facts(engine, other.id) == []
+    async with engine.db.tenant_session(other.id) as session:
+        states = (
+            (await session.execute(text("SELECT tenant_id FROM github_refresh_state")))
+            .scalars()
+            .all()
+        )
+    assert states == [other.id]
+    async with engine.db.system_session() as session:
+        forced = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT relname, relforcerowsecurity FROM pg_class WHERE relname IN "
+                        "('github_pull_requests', 'github_refresh_state')"
+                    )
+                )
+            ).all()
+        )
+    assert forced == {"github_pull_requests": True, "github_refresh_state": True}
