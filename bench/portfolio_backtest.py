@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--origins", type=int, default=195)
     parser.add_argument("--history", type=int, default=180, help="days before each origin")
     parser.add_argument("--quick", action="store_true", help="fewer origins and trials")
+    parser.add_argument("--trials", type=int, default=0, help="trials per forecast "
+                        "(default 10,000; 2,000 with --quick)")
     parser.add_argument("--extract", action="store_true", help="re-extract the real histories")
     parser.add_argument("--methods", default="bootstrap,block,calibrated")
     parser.add_argument("--only", default="", help="comma-separated history names")
@@ -203,7 +205,7 @@ def main() -> None:
     if args.extract:
         extract()
     origins = 60 if args.quick else args.origins
-    trials = 2000 if args.quick else 10_000
+    trials = args.trials or (2000 if args.quick else 10_000)
     histories: list[tuple[str, np.ndarray, int, int]] = [
         # name, daily counts, "when" remaining, "how many" days
         ("synthetic poisson", synthetic("poisson", 1500, 1), 10, 28),

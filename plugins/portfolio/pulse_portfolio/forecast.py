@@ -21,7 +21,10 @@ How a trial draws the future (see ``docs/portfolio.md`` for the measurements beh
    whose outcome is known), recording where the actual outcome fell in its simulated
    distribution. The simulated quantile level reported for a stated likelihood ``q`` is
    the level that was met a fraction ``q`` of the time in those backtests (quantile
-   recalibration), shrunk towards ``q`` when there are few backtests.
+   recalibration), shrunk towards ``q`` by how many *independent* outcomes the backtests
+   hold: backtests whose outcome windows overlap watched the same days and count as one
+   (:func:`effective_backtests`). A backtest whose items were not all done by the end of
+   the history is kept as a miss (censored), not dropped.
 
 Everything is bounded: trials, the history read, the horizon of a trial.
 """
@@ -63,8 +66,10 @@ class ForecastModel:
         resample of the whole window's mean to the window's mean (the uncertainty of the
         pace itself, which dominates when the horizon is as long as the window).
     :param calibration_origins: at most this many backtests calibrate a forecast.
-    :param min_calibration: fewer backtests than this: no calibration (``block`` alone).
-    :param shrinkage: pseudo-backtests at the stated level mixed into the calibration.
+    :param min_calibration: fewer effective (independent) backtests than this: no
+        calibration (``block`` alone).
+    :param shrinkage: pseudo-backtests at the stated level mixed into the calibration
+        (against the effective number of backtests).
     """
 
     method: Method = "calibrated"
@@ -92,6 +97,8 @@ class Forecast:
     #: level to the simulated quantile level used after calibration
     levels_used: dict[int, float]
     calibration_backtests: int
+    #: how many independent outcomes the backtests hold (see :func:`effective_backtests`)
+    calibration_effective: float
     method: str
     #: the simulated outcomes (completion day offsets, or totals), for likelihood queries
     outcomes: np.ndarray = field(repr=False)
@@ -227,15 +234,34 @@ def actual_when(future: np.ndarray, remaining: int) -> int | None:
     return int(reached[0]) if len(reached) else None
 
 
-def recalibrate(pits: Sequence[float], levels: Sequence[float], shrinkage: float) -> list[float]:
+def effective_backtests(windows: Sequence[tuple[int, int]]) -> float:
+    """How many independent outcomes backtests hold, from their outcome windows
+    ``(origin, days watched)``: the days the windows cover together over their mean
+    length. Disjoint windows give their number; backtests a week apart that each wait
+    months for their items watched the same months, and count about once."""
+    if not windows:
+        return 0.0
+    covered, reach = 0, -1
+    for origin, days in sorted(windows):
+        end = origin + max(days, 1)
+        covered += max(0, end - max(origin, reach))
+        reach = max(reach, end)
+    mean = sum(max(days, 1) for _, days in windows) / len(windows)
+    return min(float(len(windows)), covered / mean)
+
+
+def recalibrate(pits: Sequence[float], levels: Sequence[float], shrinkage: float,
+                effective: float | None = None) -> list[float]:
     """The simulated quantile level per stated level ``q``: the smallest level ``l`` at
     which a share ``q`` of the backtests came true (a backtest at level ``l`` comes true
     when its PIT is below ``l``), counting ``shrinkage`` perfectly calibrated
-    pseudo-backtests (true a share ``l`` of the time) among them."""
+    pseudo-backtests (true a share ``l`` of the time) against ``effective`` independent
+    backtests (default: every backtest is independent)."""
     values = np.sort(np.asarray(pits, dtype=float))
+    weight = 1.0 if effective is None or not len(values) else effective / len(values)
     grid = np.linspace(0.0005, 0.9995, 1999)
-    coverage = (np.searchsorted(values, grid, side="left") + shrinkage * grid) / (
-        len(values) + shrinkage)
+    coverage = (weight * np.searchsorted(values, grid, side="left") + shrinkage * grid) / (
+        weight * len(values) + shrinkage)
     out = []
     for q in levels:
         index = int(np.searchsorted(coverage, q, side="left"))
@@ -244,17 +270,19 @@ def recalibrate(pits: Sequence[float], levels: Sequence[float], shrinkage: float
 
 
 def _calibration(history: np.ndarray, kind: str, amount: int, model: ForecastModel,
-                 rng: np.random.Generator, longest: int) -> list[float]:
-    """PIT values of backtests from earlier origins of ``history`` whose outcome is known."""
+                 rng: np.random.Generator, longest: int) -> tuple[list[float], float]:
+    """PIT values of backtests from earlier origins of ``history``, and how many
+    independent outcomes they hold."""
     n = len(history)
     # each backtest draws from a full window, as the forecast itself does: a backtest from
     # a shorter past is a different forecast, and would calibrate the wrong one
     first = model.window
     last = n - (amount if kind == "how_many" else longest)
     if last <= first:
-        return []
+        return [], 0.0
     step = max(7, (last - first) // model.calibration_origins)
     pits: list[float] = []
+    windows: list[tuple[int, int]] = []
     for origin in range(last - 1, first - 1, -step):
         past = history[origin - model.window:origin]
         future = history[origin:]
@@ -262,16 +290,24 @@ def _calibration(history: np.ndarray, kind: str, amount: int, model: ForecastMod
             continue
         if kind == "when":
             actual = actual_when(future, amount)
-            if actual is None:
-                continue
+            horizon = min(max(longest * 2, 64), model.horizon)
             sims = simulate_when(past, amount, model, model.calibration_trials, rng,
-                                 horizon=min(max(longest * 2, 64), model.horizon))
+                                 horizon=horizon)
+            if actual is None:
+                # not done by the end of the history: missed at every level below the
+                # share of trials done by then (dropping it would drop the slow outcomes
+                # and teach the calibration that the forecasts are too cautious)
+                pits.append(float(np.mean(sims < min(len(future), horizon))))
+                windows.append((origin, len(future)))
+                continue
             pits.append(_pit_when(sims, actual))
+            windows.append((origin, actual + 1))
         else:
             actual = int(future[:amount].sum())
             sims = simulate_how_many(past, amount, model, model.calibration_trials, rng)
             pits.append(_pit_how_many(sims, actual))
-    return pits
+            windows.append((origin, amount))
+    return pits, effective_backtests(windows)
 
 
 class NotEnoughHistory(ValueError):
@@ -308,13 +344,14 @@ def forecast(history: Sequence[int], *, remaining: int | None = None,
         outcomes = simulate_how_many(recent, amount, model, model.trials, rng)
     stated = [level / 100 for level in levels]
     used = stated
-    backtests = 0
+    backtests, effective = 0, 0.0
     if model.method == "calibrated":
         longest = int(np.quantile(outcomes, 0.99)) + 1 if kind == "when" else amount
-        pits = _calibration(full, kind, amount, model, rng, min(longest, model.horizon))
+        pits, effective = _calibration(full, kind, amount, model, rng,
+                                       min(longest, model.horizon))
         backtests = len(pits)
-        if backtests >= model.min_calibration:
-            used = recalibrate(pits, stated, model.shrinkage)
+        if effective >= model.min_calibration:
+            used = recalibrate(pits, stated, model.shrinkage, effective)
     values: dict[int, int | None] = {}
     for level, q in zip(levels, used, strict=True):
         values[level] = (when_day(outcomes, q, model.horizon) if kind == "when"
@@ -322,7 +359,8 @@ def forecast(history: Sequence[int], *, remaining: int | None = None,
     return Forecast(
         kind=kind, values=values, trials=model.trials,
         levels_used=dict(zip(levels, used, strict=True)), calibration_backtests=backtests,
-        method=model.method if backtests >= model.min_calibration or model.method != "calibrated"
+        calibration_effective=round(effective, 1),
+        method=model.method if effective >= model.min_calibration or model.method != "calibrated"
         else "block", outcomes=outcomes,
     )
 

@@ -524,6 +524,7 @@ async def delivery_forecast(engine: Engine, settings: PortfolioSettings, tenant_
         "method": {"name": result.method, "window_days": model.window,
                    "block_days": model.block_days, "half_life_days": model.half_life_days,
                    "calibration_backtests": result.calibration_backtests,
+                   "effective_backtests": result.calibration_effective,
                    "levels_used": {str(k): v for k, v in result.levels_used.items()}},
     }
 

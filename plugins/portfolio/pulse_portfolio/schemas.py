@@ -157,6 +157,9 @@ class ForecastMethod(BaseModel):
     block_days: float
     half_life_days: float | None
     calibration_backtests: int
+    effective_backtests: float = Field(
+        description="How many independent outcomes the backtests hold (overlapping outcome "
+        "windows count once); below 12 there is no calibration.")
     levels_used: dict[str, float] = Field(description="Stated level -> simulated level used.")
 
 

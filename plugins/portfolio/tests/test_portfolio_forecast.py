@@ -73,6 +73,47 @@ def test_calibration_corrects_a_forecast_that_was_too_narrow() -> None:
     assert forecast.recalibrate([], [0.85], shrinkage=8) == [pytest.approx(0.85, abs=1e-3)]
 
 
+def test_overlapping_backtests_count_as_few_independent_outcomes() -> None:
+    # disjoint outcome windows: each is its own outcome
+    assert forecast.effective_backtests([(0, 10), (10, 10), (20, 10)]) == 3
+    # a week apart, each waiting 100 days: 114 days covered over a mean of 100
+    assert forecast.effective_backtests([(0, 100), (7, 100), (14, 100)]) == pytest.approx(1.14)
+    assert forecast.effective_backtests([]) == 0
+    # the PITs of the test above, held by 5 independent outcomes instead of 50, with 8
+    # pseudo-backtests: coverage at l in (0.1, 0.99) is (0.1 * 30 + 8 l) / 13 >= 0.5 from
+    # l = 0.4375 (instead of 0.1005)
+    levels = forecast.recalibrate([0.1] * 30 + [0.99] * 20, [0.5], shrinkage=8, effective=5)
+    assert levels[0] == pytest.approx(0.4375, abs=1e-3)
+
+
+def test_a_backtest_whose_items_were_not_done_counts_as_a_miss() -> None:
+    # one item a day for 390 days, then 10 empty days. Backtests of "when 5 more" run from
+    # day 389 back, a week apart (30 origins in days 180-389, each with a full 180-day
+    # past). From day 389 only one more item came: not done by the end. Its trials (one a
+    # day) were all done by day 4, before the 11 days it watched: PIT 1, a miss at every
+    # level, kept instead of dropped; every other backtest was done on day 4 as simulated
+    history = np.array([1] * 390 + [0] * 10)
+    model = forecast.ForecastModel(calibration_trials=500)
+    pits, effective = forecast._calibration(history, "when", 5, model,
+                                            np.random.default_rng(1), 10)
+    assert len(pits) == len(range(389, 179, -7)) == 30
+    assert pits[0] == 1.0 and set(pits[1:]) == {0.0}
+    # outcome windows of 11 and 5 days, a week apart: disjoint, each its own outcome
+    assert effective == pytest.approx(30)
+
+
+def test_a_sparse_history_is_not_calibrated_on_overlapping_backtests() -> None:
+    # an item every tenth day for two years: 10 more take about 100 days, so backtests a
+    # week apart watch the same months; a dense history's backtests do not overlap
+    sparse = forecast.forecast(([1] + [0] * 9) * 73, remaining=10, seed=3)
+    assert sparse.calibration_backtests >= 12 > sparse.calibration_effective
+    assert sparse.method == "block" and sparse.levels_used == {50: 0.5, 70: 0.7, 85: 0.85,
+                                                               95: 0.95}
+    dense = forecast.forecast([int(v) for v in np.random.default_rng(5).poisson(1.5, 730)],
+                              remaining=10, seed=3)
+    assert dense.method == "calibrated" and dense.calibration_effective >= 12
+
+
 async def test_too_little_history_is_refused(tenant: TenantFixture) -> None:
     refused = await post(tenant, {"throughput": [0, 0, 1, 0, 1, 1, 0, 1], "remaining": 3,
                                   "start": START}, 422)
@@ -153,6 +194,7 @@ async def test_a_long_history_is_calibrated_on_its_own_backtests(tenant: TenantF
                                  "seed": 2})
     assert answer["method"]["name"] == "calibrated"
     assert answer["method"]["calibration_backtests"] >= 12
+    assert answer["method"]["effective_backtests"] >= 12
     # a short one is the block bootstrap alone, and says so
     short = await post(tenant, {"throughput": history[-180:], "remaining": 20,
                                 "start": START, "seed": 2})
