@@ -43,6 +43,8 @@ COUPLING_MIN_REVS = 5
 COUPLING_MIN_SHARED = 5
 COUPLING_MIN_DEGREE = 0.30
 COUPLING_MAX_CHANGESET = 30
+#: Memory each sort or hash of the change coupling may use (its transaction only).
+COUPLING_WORK_MEM = "64MB"
 
 
 def _bot(alias: str) -> str:
@@ -188,50 +190,53 @@ async def contributors(session: AsyncSession, scope: Scope, limit: int,
     """Every person active in the window (commits, pull requests opened or merged,
     reviews), ordered by commits descending then id; and the window's commit total."""
     pr_scope = scope.repository_clause("pr")
+    # each source is first counted per person and day (in ``tz``): the union and the
+    # distinct days are then over a few rows per person and day, not one per event
     sql = f"""
-WITH commit_rows AS (
-    SELECT ai.person_id, c.is_merge, c.additions, c.deletions,
-           (c.authored_at AT TIME ZONE :tz)::date AS day
+WITH commit_days AS (
+    SELECT ai.person_id, (c.authored_at AT TIME ZONE :tz)::date AS day, count(*) AS commits,
+           count(*) FILTER (WHERE NOT c.is_merge) AS non_merge,
+           sum(c.additions) FILTER (WHERE NOT c.is_merge) AS additions,
+           sum(c.deletions) FILTER (WHERE NOT c.is_merge) AS deletions
     {_commits(scope, merges=True)}
+    GROUP BY 1, 2
 ),
 opened AS (
-    SELECT pi.person_id, (pr.created_at_source AT TIME ZONE :tz)::date AS day
+    SELECT pi.person_id, (pr.created_at_source AT TIME ZONE :tz)::date AS day, count(*) AS n
     FROM pull_requests pr JOIN person_identities pi
       ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
     WHERE{pr_scope} AND{_window('pr.created_at_source')}{scope.person_clause('pi.person_id')}
+    GROUP BY 1, 2
 ),
 merged AS (
-    SELECT pi.person_id
+    SELECT pi.person_id, count(*) AS n
     FROM pull_requests pr JOIN person_identities pi
       ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
     WHERE{pr_scope} AND{_window('pr.merged_at')}{scope.person_clause('pi.person_id')}
+    GROUP BY 1
 ),
 reviewed AS (
-    SELECT ri.person_id, (r.submitted_at AT TIME ZONE :tz)::date AS day
+    SELECT ri.person_id, (r.submitted_at AT TIME ZONE :tz)::date AS day, count(*) AS n
     {_reviews(scope)}
+    GROUP BY 1, 2
 ),
 people_rows AS (
-    SELECT person_id,
-           count(*) FILTER (WHERE kind = 'commit') AS commits,
-           count(*) FILTER (WHERE kind = 'commit' AND NOT is_merge) AS non_merge_commits,
-           coalesce(sum(additions) FILTER (WHERE kind = 'commit' AND NOT is_merge), 0)
-             AS additions,
-           coalesce(sum(deletions) FILTER (WHERE kind = 'commit' AND NOT is_merge), 0)
-             AS deletions,
-           count(*) FILTER (WHERE kind = 'opened') AS prs_opened,
-           count(*) FILTER (WHERE kind = 'merged') AS prs_merged,
-           count(*) FILTER (WHERE kind = 'review') AS reviews,
+    SELECT person_id, sum(commits) AS commits, sum(non_merge) AS non_merge_commits,
+           coalesce(sum(additions), 0) AS additions, coalesce(sum(deletions), 0) AS deletions,
+           sum(opened) AS prs_opened, sum(merged) AS prs_merged, sum(reviews) AS reviews,
            count(DISTINCT day) AS active_days
     FROM (
-        SELECT person_id, 'commit' AS kind, is_merge, additions, deletions, day
-        FROM commit_rows
-        UNION ALL SELECT person_id, 'opened', false, NULL, NULL, day FROM opened
-        UNION ALL SELECT person_id, 'merged', false, NULL, NULL, NULL FROM merged
-        UNION ALL SELECT person_id, 'review', false, NULL, NULL, day FROM reviewed
+        SELECT person_id, day, commits, non_merge, additions, deletions, 0 AS opened,
+               0 AS merged, 0 AS reviews
+        FROM commit_days
+        UNION ALL SELECT person_id, day, 0, 0, NULL, NULL, n, 0, 0 FROM opened
+        UNION ALL SELECT person_id, NULL, 0, 0, NULL, NULL, 0, n, 0 FROM merged
+        UNION ALL SELECT person_id, day, 0, 0, NULL, NULL, 0, 0, n FROM reviewed
     ) activity
     GROUP BY person_id
 )
-SELECT r.*, p.display_name, p.email, (SELECT count(*) FROM commit_rows) AS total_commits
+SELECT r.*, p.display_name, p.email,
+       (SELECT coalesce(sum(commits), 0) FROM commit_days) AS total_commits
 FROM people_rows r
 LEFT JOIN people p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = r.person_id
 WHERE (CAST(:after_count AS bigint) IS NULL OR r.commits < :after_count
@@ -392,21 +397,24 @@ async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRu
     """Pairs of files of one repository changed by the same non-merge commits."""
     sql = f"""
 WITH changes AS (
-    SELECT f.repository_id, f.sha, f.path,
-           count(*) OVER (PARTITION BY f.repository_id, f.sha) AS size
+    SELECT f.repository_id, f.commit_id, f.path COLLATE "C" AS path,
+           count(*) OVER (PARTITION BY f.commit_id) AS size
     {_commits(scope, merges=False, join=FILES_JOIN)}
 ),
 kept AS (
-    SELECT repository_id, sha, path,
+    SELECT repository_id, commit_id, path,
            count(*) OVER (PARTITION BY repository_id, path) AS revs
     FROM changes WHERE size <= :max_changeset
 ),
-frequent AS (SELECT repository_id, sha, path, revs FROM kept WHERE revs >= :min_revs),
+frequent AS (
+    SELECT repository_id, commit_id, path, revs FROM kept
+    WHERE revs >= greatest(CAST(:min_revs AS bigint), CAST(:min_shared AS bigint))
+),
 pairs AS (
     SELECT a.repository_id, a.path, b.path AS coupled_path, a.revs, b.revs AS coupled_revs,
            count(*) AS shared
     FROM frequent a JOIN frequent b
-      ON b.repository_id = a.repository_id AND b.sha = a.sha AND b.path > a.path
+      ON b.commit_id = a.commit_id AND b.repository_id = a.repository_id AND b.path > a.path
     GROUP BY a.repository_id, a.path, b.path, a.revs, b.revs
     HAVING count(*) >= :min_shared
 ),
@@ -432,8 +440,15 @@ LIMIT :limit
               "after_path": after.path if after else None,
               "after_coupled": after.coupled_path if after else None}
     # the self-join of a materialised CTE has no statistics: without this the planner may
-    # pick a nested loop over it (quadratic); a hash join is linear (this transaction only)
+    # pick a nested loop over it (quadratic) or sort both sides for a merge join; a hash
+    # join is linear. The window's file rows are sorted and hashed in memory, not spilled
+    # (this transaction only). Commits are keyed by id (a uuid) and paths compared
+    # bytewise (COLLATE "C": code-point order, as git and the C.UTF-8 default sort them),
+    # cheaper than text under a locale.
     await session.execute(text("SET LOCAL enable_nestloop = off"))
+    await session.execute(text("SET LOCAL enable_mergejoin = off"))
+    await session.execute(text("SELECT set_config('work_mem', :work_mem, true)"),
+                          {"work_mem": COUPLING_WORK_MEM})
     rows = await session.execute(text(sql), params)
     names = await repository_names(session, scope)
     return [{"repository": {"id": str(row.repository_id),
@@ -588,36 +603,42 @@ async def activity(session: AsyncSession, scope: Scope, limit: int, after: str |
     """Per person (ordered by id) and bucket: commits, pull requests opened and merged,
     reviews, active days (days in ``tz`` with any of them)."""
     pr_scope = scope.repository_clause("pr")
+    day = "({} AT TIME ZONE :tz)::date"
+    # each source is first counted per person, bucket and day (in ``tz``)
     sql = f"""
 WITH acts AS (
-    SELECT ai.person_id, 'commit' AS kind, c.authored_at AS at
+    SELECT ai.person_id, {bucket_sql(scope, 'c.authored_at')} AS bucket,
+           {day.format('c.authored_at')} AS day, count(*) AS commits, 0 AS opened,
+           0 AS merged, 0 AS reviews
     {_commits(scope, merges=True)}
+    GROUP BY 1, 2, 3
     UNION ALL
-    SELECT pi.person_id, 'opened', pr.created_at_source
+    SELECT pi.person_id, {bucket_sql(scope, 'pr.created_at_source')},
+           {day.format('pr.created_at_source')}, 0, count(*), 0, 0
     FROM pull_requests pr JOIN person_identities pi
       ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
     WHERE{pr_scope} AND{_window('pr.created_at_source')}{scope.person_clause('pi.person_id')}
+    GROUP BY 1, 2, 3
     UNION ALL
-    SELECT pi.person_id, 'merged', pr.merged_at
+    SELECT pi.person_id, {bucket_sql(scope, 'pr.merged_at')}, NULL, 0, 0, count(*), 0
     FROM pull_requests pr JOIN person_identities pi
       ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
     WHERE{pr_scope} AND{_window('pr.merged_at')}{scope.person_clause('pi.person_id')}
+    GROUP BY 1, 2
     UNION ALL
-    SELECT ri.person_id, 'review', r.submitted_at
+    SELECT ri.person_id, {bucket_sql(scope, 'r.submitted_at')},
+           {day.format('r.submitted_at')}, 0, 0, 0, count(*)
     {_reviews(scope)}
+    GROUP BY 1, 2, 3
 ),
 page AS (
     SELECT DISTINCT person_id FROM acts
     WHERE CAST(:after AS uuid) IS NULL OR person_id > CAST(:after AS uuid)
     ORDER BY person_id LIMIT :limit
 )
-SELECT a.person_id, {bucket_sql(scope, 'a.at')} AS bucket,
-       count(*) FILTER (WHERE kind = 'commit') AS commits,
-       count(*) FILTER (WHERE kind = 'opened') AS prs_opened,
-       count(*) FILTER (WHERE kind = 'merged') AS prs_merged,
-       count(*) FILTER (WHERE kind = 'review') AS reviews,
-       count(DISTINCT (a.at AT TIME ZONE :tz)::date) FILTER (WHERE kind <> 'merged')
-         AS active_days
+SELECT a.person_id, a.bucket, sum(a.commits) AS commits, sum(a.opened) AS prs_opened,
+       sum(a.merged) AS prs_merged, sum(a.reviews) AS reviews,
+       count(DISTINCT a.day) AS active_days
 FROM acts a JOIN page USING (person_id)
 GROUP BY 1, 2
 """

@@ -186,7 +186,8 @@ async def test_the_facts_are_tenant_scoped(
     assert await facts(engine, other.id) == []
     async with engine.db.tenant_session(other.id) as session:
         states = (
-            (await session.execute(text("SELECT tenant_id FROM github_refresh_state")))
+            (await session.execute(text("SELECT CAST(tenant_id AS text) FROM github_refresh_state"
+                                        )))
             .scalars()
             .all()
         )
