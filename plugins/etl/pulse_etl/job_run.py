@@ -69,6 +69,12 @@ def error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
 
 
+def _cancelling_this_task() -> bool:
+    """Whether somebody asked the running task itself to stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class JobRun:
     """One claimed execution of a job (see the module docstring)."""
 
@@ -98,19 +104,21 @@ class JobRun:
             connector, self.config = await self._prepare()
         except Exception as error:
             return await self._finish("failed", error_text(error))
-        task = asyncio.current_task()
-        heartbeat = asyncio.create_task(self._heartbeat(task))
+        # the connector runs in its own task: a cancel the heartbeat sees stops that task
+        # only, so it can never land in this one's bookkeeping (finishing, announcing)
+        run = asyncio.create_task(connector.run(self))
+        heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
-            await connector.run(self)
+            await run
         except LeaseLost:
             log.warning("job %s: lease lost to another worker", self.job_id)
             return "running"
         except JobCancelled:
             return await self._finish("cancelled", None)
         except asyncio.CancelledError:
-            if self._cancel_seen and task is not None:
-                task.uncancel()  # the heartbeat's cancel, not the caller's: finish normally
+            if run.cancelled() and self._cancel_seen and not _cancelling_this_task():
                 return await self._finish("cancelled", None)
+            run.cancel()  # the caller's cancel (a stopping worker): the connector stops too
             raise
         except Exception as error:
             if is_transient(error) and self.row.attempts < MAX_TRANSIENT_ATTEMPTS:
@@ -161,7 +169,7 @@ class JobRun:
         )
         return connector, config
 
-    async def _heartbeat(self, task: asyncio.Task[Any] | None) -> None:
+    async def _heartbeat(self, run: asyncio.Task[Any]) -> None:
         table = model.etl_jobs
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
@@ -176,9 +184,9 @@ class JobRun:
             except Exception:
                 log.warning("job %s: heartbeat failed", self.job_id, exc_info=True)
                 continue
-            if cancel and task is not None:
+            if cancel:
                 self._cancel_seen = True
-                task.cancel()
+                run.cancel()
                 return
 
     # --- SyncRun -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 from pulse_etl import model
-from pulse_etl.job_run import is_transient
+from pulse_etl.job_run import JobRun, is_transient
 from pulse_etl.service import EtlService
 from pulse_etl.sweeper import requeue_lapsed
 from sqlalchemy import func, select, update
@@ -107,6 +107,35 @@ async def test_cancel_running_job_then_retry(etl: EtlService, etl_tenant: Tenant
     assert response.status_code == 202
     await finished(client, job["id"], "succeeded")
     assert await _commits(etl, etl_tenant.id) == expected
+
+
+async def test_a_cancel_seen_while_the_job_records_its_end_does_not_escape(
+        etl: EtlService, etl_tenant: TenantFixture, git_root: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the batch sees the cancel first; recording the end then takes a few heartbeats, and
+    # each heartbeat sees the cancel too: it must not cancel the run's own bookkeeping
+    repo = build_repository(git_root / "late-cancel", commits=30)
+    etl.settings.batch_size = 10
+    job = await etl.create_job(etl_tenant.id, {"connector": "git", "config": {
+        "path": str(repo), "branch": "main"}}, None, enqueue=False)
+    finish = JobRun._finish
+
+    async def slow_finish(run: JobRun, status: str, error: str | None) -> str:
+        await asyncio.sleep(etl.settings.heartbeat_seconds * 3)
+        return await finish(run, status, error)
+
+    monkeypatch.setattr(JobRun, "_finish", slow_finish)
+    cancelled = False
+
+    async def progress(document: dict[str, Any]) -> None:
+        nonlocal cancelled
+        if not cancelled and document["stats"].get("commits"):
+            cancelled = True
+            await etl.cancel_job(etl_tenant.id, job["id"])
+
+    status = await etl.run_job(etl_tenant.id, job["id"], on_progress=progress)
+    assert status == "cancelled"
+    assert (await etl.get_job(etl_tenant.id, job["id"]))["status"] == "cancelled"
 
 
 async def test_cancel_queued_job(etl: EtlService, etl_tenant: TenantFixture,
