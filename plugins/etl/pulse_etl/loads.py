@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 DATA_LOADED_EVENT = "etl.data.loaded"
 #: Rows one load must write into a table before its planner statistics are refreshed.
 ANALYZE_AFTER_ROWS = 5000
+#: A smaller load refreshes them too when it grew the table by this share of the rows the
+#: statistics describe (or the table was never analyzed), from :data:`ANALYZE_MIN_ROWS` up.
+ANALYZE_GROWTH_SHARE = 0.1
+ANALYZE_MIN_ROWS = 50
 
 #: The columns whose earliest value bounds what a load can change in derived facts.
 EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -34,6 +38,13 @@ EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "pull_requests": ("created_at_source",),
     "work_items": ("created_at_source",),
 }
+
+
+#: SQL: the rows each table's planner statistics describe (-1: never analyzed).
+_DESCRIBED_ROWS = """
+SELECT name, (SELECT reltuples FROM pg_class WHERE oid = to_regclass(name))
+FROM unnest(CAST(:tables AS text[])) AS name
+"""
 
 
 def changed_rows(stats: Stats, entity: str) -> bool:
@@ -138,24 +149,37 @@ class Loads:
         )
 
     async def analyze_bulk_loaded(self, stats: Stats) -> list[str]:
-        """``ANALYZE`` the tables a load grew by at least :data:`ANALYZE_AFTER_ROWS` rows.
+        """``ANALYZE`` the tables a load grew a lot: by :data:`ANALYZE_AFTER_ROWS` rows, or
+        by :data:`ANALYZE_GROWTH_SHARE` of what their statistics describe (a table never
+        analyzed describes nothing), from :data:`ANALYZE_MIN_ROWS` rows up.
 
-        Autovacuum catches up eventually, but the queries that follow a bulk load (metric
+        Autovacuum catches up eventually, but the queries that follow a load (metric
         refreshes) would be planned on statistics that describe near-empty tables; that
-        turns index lookups into scans. Runs as the owner (the app role may not analyze).
+        turns hash joins into nested loops over thousands of rows (a demo-sized load took
+        minutes to refresh that way). Runs as the owner (the app role may not analyze).
 
         :returns: the tables analyzed.
         """
-        tables = sorted(
-            entity
+        grown = {
+            entity: counts.get("created", 0) + counts.get("updated", 0)
             for entity, counts in stats.items()
-            if counts.get("created", 0) + counts.get("updated", 0) >= ANALYZE_AFTER_ROWS
-            and entity in model.metadata.tables
-        )
-        if tables:
-            async with self.engine.db.system_session() as session:
-                for table in tables:
-                    await session.execute(text(f'ANALYZE "{table}"'))
+            if entity in model.metadata.tables
+        }
+        candidates = sorted(entity for entity, rows in grown.items() if rows >= ANALYZE_MIN_ROWS)
+        if not candidates:
+            return []
+        async with self.engine.db.system_session() as session:
+            result = await session.execute(text(_DESCRIBED_ROWS), {"tables": candidates})
+            described: dict[str, float] = {name: rows for name, rows in result.tuples()}
+            tables = [
+                table
+                for table in candidates
+                if grown[table] >= ANALYZE_AFTER_ROWS
+                or described.get(table, -1) < 0
+                or grown[table] >= ANALYZE_GROWTH_SHARE * described[table]
+            ]
+            for table in tables:
+                await session.execute(text(f'ANALYZE "{table}"'))
         return tables
 
     async def load_batch(self, tenant_id: str, batch: Batch, connector: str) -> Stats:

@@ -257,3 +257,21 @@ async def test_bulk_loads_refresh_planner_statistics(etl: EtlService) -> None:
     assert await etl.loads.analyze_bulk_loaded(bulk) == ["commits"]
     after = await last_analyzed("commits")
     assert after is not None and after != before
+
+
+async def test_a_load_that_grows_a_table_by_a_tenth_refreshes_its_statistics(
+    etl: EtlService,
+) -> None:
+    from pulse_etl.loads import ANALYZE_GROWTH_SHARE, ANALYZE_MIN_ROWS
+
+    async with etl.engine.db.system_session() as session:
+        await session.execute(text("ANALYZE review_comments"))
+        described = await session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('review_comments')")
+        )
+    share = int(ANALYZE_GROWTH_SHARE * max(described, 0))
+    below = max(ANALYZE_MIN_ROWS, share + 1) - 1
+    assert await etl.loads.analyze_bulk_loaded(
+        {"review_comments": {"created": below, "updated": 0}}) == []
+    assert await etl.loads.analyze_bulk_loaded(
+        {"review_comments": {"created": 0, "updated": below + 1}}) == ["review_comments"]
