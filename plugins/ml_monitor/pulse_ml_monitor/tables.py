@@ -176,6 +176,15 @@ TABLES = (ai_learning_memory, ai_predictions, ai_performance_metrics, ml_anomaly
 #: the engine's metadata (its column type needs pgvector); read and written in SQL.
 EMBEDDINGS_TABLE = "embeddings"
 
+#: The scope b-tree, covering the exact read: a tenant's vectors together in its leaf pages,
+#: read index-only (an index tuple holds a 384-dimension vector: 1.5 kB, under b-tree's
+#: 2.7 kB limit). It also counts the rows a filter matches. It replaced ``ix_embeddings_scope``
+#: (the same key without ``INCLUDE``; migration ``ml_0002``).
+EMBEDDINGS_VECTORS_INDEX = (
+    f"CREATE INDEX IF NOT EXISTS ix_embeddings_scope_vectors ON {EMBEDDINGS_TABLE} "
+    "(tenant_id, model, entity_type) INCLUDE (entity_id, embedding)"
+)
+
 EMBEDDINGS_DDL = (
     f"""
     CREATE TABLE IF NOT EXISTS {EMBEDDINGS_TABLE} (
@@ -191,8 +200,7 @@ EMBEDDINGS_DDL = (
         PRIMARY KEY (tenant_id, entity_type, entity_id, model)
     )
     """,
-    f"CREATE INDEX IF NOT EXISTS ix_embeddings_scope ON {EMBEDDINGS_TABLE} "
-    "(tenant_id, model, entity_type)",
+    EMBEDDINGS_VECTORS_INDEX,
     f"CREATE INDEX IF NOT EXISTS ix_embeddings_hnsw ON {EMBEDDINGS_TABLE} "
     "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
 )

@@ -8,8 +8,13 @@ whether the ``embeddings`` table exists, and its vector indexes.
 optionally of some entity types, in three ways, chosen per query:
 
 * **exact**: when the filter matches at most ``exact_below`` rows (a small tenant, a rare
-  entity type), the rows are read through the b-tree ``(tenant_id, model, entity_type)``
-  and sorted by distance: exact, and faster than walking a graph for few rows;
+  entity type), the rows are read and sorted by distance: exact, and faster than walking a
+  graph for few rows. The read is an index-only scan of the covering b-tree
+  ``(tenant_id, model, entity_type) INCLUDE (entity_id, embedding)``: a tenant's vectors
+  lie together in its leaf pages, where in the heap each of them is on a page of its own
+  (rows arrive in time order, mixed over tenants). The query vector is parsed once per
+  statement (an InitPlan), each distance computed once, and the titles read for the ``k``
+  answers only;
 * **iterative** (pgvector >= 0.8): the HNSW index with ``hnsw.iterative_scan =
   relaxed_order`` set for the transaction (``SET LOCAL``): the scan goes on past
   ``ef_search`` until ``k`` rows pass the filter (or ``hnsw.max_scan_tuples``), and the
@@ -160,13 +165,19 @@ class SearchResult:
     candidates: int
 
 
+#: The query vector, parsed once per statement (an InitPlan), not once per row: under a
+#: generic plan ``CAST(:query AS vector)`` beside a column is re-parsed for every row.
+_QUERY_VECTOR = "(SELECT CAST(CAST(:query AS text) AS vector))"
+
 _SELECT = (
     "SELECT entity_type, CAST(entity_id AS text) AS entity_id, title, "
     "embedding <=> CAST(CAST(:query AS text) AS vector) AS distance FROM " + EMBEDDINGS_TABLE
 )
 
 
-def _filter(entity_types: tuple[str, ...] | None, exclude: tuple[str, str] | None) -> str:
+def scope_filter(entity_types: tuple[str, ...] | None, exclude: tuple[str, str] | None) -> str:
+    """The ``WHERE`` of a search: tenant, model, optionally entity types and an excluded
+    entity (parameters ``:tenant``, ``:model``, ``:types``, ``:exclude_type``, ``:exclude_id``)."""
     clauses = ["tenant_id = CAST(:tenant AS uuid)", "model = :model"]
     if entity_types:
         clauses.append("entity_type = ANY(CAST(:types AS text[]))")
@@ -175,6 +186,27 @@ def _filter(entity_types: tuple[str, ...] | None, exclude: tuple[str, str] | Non
             "NOT (entity_type = :exclude_type AND entity_id = CAST(:exclude_id AS uuid))"
         )
     return " AND ".join(clauses)
+
+
+def exact_statement(where: str) -> str:
+    """The exact read of the rows matching ``where``: the ``k`` nearest, with titles.
+
+    The distances are computed in a subquery behind ``OFFSET 0`` (no ``ORDER BY`` on the
+    distance operator reaches the planner, so the HNSW index is not used and every
+    matching row is measured) over columns the covering b-tree holds (index-only); the
+    ``k`` nearest are then joined to their rows for the title.
+    """
+    return (
+        "WITH nearest AS MATERIALIZED (SELECT entity_type, entity_id, model, distance FROM ("
+        f"SELECT entity_type, entity_id, model, embedding <=> {_QUERY_VECTOR} AS distance "
+        f"FROM {EMBEDDINGS_TABLE} WHERE {where} OFFSET 0) AS measured "
+        "ORDER BY distance, entity_type, CAST(entity_id AS text) LIMIT :k) "
+        "SELECT n.entity_type, CAST(n.entity_id AS text) AS entity_id, e.title, n.distance "
+        f"FROM nearest AS n JOIN {EMBEDDINGS_TABLE} AS e "
+        "ON e.tenant_id = CAST(:tenant AS uuid) AND e.entity_type = n.entity_type "
+        "AND e.entity_id = n.entity_id AND e.model = n.model "
+        "ORDER BY n.distance, n.entity_type, CAST(n.entity_id AS text)"
+    )
 
 
 async def _set(session: AsyncSession, name: str, value: str) -> None:
@@ -203,7 +235,7 @@ async def nearest(
     ``query`` (see the module's doc for how). ``allow_iterative=False`` over-fetches even
     where the server has iterative scans (``PULSE_ML_ITERATIVE_SCAN=off``); ``force``
     picks a way (benchmarks, tests)."""
-    where = _filter(entity_types, exclude)
+    where = scope_filter(entity_types, exclude)
     params: dict[str, Any] = {"tenant": tenant_id, "model": model, "query": query, "k": k}
     if entity_types:
         params["types"] = list(entity_types)
@@ -260,13 +292,7 @@ async def nearest(
     if strategy == "exact" or (len(rows) < k and len(rows) < matching):
         if strategy != "exact":
             strategy = "exact"
-        # "+ 0" keeps the planner off the HNSW index: every matching row is measured
-        rows = (await session.execute(
-            text(f"{_SELECT} WHERE {where} "
-                 "ORDER BY (embedding <=> CAST(CAST(:query AS text) AS vector)) + 0, "
-                 "entity_type, entity_id LIMIT :k"),
-            params,
-        )).all()
+        rows = (await session.execute(text(exact_statement(where)), params)).all()
         candidates = matching
     neighbours = [
         Neighbour(row.entity_type, row.entity_id, row.title, float(row.distance))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pulse_ml_monitor.embedder import hashing_embedder, vector_literal
 from pulse_ml_monitor.embeddings import index_tenant
-from pulse_ml_monitor.vectors import nearest, vector_support
+from pulse_ml_monitor.vectors import exact_statement, nearest, scope_filter, vector_support
 from quart import Quart
 from sqlalchemy import text
 
@@ -252,3 +252,33 @@ async def test_reindex_is_admin_only_and_queued(ml_tenant: TenantFixture) -> Non
 
 
 
+
+
+async def test_the_exact_read_is_index_only_on_the_covering_btree(
+    ml_tenant: TenantFixture, engine: PulseEngine
+) -> None:
+    """The exact read needs no heap page per matching row: with the planner kept off
+    sequential and bitmap scans (on a table this small it would rather read it whole), it is
+    an index-only scan of ``ix_embeddings_scope_vectors`` (not an index scan fetching each
+    row from the heap), and still the exact top k."""
+    rng = np.random.default_rng(5)
+    await load_rows(engine, ml_tenant.id, [sentence(rng) for _ in range(40)], [], [])
+    await index_tenant(engine, hashing_embedder(), ml_tenant.id)
+    await engine.db.vacuum_analyze(["embeddings"])  # all-visible, as autovacuum leaves it
+    support = await vector_support(engine, refresh=True)
+    query = hashing_embedder().embed([sentence(rng)])[0]
+    where = scope_filter(("incident",), None)
+    params = {"tenant": ml_tenant.id, "model": hashing_embedder().name,
+              "query": vector_literal(query), "k": 7, "types": ["incident"]}
+    async with engine.db.tenant_session(ml_tenant.id) as session:
+        for setting in ("enable_seqscan", "enable_bitmapscan"):
+            await session.execute(text(f"SET LOCAL {setting} = off"))
+        plan = "\n".join(row[0] for row in await session.execute(
+            text(f"EXPLAIN {exact_statement(where)}"), params))
+        result = await nearest(session, support, tenant_id=ml_tenant.id,
+                               model=hashing_embedder().name, query=vector_literal(query), k=7,
+                               entity_types=("incident",))
+    assert "Index Only Scan using ix_embeddings_scope_vectors" in plan, plan
+    assert result.strategy == "exact"
+    vectors = await stored_vectors(engine, ml_tenant.id, ("incident",))
+    assert [n.entity_id for n in result.neighbours] == exact_top(vectors, query, 7)
