@@ -9,7 +9,6 @@ Both take the ``project`` and ``team`` filters (a team's items are its project's
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,6 @@ from pulse_engine import (
     Problem,
     invalid_field,
 )
-from pulse_portfolio.aggregate import percentile
 from pulse_portfolio.config import tenant_config
 from pulse_portfolio.flow import MAX_ITEMS
 
@@ -93,88 +91,93 @@ def buckets(query: MetricQuery) -> list[tuple[datetime, datetime]]:
     return out
 
 
-async def _finished(engine: Engine, query: MetricQuery, cycles: bool = True
-                    ) -> tuple[list[tuple[datetime, float]], Freshness]:
-    """(finish time, cycle seconds; -1 without a start) of every item finished in the
-    query's window, from one scan in SQL (the start as :class:`pulse_portfolio.flow.Item`
-    defines it for a finished item: its first change out of the to-do statuses, else its
-    creation)."""
+#: Seconds from a finished item's start (its first change out of the to-do statuses, else
+#: its creation, as :class:`pulse_portfolio.flow.Item` defines it) to its resolution.
+CYCLE = ("extract(epoch FROM w.resolved_at - coalesce(("
+         "SELECT min(c.changed_at) FROM work_item_status_changes c "
+         "WHERE c.tenant_id = w.tenant_id AND c.work_item_id = w.id "
+         "AND lower(c.to_status) <> ALL(CAST(:todo AS text[]))), w.created_at_source))::float8")
+
+
+async def _window(engine: Engine, query: MetricQuery,
+                  select: str) -> tuple[list[Any], Freshness]:
+    """Rows of ``select`` (``{items}`` in it: the items ``w`` finished in the query's
+    window, read through ``ix_work_items_resolved``; ``:bounds``: the buckets' starts)."""
     config = await tenant_config(engine, query.tenant_id)
     async with engine.db.tenant_session(query.tenant_id) as session:
         projects = await _projects(session, query)
-        cycle = (
-            "extract(epoch FROM w.resolved_at - coalesce(("
-            "SELECT min(c.changed_at) FROM work_item_status_changes c "
-            "WHERE c.tenant_id = w.tenant_id AND c.work_item_id = w.id "
-            "AND lower(c.to_status) <> ALL(CAST(:todo AS text[]))), w.created_at_source))"
-        ) if cycles else "0.0"
-        rows = (await session.execute(text(
-            f"SELECT w.resolved_at, {cycle} AS cycle FROM work_items w "
-            "WHERE w.resolved_at >= :start AND w.resolved_at < :end"
-            + ("" if projects is None else " AND w.project_id = ANY(CAST(:projects AS uuid[]))")
-            + " ORDER BY w.resolved_at LIMIT :limit"),
-            {"todo": config.todo_statuses, "start": query.start, "end": query.end,
-             "projects": projects or [], "limit": MAX_ITEMS + 1})).all()
+        items = ("work_items w WHERE w.resolved_at >= :start AND w.resolved_at < :end"
+                 + ("" if projects is None
+                    else " AND w.project_id = ANY(CAST(:projects AS uuid[]))"))
+        rows = list((await session.execute(text(select.format(items=items)), {
+            "todo": config.todo_statuses, "start": query.start, "end": query.end,
+            "projects": projects or [], "limit": MAX_ITEMS + 1,
+            "bounds": [lo for lo, _ in buckets(query)]})).all())
         # the newest resolution: what a count or cycle time of finished items reflects
         # (read backwards from the end of ix_work_items_resolved, not a scan of the items)
         newest = (await session.execute(text(
             "SELECT max(resolved_at) FROM work_items"))).scalar()
-    if len(rows) > MAX_ITEMS:
-        raise Problem(422, "too-many-work-items",
-                      f"More than {MAX_ITEMS} work items in the window.", limit=MAX_ITEMS)
-    done = [(moment, float(cycle) if cycle is not None and cycle >= 0 else -1.0)
-            for moment, cycle in rows]
-    return done, Freshness(data_until=newest, refresh_pending=False)
+    return rows, Freshness(data_until=newest, refresh_pending=False)
 
 
-def _slice(rows: list[tuple[datetime, float]], lo: datetime,
-           hi: datetime) -> list[tuple[datetime, float]]:
-    """The rows (ordered by time) in ``[lo, hi)``."""
-    first = bisect_left(rows, lo, key=lambda row: row[0])
-    last = bisect_left(rows, hi, key=lambda row: row[0])
-    return rows[first:last]
+#: Per bucket (``width_bucket`` over the buckets' starts: 1 is the first), the count.
+COUNTS = ("SELECT width_bucket(w.resolved_at, CAST(:bounds AS timestamptz[])) AS b, count(*) "
+          "FROM {items} GROUP BY 1")
+#: Per bucket and for the whole window (``b`` null), the count, p50, p75, p90 (linear
+#: interpolation, as :func:`pulse_portfolio.aggregate.percentile`) and mean of the cycle
+#: times of the items with a start no later than their resolution.
+CYCLES = ("SELECT b, count(*), percentile_cont(ARRAY[0.5, 0.75, 0.9]) WITHIN GROUP "
+          "(ORDER BY cycle), avg(cycle) FROM (SELECT width_bucket(w.resolved_at, "
+          "CAST(:bounds AS timestamptz[])) AS b, " + CYCLE + " AS cycle FROM {items}) x "
+          "WHERE cycle >= 0 GROUP BY GROUPING SETS ((b), ())")
 
 
-def _count(rows: list[tuple[datetime, float]], lo: datetime, hi: datetime) -> MetricValue:
-    n = len(_slice(rows, lo, hi))
-    return MetricValue(start=lo, end=hi, value=float(n), sample_size=n)
-
-
-def _cycles(rows: list[tuple[datetime, float]], lo: datetime, hi: datetime) -> list[float]:
-    return sorted(c for _, c in _slice(rows, lo, hi) if c >= 0)
-
-
-def _distribution(values: list[float], lo: datetime, hi: datetime) -> MetricValue:
-    if not values:
+def _distribution(row: Any, lo: datetime, hi: datetime) -> MetricValue:
+    if row is None or not row[1]:  # no bucket row; the whole window's row counts 0
         return MetricValue(start=lo, end=hi, value=None, sample_size=0,
                            percentiles={"p50": None, "p75": None, "p90": None}, mean=None)
-    p: dict[str, float | None] = {
-        f"p{int(f * 100)}": percentile(values, f) for f in (0.5, 0.75, 0.9)}
-    return MetricValue(start=lo, end=hi, value=p["p50"], sample_size=len(values),
-                       percentiles=p, mean=sum(values) / len(values))
+    _, n, (p50, p75, p90), mean = row
+    return MetricValue(start=lo, end=hi, value=p50, sample_size=n,
+                       percentiles={"p50": p50, "p75": p75, "p90": p90}, mean=mean)
 
 
 async def throughput(engine: Engine, query: MetricQuery) -> MetricComputation:
-    """Work items finished over the window and per bucket."""
-    rows, fresh = await _finished(engine, query, cycles=False)
+    """Work items finished over the window and per bucket (counted in SQL)."""
+    rows, fresh = await _window(engine, query, COUNTS)
+    counts = {b: n for b, n in rows}
+    series = [MetricValue(start=lo, end=hi, value=float(counts.get(i, 0)),
+                          sample_size=counts.get(i, 0))
+              for i, (lo, hi) in enumerate(buckets(query), start=1)]
+    total = sum(counts.values())
     return MetricComputation(
-        value=_count(rows, query.start, query.end),
-        series=[_count(rows, lo, hi) for lo, hi in buckets(query)], freshness=fresh)
+        value=MetricValue(start=query.start, end=query.end, value=float(total),
+                          sample_size=total), series=series, freshness=fresh)
 
 
 async def cycle_time(engine: Engine, query: MetricQuery) -> MetricComputation:
-    """Cycle time of the items finished over the window and per bucket."""
-    rows, fresh = await _finished(engine, query)
+    """Cycle time of the items finished over the window and per bucket (its percentiles
+    computed in SQL, so the items never leave the database)."""
+    rows, fresh = await _window(engine, query, CYCLES)
+    found = {row[0]: row for row in rows}
     return MetricComputation(
-        value=_distribution(_cycles(rows, query.start, query.end), query.start, query.end),
-        series=[_distribution(_cycles(rows, lo, hi), lo, hi) for lo, hi in buckets(query)],
+        value=_distribution(found.get(None), query.start, query.end),
+        series=[_distribution(found.get(i), lo, hi)
+                for i, (lo, hi) in enumerate(buckets(query), start=1)],
         freshness=fresh)
 
 
+#: The cycle time of every item finished in the window (at most ``MAX_ITEMS`` + 1 items).
+SAMPLES = "SELECT " + CYCLE + " FROM {items} LIMIT :limit"
+
+
 async def cycle_time_samples(engine: Engine, query: MetricQuery) -> MetricSamples:
-    """The cycle times the distribution is computed from."""
-    rows, fresh = await _finished(engine, query)
-    return MetricSamples(values=tuple(_cycles(rows, query.start, query.end)), freshness=fresh)
+    """The cycle times the distribution is computed from (422 beyond ``MAX_ITEMS`` items)."""
+    rows, fresh = await _window(engine, query, SAMPLES)
+    if len(rows) > MAX_ITEMS:
+        raise Problem(422, "too-many-work-items",
+                      f"More than {MAX_ITEMS} work items in the window.", limit=MAX_ITEMS)
+    return MetricSamples(values=tuple(sorted(c for c, in rows if c is not None and c >= 0)),
+                         freshness=fresh)
 
 
 def definitions() -> list[MetricDefinition]:

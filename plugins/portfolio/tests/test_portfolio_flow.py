@@ -8,6 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from portfolio_rows import Acme, Rows
 
 from pulse_engine.testing import TenantFixture, make_tenant
@@ -291,3 +292,40 @@ async def test_a_sole_contributor_on_an_active_repository(rows: Rows,
              if f["kind"] == "sole_contributor"]
     assert [(f["subject"], f["evidence"]["commits"]) for f in flags] == [("solo", 4)]
     assert flags[0]["evidence"]["metric"] == "github.contributor_absence_factor"
+
+
+async def test_cycle_time_and_throughput_per_week_are_computed_in_sql(
+        rows: Rows, tenant: TenantFixture) -> None:
+    alpha = await rows.project("Alpha")
+    hour = timedelta(hours=1)
+    # week 1: cycles of 1, 2, 4 and 10 hours, and an item that started after it was
+    # resolved (no cycle time, but finished); week 2: nothing; week 3: one item without
+    # status history, from its creation in week 2 to three days later
+    for k, hours in enumerate((1, 2, 4, 10)):
+        created = at(1 + k)
+        await rows.item(alpha, created=created, resolved=created + hours * hour,
+                        changes=[(created, "In Progress")])
+    await rows.item(alpha, created=at(2), resolved=at(3), changes=[(at(3) + hour, "In Progress")])
+    await rows.item(alpha, created=at(13), resolved=at(16))
+    window = {"start": "2024-01-01", "end": "2024-01-22", "interval": "week"}
+    response = await tenant.viewer_client.get("/api/v1/metrics/portfolio.cycle_time",
+                                              query_string=window)
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    h = 3600.0
+    week1, week2, week3 = body["series"]
+    # [1, 2, 4, 10] h: p75 at rank 2.25 = 4 + 0.25 * 6, p90 at rank 2.7 = 4 + 0.7 * 6
+    assert week1["sample_size"] == 4 and week1["value"] == pytest.approx(3 * h)
+    assert week1["percentiles"] == pytest.approx({"p50": 3 * h, "p75": 5.5 * h, "p90": 8.2 * h})
+    assert week1["mean"] == pytest.approx(4.25 * h)
+    assert week2["sample_size"] == 0 and week2["value"] is None and week2["mean"] is None
+    assert week3["value"] == pytest.approx(72 * h) and week3["sample_size"] == 1
+    # the whole window, [1, 2, 4, 10, 72] h: p90 at rank 3.6 = 10 + 0.6 * 62
+    whole = body["value"]
+    assert whole["sample_size"] == 5 and whole["value"] == pytest.approx(4 * h)
+    assert whole["percentiles"] == pytest.approx({"p50": 4 * h, "p75": 10 * h, "p90": 47.2 * h})
+    assert whole["mean"] == pytest.approx(17.8 * h)
+    response = await tenant.viewer_client.get("/api/v1/metrics/portfolio.throughput",
+                                              query_string=window)
+    counts = await response.get_json()
+    assert [v["value"] for v in counts["series"]] == [5, 0, 1] and counts["value"]["value"] == 6
