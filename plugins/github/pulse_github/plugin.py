@@ -147,9 +147,11 @@ async def shutdown(engine: Engine) -> None:
         await listener.stop()
 
 
-#: Entities whose changes can move a fact (identities: a bot's login or name).
+#: Entities whose changes can move a fact (commit parents: the commits a deployment
+#: shipped; identities: a bot's login or name).
 FACT_INPUTS = frozenset({"pull_requests", "reviews", "review_comments", "commits",
-                         "deployments", "deployment_commits", "person_identities"})
+                         "commit_parents", "deployments", "deployment_commits",
+                         "person_identities"})
 
 
 @hookimpl
