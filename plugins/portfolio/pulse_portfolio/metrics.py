@@ -126,10 +126,12 @@ COUNTS = ("SELECT width_bucket(w.resolved_at, CAST(:bounds AS timestamptz[])) AS
 #: Per bucket and for the whole window (``b`` null), the count, p50, p75, p90 (linear
 #: interpolation, as :func:`pulse_portfolio.aggregate.percentile`) and mean of the cycle
 #: times of the items with a start no later than their resolution.
-CYCLES = ("SELECT b, count(*), percentile_cont(ARRAY[0.5, 0.75, 0.9]) WITHIN GROUP "
-          "(ORDER BY cycle), avg(cycle) FROM (SELECT width_bucket(w.resolved_at, "
-          "CAST(:bounds AS timestamptz[])) AS b, " + CYCLE + " AS cycle FROM {items}) x "
-          "WHERE cycle >= 0 GROUP BY GROUPING SETS ((b), ())")
+#: (Materialized: a filter on ``cycle`` pushed into the scan would look up every item's
+#: start twice, once to filter and once to aggregate.)
+CYCLES = ("WITH x AS MATERIALIZED (SELECT width_bucket(w.resolved_at, "
+          "CAST(:bounds AS timestamptz[])) AS b, " + CYCLE + " AS cycle FROM {items}) "
+          "SELECT b, count(*), percentile_cont(ARRAY[0.5, 0.75, 0.9]) WITHIN GROUP "
+          "(ORDER BY cycle), avg(cycle) FROM x WHERE cycle >= 0 GROUP BY GROUPING SETS ((b), ())")
 
 
 def _distribution(row: Any, lo: datetime, hi: datetime) -> MetricValue:
