@@ -119,6 +119,27 @@ def pulse_engine_(pulse_app: Quart) -> PulseEngine:
     return engine
 
 
+@pytest.fixture(scope="module")
+def pulse_module_plugins() -> dict[str, object]:
+    """Plugin objects the module's app registers besides the installed ones (none); a
+    plugin's conftest overrides it to add, say, a third-party plugin under test."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+async def pulse_module_app(
+    pulse_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    pulse_module_plugins: dict[str, object],
+) -> AsyncIterator[Quart]:
+    """One started app per test module, with every installed plugin and
+    ``pulse_module_plugins``: tests that share it take a fresh tenant each
+    (:func:`make_tenant`), so they stay independent without paying a start each."""
+    settings = make_settings(pulse_database_url, tmp_path_factory.mktemp("module-app"))
+    async with running_app(settings, plugins=pulse_module_plugins or None) as app:
+        yield app
+
+
 async def create_tenant(engine: PulseEngine, name: str | None = None) -> str:
     """Insert a tenant; returns its id."""
     tenant_id = str(uuid.uuid4())

@@ -3,8 +3,7 @@ tenant configuration, learning feedback and healing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from sqlglot import exp
 
 from pulse_engine import hookimpl
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
+from pulse_engine.testing import TenantFixture, make_tenant
 
 
 class NoSelectStar:
@@ -55,14 +54,9 @@ class AcmePlugin:
 
 
 @pytest.fixture(scope="module")
-async def ai_app(
-    pulse_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Quart]:
-    """Every installed plugin plus :class:`AcmePlugin`."""
-    data_dir: Path = tmp_path_factory.mktemp("ai_api")
-    settings = make_settings(pulse_database_url, data_dir)
-    async with running_app(settings, plugins={"acme": AcmePlugin()}) as app:
-        yield app
+def pulse_module_plugins() -> dict[str, object]:
+    """The module's app registers :class:`AcmePlugin` besides the installed plugins."""
+    return {"acme": AcmePlugin()}
 
 
 async def post(client: Any, path: str, body: Any) -> tuple[int, Any]:

@@ -1,27 +1,20 @@
-"""Fixtures of the DORA tests: one app per module, a tenant per test, and a row builder."""
+"""Fixtures of the DORA tests: one app per module (``pulse_module_app``, every installed
+plugin), a tenant per test, and a row builder."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from dora_rows import Rows
 from quart import Quart
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
+from pulse_engine.testing import TenantFixture, make_tenant
 
 
 @pytest.fixture(scope="module")
-async def dora_app(
-    pulse_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Quart]:
-    """An app with every installed plugin (pulse-etl and pulse-dora among them)."""
-    data_dir: Path = tmp_path_factory.mktemp("dora")
-    settings = make_settings(pulse_database_url, data_dir)
-    async with running_app(settings) as app:
-        yield app
+def dora_app(pulse_module_app: Quart) -> Quart:
+    """The module's app (pulse-etl and pulse-dora among its plugins)."""
+    return pulse_module_app
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def engine(dora_app: Quart) -> PulseEngine:
 
 @pytest.fixture
 async def dora_tenant(dora_app: Quart) -> TenantFixture:
-    """A fresh tenant."""
+    """A fresh tenant of the module's app."""
     return await make_tenant(dora_app)
 
 

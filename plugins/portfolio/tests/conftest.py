@@ -3,15 +3,12 @@ third-party metric plugin the portfolio has never heard of), a tenant per test, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from portfolio_rows import Acme, Rows
 from quart import Quart
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
+from pulse_engine.testing import TenantFixture, make_tenant
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +18,15 @@ def acme() -> Acme:
 
 
 @pytest.fixture(scope="module")
-async def portfolio_app(
-    pulse_database_url: str, tmp_path_factory: pytest.TempPathFactory, acme: Acme
-) -> AsyncIterator[Quart]:
-    """An app with every installed plugin and ``acme``."""
-    data_dir: Path = tmp_path_factory.mktemp("portfolio")
-    settings = make_settings(pulse_database_url, data_dir)
-    async with running_app(settings, plugins={"acme": acme}) as app:
-        yield app
+def pulse_module_plugins(acme: Acme) -> dict[str, object]:
+    """The module's app registers ``acme`` besides the installed plugins."""
+    return {"acme": acme}
+
+
+@pytest.fixture(scope="module")
+def portfolio_app(pulse_module_app: Quart) -> Quart:
+    """The module's app: every installed plugin and ``acme``."""
+    return pulse_module_app
 
 
 @pytest.fixture
@@ -40,7 +38,7 @@ def engine(portfolio_app: Quart) -> PulseEngine:
 
 @pytest.fixture
 async def tenant(portfolio_app: Quart) -> TenantFixture:
-    """A fresh tenant."""
+    """A fresh tenant of the module's app."""
     return await make_tenant(portfolio_app)
 
 
