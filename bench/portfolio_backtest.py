@@ -37,6 +37,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from pulse_portfolio.forecast import (
@@ -161,8 +162,9 @@ def backtest(series: np.ndarray, question: str, amount: int, model: ForecastMode
     for k, origin in enumerate(picked):
         past = series[origin - history:origin]
         try:
-            result = forecast(past, model=model, seed=seed + k,
-                              **({"remaining": amount} if question == "when" else {"days": amount}))
+            result = forecast(past.tolist(), model=model, seed=seed + k,
+                              remaining=amount if question == "when" else None,
+                              days=None if question == "when" else amount)
         except NotEnoughHistory:
             refused += 1
             continue
@@ -235,7 +237,9 @@ def main() -> None:
                     continue
                 cells = []
                 for level in LEVELS:
-                    rate, (wl, wh), (bl, bh) = result[f"p{level}"]  # type: ignore[misc]
+                    cell = cast(tuple[float, tuple[float, float], tuple[float, float]],
+                                result[f"p{level}"])
+                    rate, (wl, wh), (bl, bh) = cell
                     cells.append(f"{rate:.0%} [{bl:.0%}-{bh:.0%}] (W {wl:.0%}-{wh:.0%})")
                 label = f"when {amount} more" if question == "when" else f"how many in {amount}d"
                 print(f"| {name} | {label} | {method} | {result['origins']} "
