@@ -384,34 +384,33 @@ ORDER BY weight DESC, reviewer, author LIMIT :limit
 async def release_cadence(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     """Successful production deployments (deploy tags, releases, deployments) per bucket,
     and per repository with the median time between consecutive ones."""
-    sql = f"""
-SELECT d.repository_id, d.finished_at,
-       {seconds('d.finished_at', 'lag(d.finished_at) OVER (PARTITION BY d.repository_id '
-                'ORDER BY d.finished_at)')} AS gap
+    released = """
 FROM deployments d
 WHERE d.tenant_id = CAST(:tenant AS uuid) AND d.repository_id = ANY(CAST(:repos AS uuid[]))
   AND d.result = 'success' AND d.environment = ANY(CAST(:environments AS text[]))
   AND d.finished_at >= :start AND d.finished_at < :end
 """
+    gap = seconds("d.finished_at", "lag(d.finished_at) OVER (PARTITION BY d.repository_id "
+                  "ORDER BY d.finished_at)")
     per_repo = f"""
-SELECT r.repository_id, count(*) AS releases, max(r.finished_at) AS last_release,
+SELECT r.repository_id, repo.name, count(*) AS releases, max(r.finished_at) AS last_release,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY r.gap) AS median_gap
-FROM ({sql}) r GROUP BY r.repository_id ORDER BY releases DESC, r.repository_id
+FROM (SELECT d.repository_id, d.finished_at, {gap} AS gap {released}) r
+LEFT JOIN repositories repo
+  ON repo.tenant_id = CAST(:tenant AS uuid) AND repo.id = r.repository_id
+GROUP BY r.repository_id, repo.name ORDER BY releases DESC, r.repository_id
 """
+    # the series needs no gaps: a plain count per bucket (no sort for the window function)
     series = f"""
-SELECT {bucket_sql(scope, 'r.finished_at')} AS bucket, count(*) AS releases
-FROM ({sql}) r GROUP BY 1
+SELECT {bucket_sql(scope, 'd.finished_at')} AS bucket, count(*) AS releases {released}
+GROUP BY 1
 """
     repos = list(await session.execute(text(per_repo), scope.params()))
     points = list(await session.execute(text(series), scope.params()))
-    names = {str(row.id): row.name for row in await session.execute(
-        text("SELECT id, name FROM repositories WHERE id = ANY(CAST(:ids AS uuid[]))"),
-        {"ids": [str(row.repository_id) for row in repos]})}
     return {
         "series": _series(scope, points, lambda row: {
             "releases": int(row.releases) if row else 0}),
-        "repositories": [{"repository": {"id": str(row.repository_id),
-                                         "name": names.get(str(row.repository_id))},
+        "repositories": [{"repository": {"id": str(row.repository_id), "name": row.name},
                           "releases": int(row.releases), "last_release_at": row.last_release,
                           "median_seconds_between": float(row.median_gap)
                           if row.median_gap is not None else None} for row in repos],
