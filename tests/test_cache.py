@@ -165,16 +165,21 @@ async def test_single_flight_across_processes_waits_for_the_lock_holder(redis_ur
     first, second = (Cache(RedisCacheBackend(redis_url, prefix=prefix)) for _ in range(2))
     key = Cache.build_key(tenant(), "flight", {})
     calls = 0
+    computing, release = asyncio.Event(), asyncio.Event()
 
     async def compute() -> bytes:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.2)
+        computing.set()
+        await release.wait()
         return b"shared"
 
     leader = asyncio.create_task(first.get_or_compute(key, compute, 10))
-    await asyncio.sleep(0.05)
-    assert await second.get_or_compute(key, compute, 10) == (b"shared", True)
+    await computing.wait()  # the leader holds the lock now, however slow the machine
+    follower = asyncio.create_task(second.get_or_compute(key, compute, 10))
+    await asyncio.sleep(0.1)
+    release.set()
+    assert await follower == (b"shared", True)
     assert await leader == (b"shared", False)
     assert calls == 1
     await first.backend.close()
