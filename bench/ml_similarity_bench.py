@@ -369,6 +369,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"{row.label:72} {row.recall:>9.3f} {p50:>8.2f} "
               f"{percentile(row.latencies, 99):>8.2f} {baseline[row.group] / p50:>8.1f}x")
     server.cleanup()
+    if not args.data:
+        folder.rmdir()  # its pg folder went with the server
 
 
 def read_files(path: Path) -> int:
