@@ -8,7 +8,8 @@ dimensions by binary COPY: a mixture of ``--clusters`` Gaussian clusters (text e
 are clustered, not uniform). One tenant holds 1% of the rows; the rest are spread over 99
 others, all rows shuffled (a tenant's rows are scattered over the heap, as when tenants
 write at the same time). ``VACUUM (ANALYZE)``, then the b-tree indexes, then the HNSW index
-(m=16, ef_construction=64, as the migration does) on the loaded table.
+(the plugin's options, m=24 and ef_construction=64 since ``ml_0003``; or ``--hnsw-m``
+and ``--hnsw-ef-construction``) on the loaded table.
 
 Queries are fresh points of the same mixture (not rows of the table). Ground truth is the
 brute-force top 10 by cosine distance in numpy over every row (or the tenant's rows),
@@ -49,7 +50,12 @@ import numpy as np
 from numpy.typing import NDArray
 from pgvector.asyncpg import register_vector
 from pulse_ml_monitor.embedder import vector_literal
-from pulse_ml_monitor.tables import EMBEDDINGS_DDL, VECTOR_DIMENSIONS
+from pulse_ml_monitor.tables import (
+    EMBEDDINGS_DDL,
+    EMBEDDINGS_HNSW_INDEX,
+    EMBEDDINGS_HNSW_OPTIONS,
+    VECTOR_DIMENSIONS,
+)
 from pulse_ml_monitor.vectors import (
     VectorSupport,
     exact_statement,
@@ -65,6 +71,10 @@ from pulse_engine.embedded import open_embedded_server
 MODEL = "bench"
 K = 10
 BATCH = 50_000
+#: the plugin's HNSW index options (m, ef_construction), as in its DDL
+PLUGIN_HNSW = (EMBEDDINGS_HNSW_OPTIONS["m"], EMBEDDINGS_HNSW_OPTIONS["ef_construction"])
+HNSW_INDEXES = ("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings' "
+                "AND indexdef LIKE '%USING hnsw%'")
 
 
 def mixture(rng: np.random.Generator, centres: NDArray[np.float32], n: int,
@@ -128,8 +138,8 @@ async def configure(uri: str, args: argparse.Namespace) -> None:
     await connection.close()
 
 
-async def load(uri: str, data: Data) -> tuple[float, float, float]:
-    """Binary COPY into the plugin's table, then its indexes; the seconds of each step."""
+async def load(uri: str, data: Data, hnsw: str) -> tuple[float, float, float]:
+    """Binary COPY into the plugin's table, then its b-trees and ``hnsw``; each step's seconds."""
     connection = await asyncpg.connect(uri)
     await connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
     await register_vector(connection)
@@ -150,25 +160,41 @@ async def load(uri: str, data: Data) -> tuple[float, float, float]:
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     for statement in EMBEDDINGS_DDL[1:]:
-        if "hnsw" not in statement:
+        if statement != EMBEDDINGS_HNSW_INDEX:
             await connection.execute(statement)
     btree_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    for statement in EMBEDDINGS_DDL[1:]:
-        if "hnsw" in statement:
-            await connection.execute(statement)
+    await connection.execute(hnsw)
     build_seconds = time.perf_counter() - started
     await connection.execute("VACUUM (ANALYZE) embeddings")
     await connection.close()
     return load_seconds, btree_seconds, build_seconds
 
 
-async def apply_ddl(uri: str) -> float:
-    """Create what of the plugin's DDL a kept folder lacks (``IF NOT EXISTS``); seconds."""
+def hnsw_statement(args: argparse.Namespace) -> str:
+    """The HNSW index measured: the plugin's own, or one with ``--hnsw-m`` and
+    ``--hnsw-ef-construction`` under a name of its own."""
+    if (args.hnsw_m, args.hnsw_ef_construction) == PLUGIN_HNSW:
+        return EMBEDDINGS_HNSW_INDEX
+    return (f"CREATE INDEX IF NOT EXISTS ix_embeddings_hnsw_m{args.hnsw_m}_ef"
+            f"{args.hnsw_ef_construction} ON embeddings USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = {args.hnsw_m}, ef_construction = {args.hnsw_ef_construction})")
+
+
+async def apply_ddl(uri: str, args: argparse.Namespace) -> float:
+    """Create what of the plugin's b-trees and the measured HNSW index a kept folder lacks
+    (``IF NOT EXISTS``; built with ``--build-workers`` and ``--maintenance-work-mem``), and
+    drop its other HNSW indexes (the planner is to use the measured one); seconds."""
     connection = await asyncpg.connect(uri)
     started = time.perf_counter()
-    for statement in EMBEDDINGS_DDL:
+    await connection.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+    await connection.execute(f"SET max_parallel_maintenance_workers = {args.build_workers}")
+    hnsw = hnsw_statement(args)
+    for statement in [s for s in EMBEDDINGS_DDL if s != EMBEDDINGS_HNSW_INDEX] + [hnsw]:
         await connection.execute(statement)
+    for name in await connection.fetch(HNSW_INDEXES):
+        if f" {name[0]} " not in hnsw:
+            await connection.execute(f"DROP INDEX {name[0]}")
     await connection.close()
     return time.perf_counter() - started
 
@@ -177,8 +203,7 @@ async def loaded_rows(uri: str) -> int:
     """Rows of a kept folder's table (0 when it has none or no HNSW index yet)."""
     connection = await asyncpg.connect(uri)
     try:
-        ready = await connection.fetchval(
-            "SELECT to_regclass('public.ix_embeddings_hnsw') IS NOT NULL")
+        ready = await connection.fetchval(f"SELECT EXISTS ({HNSW_INDEXES})")
         return int(await connection.fetchval("SELECT count(*) FROM embeddings")) if ready else 0
     except asyncpg.UndefinedTableError:
         return 0
@@ -203,18 +228,20 @@ async def run(args: argparse.Namespace) -> None:
         await configure(server.get_uri(), args)
         server.cleanup()  # restart: shared_buffers applies at start
         server = open_embedded_server(folder / "pg", cleanup_mode=mode)
-        load_seconds, btree_seconds, build_seconds = await load(server.get_uri(), data)
+        load_seconds, btree_seconds, build_seconds = await load(server.get_uri(), data,
+                                                               hnsw_statement(args))
         print(f"load (binary COPY, VACUUM ANALYZE) {load_seconds:.0f} s, b-tree indexes "
               f"{btree_seconds:.0f} s, HNSW build {build_seconds:.0f} s "
               f"(maintenance_work_mem {args.maintenance_work_mem}, "
               f"{args.build_workers} parallel worker(s))", flush=True)
     elif args.load_only:
-        print(f"plugin DDL applied in {await apply_ddl(server.get_uri()):.0f} s", flush=True)
+        print(f"plugin DDL applied in {await apply_ddl(server.get_uri(), args):.0f} s",
+              flush=True)
     if args.load_only:
         server.cleanup()
         return
     uri = server.get_uri()
-    print(f"plugin DDL applied in {await apply_ddl(uri):.0f} s", flush=True)
+    print(f"plugin DDL applied in {await apply_ddl(uri, args):.0f} s", flush=True)
     connection = await asyncpg.connect(uri)
     version = await connection.fetchval("SELECT extversion FROM pg_extension "
                                         "WHERE extname = 'vector'")
@@ -222,6 +249,10 @@ async def run(args: argparse.Namespace) -> None:
     settings = {name: await connection.fetchval(f"SHOW {name}") for name in
                 ("shared_buffers", "maintenance_work_mem", "effective_cache_size", "work_mem",
                  "jit")}
+    for name, options, size in await connection.fetch(
+            "SELECT c.relname, c.reloptions, pg_size_pretty(pg_relation_size(c.oid)) "
+            f"FROM pg_class c WHERE c.relname IN ({HNSW_INDEXES})"):
+        print(f"HNSW index measured: {name} {options}, {size}", flush=True)
     print(f"PostgreSQL {pg_version}, pgvector {version}; {args.rows} rows x "
           f"{VECTOR_DIMENSIONS} dims, {args.clusters} clusters, {args.queries} queries; "
           f"{settings}", flush=True)
@@ -423,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--maintenance-work-mem", default="8GB")
     parser.add_argument("--shared-buffers", default="8GB")
     parser.add_argument("--effective-cache-size", default="16GB")
+    parser.add_argument("--hnsw-m", type=int, default=PLUGIN_HNSW[0])
+    parser.add_argument("--hnsw-ef-construction", type=int, default=PLUGIN_HNSW[1],
+                        help="other than the plugin's: an index of its own name is "
+                        "built on a kept folder, its other HNSW indexes dropped")
     parser.add_argument("--build-workers", type=int, default=1,
                         help="max_parallel_maintenance_workers of the HNSW build")
     parser.add_argument("--data", help="keep the embedded data folder here; a later run "

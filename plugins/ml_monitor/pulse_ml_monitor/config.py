@@ -60,7 +60,7 @@ class MlSettings(BaseSettings):
         "them exactly (b-tree + sort) instead of walking the HNSW graph.",
     )
     ef_search: int = Field(
-        default=100, ge=10, le=1000, description="hnsw.ef_search for similarity queries."
+        default=400, ge=10, le=1000, description="hnsw.ef_search for similarity queries."
     )
     max_scan_tuples: int = Field(
         default=20_000, ge=1000,

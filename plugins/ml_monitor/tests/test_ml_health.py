@@ -22,6 +22,8 @@ async def test_health_reports_pgvector_indexes_embedder_and_job(
         indexes = (await session.execute(text(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings' "
             "AND indexdef LIKE '%USING hnsw%'"))).scalars().all()
+        options = await session.scalar(text(
+            "SELECT reloptions FROM pg_class WHERE relname = 'ix_embeddings_hnsw'"))
     assert body["pgvector"]["available"] is True
     assert body["pgvector"]["version"] == version
     major, minor = (int(part) for part in version.split(".")[:2])
@@ -29,6 +31,7 @@ async def test_health_reports_pgvector_indexes_embedder_and_job(
     assert body["pgvector"]["embeddings_table"] is True
     assert [index["name"] for index in body["vector_indexes"]] == list(indexes) == [
         "ix_embeddings_hnsw"]
+    assert sorted(options) == ["ef_construction=64", "m=24"]  # ml_0003's options
     assert body["embedder"]["dimensions"] == 384
     assert body["embedder"]["name"].startswith("hashing-384-")
     assert body["embedder"]["loaded"] is True
