@@ -49,6 +49,7 @@ from pulse_engine.pagination import (
     fetch_page,
     invalid_cursor,
 )
+from pulse_engine.plugin_tables import copy_tables, timestamp_column, uuid_column
 from pulse_engine.problems import (
     FieldError,
     Problem,
@@ -124,6 +125,7 @@ __all__ = [
     "bulk_copy_available",
     "check_time_zone",
     "check_window",
+    "copy_tables",
     "copy_tenant_rows",
     "create_tenant",
     "create_user",
@@ -149,5 +151,7 @@ __all__ = [
     "session_tenant",
     "statement_timeout",
     "tenant_session",
+    "timestamp_column",
+    "uuid_column",
     "validation_problem",
 ]

@@ -16,7 +16,7 @@ from pulse_ai_validation.health import health_checks
 from pulse_ai_validation.rewrites import LimitRule, TenantScopeRule
 from pulse_ai_validation.routes import build_blueprint
 from pulse_ai_validation.service import AiValidationService
-from pulse_engine import StashKey, hookimpl
+from pulse_engine import StashKey, copy_tables, hookimpl
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -39,9 +39,7 @@ def add_hookspecs(manager: Any) -> None:
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
     """Copy the feedback table onto the engine's metadata."""
-    for table in tables.TABLES:
-        if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+    copy_tables(tables.TABLES, metadata)
 
 
 @hookimpl

@@ -30,6 +30,7 @@ from pulse_engine import (
     Consumer,
     MetricDefinition,
     StashKey,
+    copy_tables,
     hookimpl,
 )
 
@@ -56,9 +57,7 @@ CONFIG_LISTENER = StashKey[BackgroundTask]()
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
     """Copy DORA's tables onto the engine's metadata."""
-    for table in tables.TABLES:
-        if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+    copy_tables(tables.TABLES, metadata)
 
 
 @hookimpl

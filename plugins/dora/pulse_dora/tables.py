@@ -17,8 +17,6 @@ and the tenant's DORA configuration, so that every metric is one range scan of o
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     Boolean,
     Column,
@@ -32,31 +30,26 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+
+from pulse_engine import timestamp_column, uuid_column
 
 metadata = MetaData()
 
 
-def _uuid(name: str, nullable: bool = True) -> Column[Any]:
-    return Column(name, UUID(as_uuid=False), nullable=nullable)
-
-
-def _time(name: str, nullable: bool = True, comment: str | None = None) -> Column[Any]:
-    return Column(name, DateTime(timezone=True), nullable=nullable, comment=comment)
 
 
 dora_deployments = Table(
     "dora_deployments",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _uuid("deployment_id", nullable=False),
-    _uuid("repository_id"),
-    _uuid("project_id"),
+    uuid_column("tenant_id", nullable=False),
+    uuid_column("deployment_id", nullable=False),
+    uuid_column("repository_id"),
+    uuid_column("project_id"),
     Column("service", String(300), nullable=False),
     Column("environment", String(200), nullable=False),
     Column("result", String(20), nullable=False),
-    _time("started_at"),
-    _time("finished_at", nullable=False),
+    timestamp_column("started_at"),
+    timestamp_column("finished_at", nullable=False),
     Column("is_rework", Boolean, nullable=False, server_default=text("false")),
     Column("has_incident", Boolean, nullable=False, server_default=text("false")),
     Column("followed_by_failure", Boolean, nullable=False, server_default=text("false")),
@@ -77,14 +70,14 @@ dora_deployments = Table(
 dora_changes = Table(
     "dora_changes",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _uuid("repository_id", nullable=False),
+    uuid_column("tenant_id", nullable=False),
+    uuid_column("repository_id", nullable=False),
     Column("sha", String(64), nullable=False),
     Column("environment", String(200), nullable=False),
-    _uuid("deployment_id", nullable=False),
-    _uuid("project_id"),
-    _time("deployed_at", nullable=False),
-    _time("authored_at"),
+    uuid_column("deployment_id", nullable=False),
+    uuid_column("project_id"),
+    timestamp_column("deployed_at", nullable=False),
+    timestamp_column("authored_at"),
     Column("lead_seconds", Float),
     Column("is_merge", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("tenant_id", "repository_id", "sha", "environment"),
@@ -100,14 +93,14 @@ dora_changes = Table(
 dora_incidents = Table(
     "dora_incidents",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _uuid("incident_id", nullable=False),
+    uuid_column("tenant_id", nullable=False),
+    uuid_column("incident_id", nullable=False),
     Column("service", String(300)),
-    _uuid("project_id"),
-    _time("created_at", nullable=False),
-    _time("resolved_at"),
+    uuid_column("project_id"),
+    timestamp_column("created_at", nullable=False),
+    timestamp_column("resolved_at"),
     Column("restore_seconds", Float),
-    _uuid("deployment_id"),
+    uuid_column("deployment_id"),
     Column("deployment_environment", String(200)),
     Column("link_reason", String(40)),
     PrimaryKeyConstraint("tenant_id", "incident_id"),
@@ -124,19 +117,19 @@ dora_incidents = Table(
 dora_pull_requests = Table(
     "dora_pull_requests",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _uuid("pull_request_id", nullable=False),
-    _uuid("repository_id", nullable=False),
-    _uuid("project_id"),
-    _time("merged_at", nullable=False),
+    uuid_column("tenant_id", nullable=False),
+    uuid_column("pull_request_id", nullable=False),
+    uuid_column("repository_id", nullable=False),
+    uuid_column("project_id"),
+    timestamp_column("merged_at", nullable=False),
     Column("merge_commit_sha", String(64)),
     Column("coding_seconds", Float,
            comment="opened minus its first non-merge commit's author time"),
     Column("pickup_seconds", Float,
            comment="first review or comment by someone other than the author minus opened"),
     Column("review_seconds", Float, comment="merged minus that first response"),
-    _time("deployed_at", comment="first successful production deployment shipping the merge "
-          "commit (the tenant's production set at the refresh)"),
+    timestamp_column("deployed_at", comment="first successful production deployment shipping "
+                     "the merge commit (the tenant's production set at the refresh)"),
     PrimaryKeyConstraint("tenant_id", "pull_request_id"),
     Index(
         "ix_dora_pull_requests_merged",
@@ -150,20 +143,20 @@ dora_pull_requests = Table(
 dora_refresh_state = Table(
     "dora_refresh_state",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _time("refreshed_at", nullable=False),
+    uuid_column("tenant_id", nullable=False),
+    timestamp_column("refreshed_at", nullable=False),
     Column("production_environments", Text, nullable=False, server_default="",
            comment="the tenant's environments its configuration calls production"),
-    _time("last_deployment_at"),
-    _time("last_production_deployment_at"),
+    timestamp_column("last_deployment_at"),
+    timestamp_column("last_production_deployment_at"),
     PrimaryKeyConstraint("tenant_id"),
 )
 
 dora_refresh_requests = Table(
     "dora_refresh_requests",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _time("requested_at", nullable=False),
+    uuid_column("tenant_id", nullable=False),
+    timestamp_column("requested_at", nullable=False),
     Column("since", DateTime(timezone=True),
            comment="the earliest event time to recompute from (unless full_refresh)"),
     Column("full_refresh", Boolean, nullable=False, server_default=text("false")),

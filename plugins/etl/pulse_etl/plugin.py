@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint
 from sqlalchemy import MetaData
 
-from pulse_engine import BackgroundTask, Consumer, StashKey, hookimpl
+from pulse_engine import BackgroundTask, Consumer, StashKey, copy_tables, hookimpl
 from pulse_etl import hookspecs, model
 from pulse_etl.api import build_blueprint
 from pulse_etl.connectors.generic import GenericConnector
@@ -45,9 +45,7 @@ def add_hookspecs(manager: Any) -> None:
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
     """Copy the unified model's tables onto the engine's metadata."""
-    for table in model.metadata.sorted_tables:
-        if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+    copy_tables(model.metadata.sorted_tables, metadata)
 
 
 @hookimpl

@@ -18,6 +18,7 @@ from pulse_engine import (
     Consumer,
     MetricDefinition,
     StashKey,
+    copy_tables,
     hookimpl,
 )
 from pulse_github import tables
@@ -55,9 +56,7 @@ def settings_for(engine: Engine) -> GithubSettings:
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
     """Copy the plugin's tables (:mod:`pulse_github.tables`) onto the engine's metadata."""
-    for table in tables.TABLES:
-        if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+    copy_tables(tables.TABLES, metadata)
 
 
 @hookimpl

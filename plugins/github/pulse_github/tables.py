@@ -19,12 +19,9 @@ Both are tenant tables: the engine's migration runner forces row-level security 
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Index,
     Integer,
     MetaData,
@@ -34,35 +31,30 @@ from sqlalchemy import (
     Table,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+
+from pulse_engine import timestamp_column, uuid_column
 
 metadata = MetaData()
 
 
-def _uuid(name: str, nullable: bool = True) -> Column[Any]:
-    return Column(name, UUID(as_uuid=False), nullable=nullable)
-
-
-def _time(name: str, nullable: bool = True, comment: str | None = None) -> Column[Any]:
-    return Column(name, DateTime(timezone=True), nullable=nullable, comment=comment)
 
 
 github_pull_requests = Table(
     "github_pull_requests",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _uuid("pull_request_id", nullable=False),
-    _uuid("repository_id", nullable=False),
+    uuid_column("tenant_id", nullable=False),
+    uuid_column("pull_request_id", nullable=False),
+    uuid_column("repository_id", nullable=False),
     Column("number", Integer, nullable=False),
     Column("state", String(20), nullable=False),
     Column("head_ref", String(255)),
-    _time("opened_at"),
-    _time("merged_at"),
-    _time("closed_at"),
+    timestamp_column("opened_at"),
+    timestamp_column("merged_at"),
+    timestamp_column("closed_at"),
     Column("additions", Integer),
     Column("deletions", Integer),
     Column("changed_files", Integer),
-    _uuid("author_person_id"),
+    uuid_column("author_person_id"),
     Column(
         "author_is_bot",
         Boolean,
@@ -70,10 +62,10 @@ github_pull_requests = Table(
         server_default=text("false"),
         comment="the author's login or name matches the tenant's bot_patterns",
     ),
-    _time(
+    timestamp_column(
         "started_at", comment="earliest author time of its own commits and head commit, else opened"
     ),
-    _time(
+    timestamp_column(
         "first_review_at", comment="first review or review comment by someone else who is not a bot"
     ),
     Column("reviewed_before_merge", Boolean, nullable=False, server_default=text("false")),
@@ -84,7 +76,7 @@ github_pull_requests = Table(
         server_default=text("0"),
         comment="1 + reviews requesting changes when reviewed by someone else, else 0",
     ),
-    _time(
+    timestamp_column(
         "deployed_at",
         comment="first successful production deployment shipping the merge "
         "commit (the tenant's production_environments at the refresh)",
@@ -99,9 +91,9 @@ github_pull_requests = Table(
 github_refresh_state = Table(
     "github_refresh_state",
     metadata,
-    _uuid("tenant_id", nullable=False),
-    _time("refreshed_at", nullable=False, comment="when the last refresh began"),
-    _time("full_refresh_at", comment="when the last full refresh began"),
+    uuid_column("tenant_id", nullable=False),
+    timestamp_column("refreshed_at", nullable=False, comment="when the last refresh began"),
+    timestamp_column("full_refresh_at", comment="when the last full refresh began"),
     PrimaryKeyConstraint("tenant_id"),
 )
 

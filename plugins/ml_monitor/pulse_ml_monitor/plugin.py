@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint
 from sqlalchemy import MetaData
 
-from pulse_engine import BackgroundTask, Consumer, StashKey, hookimpl
+from pulse_engine import BackgroundTask, Consumer, StashKey, copy_tables, hookimpl
 from pulse_ml_monitor import feedback as _feedback
 from pulse_ml_monitor import tables
 from pulse_ml_monitor.config import MlSettings
@@ -47,9 +47,7 @@ def embedder_for(engine: Engine) -> EmbedderSlot:
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
     """Copy the plugin's tables onto the engine's metadata (``embeddings`` is SQL-only)."""
-    for table in tables.TABLES:
-        if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+    copy_tables(tables.TABLES, metadata)
 
 
 @hookimpl

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from quart import Blueprint
 from sqlalchemy import MetaData
 
-from pulse_engine import MetricDefinition, StashKey, hookimpl
+from pulse_engine import MetricDefinition, StashKey, copy_tables, hookimpl
 from pulse_portfolio import tables
 from pulse_portfolio.config import PortfolioConfig, PortfolioSettings
 from pulse_portfolio.metrics import definitions
@@ -28,9 +28,7 @@ def settings_for(engine: Engine) -> PortfolioSettings:
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
     """Copy the objectives table onto the engine's metadata."""
-    for table in tables.TABLES:
-        if table.name not in metadata.tables:
-            table.to_metadata(metadata)
+    copy_tables(tables.TABLES, metadata)
 
 
 @hookimpl
