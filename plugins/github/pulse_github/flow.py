@@ -32,8 +32,8 @@ from pulse_github.queries import (
     AGE_BUCKETS,
     FILE_BUCKETS,
     LINE_BUCKETS,
-    _bot,
     at_least_zero,
+    bot_sql,
     bucket_key,
     bucket_sql,
     buckets,
@@ -242,7 +242,7 @@ WHERE{scope.repository_clause('pr')} AND pr.created_at_source < :end
   AND (pr.merged_at IS NULL OR pr.merged_at >= :end)
   AND (pr.closed_at IS NULL OR pr.closed_at >= :end)
   AND (pr.state = 'open' OR pr.merged_at IS NOT NULL OR pr.closed_at IS NOT NULL)
-  AND (pa.id IS NULL OR NOT {_bot('pa')}){scope.person_clause('pa.person_id')}
+  AND (pa.id IS NULL OR NOT {bot_sql('pa')}){scope.person_clause('pa.person_id')}
 """
     counts_sql = f"""
 SELECT {_case('age / 86400.0', AGE_BUCKETS)} AS bucket, count(*) AS prs,
@@ -309,8 +309,8 @@ given AS (
     WHERE r.tenant_id = CAST(:tenant AS uuid) AND r.submitted_at >= :start
       AND r.submitted_at < :end AND r.state <> 'pending'
       AND pr.repository_id = ANY(CAST(:repos AS uuid[]))
-      AND ri.person_id IS DISTINCT FROM pa.person_id AND NOT {_bot('ri')}
-      AND (pa.id IS NULL OR NOT {_bot('pa')})
+      AND ri.person_id IS DISTINCT FROM pa.person_id AND NOT {bot_sql('ri')}
+      AND (pa.id IS NULL OR NOT {bot_sql('pa')})
 )"""
 
 

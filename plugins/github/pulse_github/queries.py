@@ -47,7 +47,7 @@ COUPLING_MAX_CHANGESET = 30
 COUPLING_WORK_MEM = "64MB"
 
 
-def _bot(alias: str) -> str:
+def bot_sql(alias: str) -> str:
     """SQL: whether identity ``alias`` (maybe absent: not a bot) matches a bot pattern."""
     return (f"(coalesce({alias}.username, '') ~* ANY(CAST(:bots AS text[])) "
             f"OR coalesce({alias}.name, '') ~* ANY(CAST(:bots AS text[])))")

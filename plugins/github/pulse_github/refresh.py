@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import Consumer, Message, analyze_tables
 from pulse_github.config import GithubConfig, tenant_config
-from pulse_github.queries import _bot
+from pulse_github.queries import bot_sql
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -106,7 +106,7 @@ _COLUMNS = (
 
 def _reviewer(alias: str) -> str:
     """SQL: identity ``alias`` is someone other than the pull request's author, no bot."""
-    return f"{alias}.person_id IS DISTINCT FROM prs.author AND NOT {_bot(alias)}"
+    return f"{alias}.person_id IS DISTINCT FROM prs.author AND NOT {bot_sql(alias)}"
 
 
 def recompute_sql(incremental: bool) -> str:
@@ -124,7 +124,7 @@ WITH prs AS MATERIALIZED (
     SELECT pr.id, pr.repository_id, pr.number, pr.state, pr.head_ref,
            pr.created_at_source, pr.merged_at, pr.closed_at, pr.additions, pr.deletions,
            pr.changed_files, pr.head_sha, pr.merge_commit_sha, pa.person_id AS author,
-           pa.id IS NOT NULL AND {_bot("pa")} AS author_is_bot
+           pa.id IS NOT NULL AND {bot_sql("pa")} AS author_is_bot
     FROM pull_requests pr
     LEFT JOIN person_identities pa
       ON pa.tenant_id = pr.tenant_id AND pa.id = pr.author_identity_id
