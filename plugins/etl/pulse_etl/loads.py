@@ -40,9 +40,9 @@ EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-#: SQL: the rows each table's planner statistics describe (-1: never analyzed).
+#: SQL: the rows each table's planner statistics describe (-1: never analyzed, or missing).
 _DESCRIBED_ROWS = """
-SELECT name, (SELECT reltuples FROM pg_class WHERE oid = to_regclass(name))
+SELECT name, coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass(name)), -1)
 FROM unnest(CAST(:tables AS text[])) AS name
 """
 
@@ -170,12 +170,12 @@ class Loads:
             return []
         async with self.engine.db.system_session() as session:
             result = await session.execute(text(_DESCRIBED_ROWS), {"tables": candidates})
-            described: dict[str, float] = {name: rows for name, rows in result.tuples()}
+            described: dict[str, float] = dict(result.tuples().all())
             tables = [
                 table
                 for table in candidates
                 if grown[table] >= ANALYZE_AFTER_ROWS
-                or described.get(table, -1) < 0
+                or described[table] < 0
                 or grown[table] >= ANALYZE_GROWTH_SHARE * described[table]
             ]
             for table in tables:
