@@ -21,6 +21,7 @@ from pulse_engine.bulk import (
 )
 from pulse_engine.cache import CachePolicy
 from pulse_engine.cli_accounts import run_with_engine
+from pulse_engine.db import lock_role_changes
 from pulse_engine.embedded import load_or_create_secret
 from pulse_engine.engine_api import Engine
 from pulse_engine.events import CAPABILITY_CHANGED_EVENT, Event
@@ -142,6 +143,7 @@ __all__ = [
     "invalid_cursor",
     "invalid_field",
     "load_or_create_secret",
+    "lock_role_changes",
     "no_content",
     "parse_json_body",
     "problem_responses",

@@ -60,12 +60,20 @@ def to_libpq_url(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _create_or_alter_role(connection: AsyncConnection, role: str, attributes: str) -> None:
-    """``CREATE`` ``role`` ``WITH attributes``, or ``ALTER`` it if it exists.
+async def lock_role_changes(connection: AsyncConnection | AsyncSession) -> None:
+    """Serialise role and privilege changes across processes until the transaction ends.
 
-    Serialised across processes by an advisory lock held until the transaction ends.
+    Every process creates its roles and grants at start; two ``GRANT ... ON DATABASE`` at
+    once (the engine's app role in one process, a plugin's role in another) fail with
+    "tuple concurrently updated", so the engine and plugins take this one lock first.
     """
-    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.app_role'))"))
+    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.roles'))"))
+
+
+async def _create_or_alter_role(connection: AsyncConnection, role: str, attributes: str) -> None:
+    """``CREATE`` ``role`` ``WITH attributes``, or ``ALTER`` it if it exists, under
+    :func:`lock_role_changes`."""
+    await lock_role_changes(connection)
     exists = await connection.scalar(
         text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
     )

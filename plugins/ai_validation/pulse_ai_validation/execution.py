@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from pulse_ai_validation.catalog import Catalog
 from pulse_ai_validation.config import AiValidationSettings
-from pulse_engine import load_or_create_secret
+from pulse_engine import load_or_create_secret, lock_role_changes
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -91,7 +91,7 @@ async def ensure_role(engine: Engine, settings: AiValidationSettings, catalog: C
     role = _quote(settings.db_role)
     password = role_password(engine, settings).replace("'", "''")
     async with engine.db.system_session() as session:
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.ai_role'))"))
+        await lock_role_changes(session)
         exists = await session.scalar(
             text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": settings.db_role}
         )
