@@ -149,7 +149,7 @@ async def shutdown(engine: Engine) -> None:
 #: Entities whose changes can move a fact (commit parents: the commits a deployment
 #: shipped; identities: a bot's login or name).
 FACT_INPUTS = frozenset({"pull_requests", "reviews", "review_comments", "commits",
-                         "commit_parents", "deployments", "deployment_commits",
+                         "commit_files", "commit_parents", "deployments", "deployment_commits",
                          "person_identities"})
 
 

@@ -8,7 +8,11 @@ Conventions (the package README states them for users):
   identity (``person_identities.person_id``) of its author;
 * ``contributors`` and ``commit-patterns`` count every commit (merges too, as ``git log``
   does); hotspots, coupling, silos, main developers, churn and the absence factor count
-  non-merge commits, by the path a commit left a file at (a rename's new path);
+  non-merge commits, by the path a commit left a file at (a rename's new path); the four
+  file answers (hotspots, coupling, silos, main developers) read the per-file facts
+  ``github_file_changes`` (:mod:`pulse_github.file_facts`: one row per file of such a
+  commit, kept by the refresh), grouping path ids and looking up the texts of the rows
+  they answer;
 * pull-request and review analytics leave out pull requests opened by bots and reviews
   given by bots (the tenant's ``bot_patterns``), and a person's reviews of their own pull
   requests;
@@ -142,18 +146,12 @@ def seconds(later: str, earlier: str) -> str:
 
 # --- commits -----------------------------------------------------------------------------
 
-#: Joins a commit ``c`` to its files ``f``.
-FILES_JOIN = (" JOIN commit_files f ON f.tenant_id = c.tenant_id"
-              " AND f.repository_id = c.repository_id AND f.sha = c.sha")
-
-
-def _commits(scope: Scope, *, merges: bool, join: str = "") -> str:
-    """FROM/WHERE of the scope's commits in the window with their author's person ``ai``
-    (and what ``join`` adds)."""
+def _commits(scope: Scope, *, merges: bool) -> str:
+    """FROM/WHERE of the scope's commits in the window with their author's person ``ai``."""
     merge = "" if merges else " AND NOT c.is_merge"
     return (
         " FROM commits c JOIN person_identities ai ON ai.tenant_id = c.tenant_id"
-        f" AND ai.id = c.author_identity_id{join}"
+        f" AND ai.id = c.author_identity_id"
         f" WHERE{scope.repository_clause('c')} AND{_window('c.authored_at')}{merge}"
         f"{scope.person_clause('ai.person_id')}"
     )
@@ -302,19 +300,54 @@ def _path_after(after: PathKey | None, count: str) -> tuple[str, dict[str, Any]]
                        "after_path": after.path if after else None}
 
 
+def _file_changes(scope: Scope) -> str:
+    """FROM/WHERE of the scope's per-file facts ``g`` in the window (one range of the
+    facts' author-time index)."""
+    return (f" FROM github_file_changes g WHERE{scope.repository_clause('g')}"
+            f" AND{_window('g.authored_at')}{scope.person_clause('g.person_id')}")
+
+
+def _top_by_count(groups: str, count: str, key: str) -> str:
+    """SQL: the rows of CTE ``groups`` a page ordered by ``count`` descending, repository,
+    path can hold, with their path text ``path`` (the dictionary text of id column ``key``):
+    those with the page's starting count (``after_count``, where its path decides) and
+    those with fewer, down to the ``limit``-th largest count (ties kept). Only these few
+    paths' texts are looked up; the caller orders them and applies the keyset."""
+    eligible = f"(CAST(:after_count AS bigint) IS NULL OR {count} < :after_count)"
+    return f"""
+cut AS (
+    SELECT {count} AS at FROM {groups} WHERE {eligible}
+    ORDER BY {count} DESC OFFSET CAST(:limit AS bigint) - 1 LIMIT 1
+),
+candidates AS (
+    SELECT s.*, (SELECT p.path FROM github_paths p
+                 WHERE p.tenant_id = CAST(:tenant AS uuid) AND p.id = s.{key}) AS path
+    FROM {groups} s
+    WHERE ({eligible} OR {count} = :after_count)
+      AND {count} >= coalesce((SELECT at FROM cut), 0)
+)"""
+
+
 async def hotspots(session: AsyncSession, scope: Scope, limit: int,
                    after: PathKey | None) -> list[dict[str, Any]]:
     """Files by the non-merge commits that changed them in the window (descending), with
     their distinct authors and churn."""
     condition, extra = _path_after(after, "commits")
+    # per path and person first: the distinct authors are then a count of groups
     sql = f"""
-SELECT * FROM (
-    SELECT f.repository_id, f.path, count(*) AS commits,
-           count(DISTINCT ai.person_id) AS authors,
-           coalesce(sum(f.additions), 0) AS additions, coalesce(sum(f.deletions), 0) AS deletions
-    {_commits(scope, merges=False, join=FILES_JOIN)}
-    GROUP BY f.repository_id, f.path
-) spots{condition}
+WITH per AS (
+    SELECT g.repository_id, g.path_id, g.person_id, count(*) AS commits,
+           sum(g.additions) AS additions, sum(g.deletions) AS deletions
+    {_file_changes(scope)}
+    GROUP BY g.repository_id, g.path_id, g.person_id
+),
+spots AS (
+    SELECT repository_id, path_id, sum(commits) AS commits, count(*) AS authors,
+           coalesce(sum(additions), 0) AS additions, coalesce(sum(deletions), 0) AS deletions
+    FROM per GROUP BY repository_id, path_id
+),
+{_top_by_count('spots', 'commits', 'path_id')}
+SELECT * FROM candidates{condition}
 ORDER BY commits DESC, repository_id, path
 LIMIT :limit
 """
@@ -395,35 +428,52 @@ class CouplingKey:
 async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRules,
                           limit: int, after: CouplingKey | None) -> list[dict[str, Any]]:
     """Pairs of files of one repository changed by the same non-merge commits."""
+    # the pairs are found by path id (the smaller first), then their texts looked up and
+    # each pair written in code-point order (COLLATE "C": as git and the C.UTF-8 default
+    # sort paths), with its two files' commits
     sql = f"""
-WITH changes AS (
-    SELECT f.repository_id, f.commit_id, f.path COLLATE "C" AS path,
-           count(*) OVER (PARTITION BY f.commit_id) AS size
-    {_commits(scope, merges=False, join=FILES_JOIN)}
+WITH kept AS MATERIALIZED (
+    SELECT g.repository_id, g.commit_id, g.path_id
+    {_file_changes(scope)} AND g.changeset <= :max_changeset
 ),
-kept AS (
-    SELECT repository_id, commit_id, path,
-           count(*) OVER (PARTITION BY repository_id, path) AS revs
-    FROM changes WHERE size <= :max_changeset
+revs AS (
+    SELECT path_id, count(*) AS revs FROM kept GROUP BY path_id
+    HAVING count(*) >= greatest(CAST(:min_revs AS bigint), CAST(:min_shared AS bigint))
 ),
 frequent AS (
-    SELECT repository_id, commit_id, path, revs FROM kept
-    WHERE revs >= greatest(CAST(:min_revs AS bigint), CAST(:min_shared AS bigint))
+    SELECT k.repository_id, k.commit_id, k.path_id, r.revs
+    FROM kept k JOIN revs r ON r.path_id = k.path_id
 ),
 pairs AS (
-    SELECT a.repository_id, a.path, b.path AS coupled_path, a.revs, b.revs AS coupled_revs,
-           count(*) AS shared
-    FROM frequent a JOIN frequent b
-      ON b.commit_id = a.commit_id AND b.repository_id = a.repository_id AND b.path > a.path
-    GROUP BY a.repository_id, a.path, b.path, a.revs, b.revs
+    SELECT a.repository_id, a.path_id AS first_id, b.path_id AS second_id,
+           a.revs AS first_revs, b.revs AS second_revs, count(*) AS shared
+    FROM frequent a JOIN frequent b ON b.commit_id = a.commit_id AND b.path_id > a.path_id
+    GROUP BY a.repository_id, a.path_id, b.path_id, a.revs, b.revs
     HAVING count(*) >= :min_shared
 ),
 degrees AS (
-    SELECT *, shared / ((revs + coupled_revs) / 2.0) AS degree FROM pairs
+    SELECT *, shared / ((first_revs + second_revs) / 2.0) AS degree FROM pairs
+    WHERE shared / ((first_revs + second_revs) / 2.0) >= :min_degree
+),
+named AS (
+    SELECT d.*,
+           (SELECT p.path FROM github_paths p WHERE p.tenant_id = CAST(:tenant AS uuid)
+              AND p.id = d.first_id) COLLATE "C" AS first_path,
+           (SELECT p.path FROM github_paths p WHERE p.tenant_id = CAST(:tenant AS uuid)
+              AND p.id = d.second_id) COLLATE "C" AS second_path
+    FROM degrees d
+),
+oriented AS (
+    SELECT repository_id, shared, degree,
+           least(first_path, second_path) AS path, greatest(first_path, second_path)
+             AS coupled_path,
+           CASE WHEN first_path < second_path THEN first_revs ELSE second_revs END AS revs,
+           CASE WHEN first_path < second_path THEN second_revs ELSE first_revs END
+             AS coupled_revs
+    FROM named
 )
-SELECT * FROM degrees
-WHERE degree >= :min_degree
-  AND (CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree
+SELECT * FROM oriented
+WHERE (CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree
        OR (degree = :after_degree AND (shared < :after_shared
            OR (shared = :after_shared AND (repository_id, path, coupled_path)
                > (CAST(:after_repo AS uuid), CAST(:after_path AS text),
@@ -441,10 +491,8 @@ LIMIT :limit
               "after_coupled": after.coupled_path if after else None}
     # the self-join of a materialised CTE has no statistics: without this the planner may
     # pick a nested loop over it (quadratic) or sort both sides for a merge join; a hash
-    # join is linear. The window's file rows are sorted and hashed in memory, not spilled
-    # (this transaction only). Commits are keyed by id (a uuid) and paths compared
-    # bytewise (COLLATE "C": code-point order, as git and the C.UTF-8 default sort them),
-    # cheaper than text under a locale.
+    # join is linear. The window's file rows are hashed in memory, not spilled (this
+    # transaction only).
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
     await session.execute(text("SELECT set_config('work_mem', :work_mem, true)"),
@@ -478,16 +526,26 @@ async def silos(session: AsyncSession, scope: Scope, kind: str, min_commits: int
                 after: PathKey | None) -> list[dict[str, Any]]:
     """Files (or directories) whose non-merge commits in the window all come from one
     person, with at least ``min_commits`` commits."""
-    path = "f.path" if kind == "file" else "regexp_replace(f.path, '/?[^/]*$', '')"
+    key = "path_id" if kind == "file" else "directory_id"
     condition, extra = _path_after(after, "commits")
+    # a commit counts once per directory (several of its files may be in one): each commit
+    # is one group of the first step, and a path with one person is one group of the
+    # second; a file appears once per commit, so files skip the first step
+    commits = (f"SELECT g.repository_id, g.{key}, g.person_id, count(*) AS commits"
+               f" {_file_changes(scope)} GROUP BY 1, 2, 3")
+    if kind != "file":
+        commits = (f"SELECT repository_id, {key}, person_id, count(*) AS commits FROM ("
+                   f"SELECT DISTINCT g.repository_id, g.{key}, g.person_id, g.commit_id"
+                   f" {_file_changes(scope)}) distinct_commits GROUP BY 1, 2, 3")
     sql = f"""
-SELECT * FROM (
-    SELECT f.repository_id, {path} AS path, count(DISTINCT c.sha) AS commits,
-           min(ai.person_id::text) AS person_id
-    {_commits(scope, merges=False, join=FILES_JOIN)}
-    GROUP BY f.repository_id, {path}
-    HAVING count(DISTINCT ai.person_id) = 1 AND count(DISTINCT c.sha) >= :min_commits
-) silo{condition}
+WITH per AS ({commits}),
+owned AS (
+    SELECT repository_id, {key}, sum(commits) AS commits, min(person_id::text) AS person_id
+    FROM per GROUP BY repository_id, {key}
+    HAVING count(*) = 1 AND sum(commits) >= :min_commits
+),
+{_top_by_count('owned', 'commits', key)}
+SELECT * FROM candidates{condition}
 ORDER BY commits DESC, repository_id, path
 LIMIT :limit
 """
@@ -516,25 +574,34 @@ async def main_developers(session: AsyncSession, scope: Scope, limit: int,
                           after: tuple[str, str] | None) -> list[dict[str, Any]]:
     """Per file changed in the window, the person who added the most lines to it (ties:
     the smallest person id), ordered by repository and path."""
+    # per file and person, then per file; the texts of the window's files decide the page
+    # (a top-N of their order), and only the page's files look for their main developer
     sql = f"""
-WITH added AS (
-    SELECT f.repository_id, f.path, ai.person_id, coalesce(sum(f.additions), 0) AS added,
-           count(*) AS commits
-    {_commits(scope, merges=False, join=FILES_JOIN)}
-    GROUP BY f.repository_id, f.path, ai.person_id
+WITH added AS MATERIALIZED (
+    SELECT g.repository_id, g.path_id, g.person_id, coalesce(sum(g.additions), 0) AS added
+    {_file_changes(scope)}
+    GROUP BY g.repository_id, g.path_id, g.person_id
+),
+per_file AS (
+    SELECT repository_id, path_id, sum(added) AS total_added, count(*) AS authors,
+           max(added) AS most
+    FROM added GROUP BY repository_id, path_id
 ),
 files AS (
-    SELECT DISTINCT ON (repository_id, path) repository_id, path, person_id, added,
-           sum(added) OVER (PARTITION BY repository_id, path) AS total_added,
-           count(*) OVER (PARTITION BY repository_id, path) AS authors
-    FROM added
-    ORDER BY repository_id, path, added DESC, person_id
+    SELECT f.*, p.path FROM per_file f
+    JOIN github_paths p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = f.path_id
+),
+page AS (
+    SELECT * FROM files
+    WHERE CAST(:after_repo AS uuid) IS NULL
+       OR (repository_id, path) > (CAST(:after_repo AS uuid), CAST(:after_path AS text))
+    ORDER BY repository_id, path
+    LIMIT :limit
 )
-SELECT * FROM files
-WHERE CAST(:after_repo AS uuid) IS NULL
-   OR (repository_id, path) > (CAST(:after_repo AS uuid), CAST(:after_path AS text))
-ORDER BY repository_id, path
-LIMIT :limit
+SELECT DISTINCT ON (page.repository_id, page.path) page.repository_id, page.path,
+       a.person_id, a.added, page.total_added, page.authors
+FROM page JOIN added a ON a.path_id = page.path_id AND a.added = page.most
+ORDER BY page.repository_id, page.path, a.person_id
 """
     rows = (await session.execute(text(sql), {
         **scope.params(), "limit": limit, "after_repo": after[0] if after else None,

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import Consumer, Message, analyze_tables
 from pulse_github.config import GithubConfig, tenant_config
+from pulse_github.file_facts import refresh_file_changes
 from pulse_github.queries import bot_sql
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ async def refresh_session(
     written = int(result.rowcount or 0)
     if written >= ANALYZE_AFTER_ROWS:
         await analyze_tables(session, ["github_pull_requests"])
+    await refresh_file_changes(session, tenant_id, since)
     await session.execute(text(_STATE), params)
     return RefreshStats(written, since is None, time.perf_counter() - began)
 

@@ -1,4 +1,5 @@
-"""pulse-github's derived tables: per pull request, the times its flow analytics read.
+"""pulse-github's derived tables: per pull request, the times its flow analytics read; per
+non-merge commit and file, what the file analytics read.
 
 They are recomputed by :mod:`pulse_github.refresh` after ETL loads (and in full after a
 configuration change) from pulse-etl's tables and the tenant's configuration, so that a
@@ -12,16 +13,27 @@ of commits, reviews, review comments and shipped deployments:
   comment by someone else who is not a bot), ``reviewed_before_merge``, ``review_rounds``
   and ``deployed_at`` (the first successful deployment to one of the tenant's
   ``production_environments`` that shipped its merge commit);
+* ``github_file_changes``: one row per file of a non-merge commit with an author identity
+  (pulse-etl's ``commit_files`` joined to ``commits``): its author time, repository, the
+  path it left the file at (a rename's new path) and that path's directory as ids of
+  ``github_paths``, the author's merged person, the commit, the commit's number of files
+  (``changeset``) and the lines added and deleted; in author-time order, so that a window
+  of hotspots, change coupling, knowledge silos and main developers is one range of one
+  index over narrow rows instead of a join of the window's commits to their files;
+* ``github_paths``: the tenant's dictionary of file and directory paths per repository
+  (ids that the file analytics group by; the texts are looked up for the rows answered);
 * ``github_refresh_state``: when a tenant's facts were last recomputed.
 
-Both are tenant tables: the engine's migration runner forces row-level security on them.
+All are tenant tables: the engine's migration runner forces row-level security on them.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -29,15 +41,14 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     text,
 )
 
 from pulse_engine import timestamp_column, uuid_column
 
 metadata = MetaData()
-
-
-
 
 github_pull_requests = Table(
     "github_pull_requests",
@@ -97,4 +108,34 @@ github_refresh_state = Table(
     PrimaryKeyConstraint("tenant_id"),
 )
 
-TABLES = (github_pull_requests, github_refresh_state)
+github_paths = Table(
+    "github_paths",
+    metadata,
+    uuid_column("tenant_id", nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
+    uuid_column("repository_id", nullable=False),
+    Column("is_directory", Boolean, nullable=False),
+    Column("path", Text, nullable=False, comment="a directory without its last slash; '' the root"),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "repository_id", "is_directory", "path",
+                     name="uq_github_paths_path"),
+)
+
+github_file_changes = Table(
+    "github_file_changes",
+    metadata,
+    uuid_column("tenant_id", nullable=False),
+    timestamp_column("authored_at", nullable=False),
+    uuid_column("repository_id", nullable=False),
+    Column("path_id", BigInteger, nullable=False,
+           comment="github_paths: the path after the commit"),
+    Column("directory_id", BigInteger, nullable=False, comment="github_paths: its directory"),
+    uuid_column("person_id", nullable=False),
+    uuid_column("commit_id", nullable=False),
+    Column("changeset", Integer, nullable=False, comment="the commit's files (commit_files rows)"),
+    Column("additions", Integer, comment="null for a binary file"),
+    Column("deletions", Integer, comment="null for a binary file"),
+    Index("ix_github_file_changes_authored", "tenant_id", "authored_at"),
+)
+
+TABLES = (github_pull_requests, github_paths, github_file_changes, github_refresh_state)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from github_rows import Rows
+from github_rows import Rows, at
+from pulse_etl import model
 from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
@@ -204,3 +205,117 @@ async def test_the_facts_are_tenant_scoped(
             ).all()
         )
     assert forced == {"github_pull_requests": True, "github_refresh_state": True}
+
+
+async def file_facts(engine: PulseEngine, tenant_id: str) -> list[Any]:
+    """The tenant's per-file facts with their path texts (ids renumber on a full refresh)."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        return list(
+            (
+                await session.execute(
+                    text(
+                        "SELECT g.authored_at, CAST(g.repository_id AS text) AS repository,"
+                        " p.path, d.path AS directory, CAST(g.person_id AS text) AS person,"
+                        " CAST(g.commit_id AS text) AS commit_id, g.changeset, g.additions,"
+                        " g.deletions FROM github_file_changes g"
+                        " JOIN github_paths p ON p.tenant_id = g.tenant_id AND p.id = g.path_id"
+                        " AND NOT p.is_directory"
+                        " JOIN github_paths d ON d.tenant_id = g.tenant_id"
+                        " AND d.id = g.directory_id AND d.is_directory"
+                        " ORDER BY g.authored_at, g.commit_id, p.path"
+                    )
+                )
+            ).all()
+        )
+
+
+async def commit_id(engine: PulseEngine, tenant_id: str, sha: str) -> str:
+    """The id of the commit ``sha``."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        return str(
+            await session.scalar(text("SELECT CAST(id AS text) FROM commits WHERE sha = :sha"),
+                                 {"sha": sha})
+        )
+
+
+async def test_file_facts_incremental_equal_full(
+    engine: PulseEngine, gh_tenant: TenantFixture
+) -> None:
+    """Each incremental refresh of the per-file facts equals a fresh full one: merges and
+    commits without an author identity are left out, merged identities are one person, a
+    rename counts at its new path, and files loaded later for a pull request's merge commit
+    authored before ``since`` are picked up through the pull request."""
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    ada, ada_git = await rows.person("Ada", "ada")
+    bob, bob_git = await rows.person("Bob", "bob")
+    bob_work = await rows.identity(bob, "bob-work")
+
+    async def check(since: str | None) -> list[Any]:
+        await refresh_tenant(engine, gh_tenant.id, at(since) if since else None)
+        incremental = await file_facts(engine, gh_tenant.id)
+        await refresh_tenant(engine, gh_tenant.id)
+        assert await file_facts(engine, gh_tenant.id) == incremental
+        return incremental
+
+    first = await rows.commit(repository, ada_git, "2026-03-01 10:00",
+                              files=(("src/a.py", 3, 1), ("README.md", 1, 0)))
+    found = await check(None)
+    assert [(row.path, row.directory, row.person, row.changeset, row.additions)
+            for row in found] == [("README.md", "", ada, 2, 1), ("src/a.py", "src", ada, 2, 3)]
+
+    rebased = await rows.commit(repository, bob_git, "2026-03-02 09:00")
+    await rows.commit(repository, bob_work, "2026-03-05 10:00",
+                      files=(("src/a.py", 2, 2), ("src/lib/c.py", 1, 0)))
+    await rows.commit(repository, bob_git, "2026-03-05 11:00", merge=True,
+                      files=(("src/a.py", 9, 9),))
+    await rows.add(model.commits, repository_id=repository, sha="f" * 40,
+                   authored_at=at("2026-03-05 12:00"), is_merge=False, message="nobody")
+    found = await check("2026-03-05 00:00")
+    assert [(row.path, row.person) for row in found[2:]] == [
+        ("src/a.py", bob), ("src/lib/c.py", bob)]
+    assert found[0].commit_id == await commit_id(engine, gh_tenant.id, first)
+    assert [row.changeset for row in found[2:]] == [2, 2]
+
+    # a rebase merge: the pull request's merge commit was authored before the pull request
+    # was opened, and its files come with the pull request
+    await rows.pull_request(repository, 7, bob_git, "2026-03-06 08:00",
+                            merged="2026-03-06 12:00", merge_sha=rebased)
+    await rows.add(model.commit_files, repository_id=repository, sha=rebased,
+                   commit_id=await commit_id(engine, gh_tenant.id, rebased),
+                   path="docs/guide.md", previous_path="guide.md", additions=None,
+                   deletions=None, is_binary=True)
+    found = await check("2026-03-06 08:00")
+    assert [(row.path, row.directory, row.person, row.additions) for row in found
+            if row.authored_at == at("2026-03-02 09:00")] == [
+        ("docs/guide.md", "docs", bob, None)]
+    assert len(found) == 5
+
+
+async def test_file_facts_are_tenant_scoped(
+    engine: PulseEngine, github_app: Quart, gh_tenant: TenantFixture
+) -> None:
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    _, ada = await rows.person("Ada", "ada")
+    await rows.commit(repository, ada, "2026-03-01 10:00", files=(("a.py", 1, 0),))
+    await refresh_tenant(engine, gh_tenant.id)
+    other = await make_tenant(github_app)
+    await refresh_tenant(engine, other.id)
+    assert len(await file_facts(engine, gh_tenant.id)) == 1
+    assert await file_facts(engine, other.id) == []
+    async with engine.db.tenant_session(other.id) as session:
+        for table in ("github_file_changes", "github_paths"):
+            assert await session.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
+    async with engine.db.system_session() as session:
+        forced = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT relname, relforcerowsecurity FROM pg_class WHERE relname IN "
+                        "('github_file_changes', 'github_paths')"
+                    )
+                )
+            ).all()
+        )
+    assert forced == {"github_file_changes": True, "github_paths": True}

@@ -118,6 +118,8 @@ async def ingest(engine: PulseEngine, tenant_id: str, repo: Path, branch: str) -
         "path": str(repo), "branch": branch}}, None, enqueue=False)
     status = await service.run_job(tenant_id, job["id"])
     assert status == "succeeded", await service.get_job(tenant_id, job["id"])
+    # the file answers read the facts the load's queued refresh writes
+    assert await engine.queue.wait_idle(30)
 
 
 async def every_page(client: Any, path: str, params: dict[str, str]) -> list[dict[str, Any]]:

@@ -1,0 +1,129 @@
+"""Recompute a tenant's per-file facts (``github_file_changes`` and its path dictionary
+``github_paths``, see :mod:`pulse_github.tables`) from pulse-etl's commits, commit files
+and identities; called by :func:`pulse_github.refresh.refresh_session` in its
+transaction, in full or from ``since`` as the per-pull-request facts are.
+
+A fact is one file of a non-merge commit with an author identity (the rows the file
+analytics counted when they joined a window's commits to their ``commit_files``). With
+``since`` the commits recomputed are those authored at or after it (a commit's SHA covers
+its author time, so a loaded commit keeps its time) and the merge commits of the pull
+requests opened, merged or closed at or after it (the GitHub connector loads a merged pull
+request's files as its merge commit's, with the pull request): their facts are deleted and
+written again, and the result equals a full recompute. A change of identities' persons is
+a full refresh (as the refresh's callers already ask for identity loads). Paths get ids
+the first time a commit has them; a full recompute renumbers them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pulse_engine import analyze_tables
+
+#: Fact rows one refresh writes from which the tables' planner statistics are refreshed.
+ANALYZE_AFTER_ROWS = 10_000
+#: SQL: the directory of a path ``column`` ('' for a file at the root).
+DIRECTORY = "regexp_replace({}, '/?[^/]*$', '')"
+
+#: SQL of the CTE ``targets``: the commits an incremental refresh recomputes (see the
+#: module docstring).
+_TARGETS = """
+targets AS MATERIALIZED (
+    SELECT c.id, c.repository_id, c.sha, c.authored_at FROM commits c
+    WHERE c.tenant_id = :tenant AND c.authored_at >= :since
+    UNION
+    SELECT c.id, c.repository_id, c.sha, c.authored_at FROM pull_requests pr
+    JOIN commits c ON c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
+     AND c.sha = pr.merge_commit_sha
+    WHERE pr.tenant_id = :tenant AND pr.merge_commit_sha IS NOT NULL
+      AND (pr.created_at_source >= :since OR pr.merged_at >= :since OR pr.closed_at >= :since)
+)"""
+
+
+def _paths_sql(incremental: bool) -> str:
+    """The statement adding the paths (and their directories) the recomputed commits'
+    files have and the dictionary lacks."""
+    if incremental:
+        source = f"""WITH {_TARGETS},
+files AS MATERIALIZED (
+    SELECT DISTINCT f.repository_id, f.path FROM targets t
+    JOIN commit_files f ON f.tenant_id = :tenant AND f.repository_id = t.repository_id
+     AND f.sha = t.sha
+),"""
+    else:
+        source = """WITH files AS MATERIALIZED (
+    SELECT DISTINCT f.repository_id, f.path FROM commit_files f WHERE f.tenant_id = :tenant
+),"""
+    return f"""
+{source}
+wanted AS (
+    SELECT repository_id, false AS is_directory, path FROM files
+    UNION
+    SELECT repository_id, true, {DIRECTORY.format('path')} FROM files
+)
+INSERT INTO github_paths (tenant_id, repository_id, is_directory, path)
+SELECT CAST(:tenant AS uuid), w.repository_id, w.is_directory, w.path FROM wanted w
+WHERE NOT EXISTS (
+    SELECT 1 FROM github_paths p
+    WHERE p.tenant_id = :tenant AND p.repository_id = w.repository_id
+      AND p.is_directory = w.is_directory AND p.path = w.path)
+ORDER BY w.repository_id, w.is_directory, w.path
+"""
+
+
+def _facts_sql(incremental: bool) -> str:
+    """The statement writing the facts of every commit (``incremental``: of the targets),
+    in author-time order (a window's rows are then adjacent on disk)."""
+    chosen = "AND c.id IN (SELECT id FROM targets)" if incremental else ""
+    return f"""
+{"WITH " + _TARGETS if incremental else ""}
+INSERT INTO github_file_changes (tenant_id, authored_at, repository_id, path_id,
+                                 directory_id, person_id, commit_id, changeset, additions,
+                                 deletions)
+SELECT c.tenant_id, c.authored_at, c.repository_id, p.id, d.id, ai.person_id, c.id,
+       count(*) OVER (PARTITION BY c.authored_at, c.id), f.additions, f.deletions
+FROM commits c
+JOIN person_identities ai ON ai.tenant_id = c.tenant_id AND ai.id = c.author_identity_id
+JOIN commit_files f ON f.tenant_id = c.tenant_id AND f.repository_id = c.repository_id
+ AND f.sha = c.sha
+JOIN github_paths p ON p.tenant_id = c.tenant_id AND p.repository_id = f.repository_id
+ AND NOT p.is_directory AND p.path = f.path
+JOIN github_paths d ON d.tenant_id = c.tenant_id AND d.repository_id = f.repository_id
+ AND d.is_directory AND d.path = {DIRECTORY.format('f.path')}
+WHERE c.tenant_id = :tenant AND NOT c.is_merge AND c.authored_at IS NOT NULL {chosen}
+ORDER BY c.authored_at, c.id
+"""
+
+
+_DELETE_SINCE = f"""
+WITH {_TARGETS}
+DELETE FROM github_file_changes g USING targets t
+WHERE g.tenant_id = :tenant AND g.authored_at = t.authored_at AND g.commit_id = t.id
+"""
+
+
+async def refresh_file_changes(session: AsyncSession, tenant_id: str,
+                               since: datetime | None = None) -> int:
+    """Recompute the tenant's per-file facts inside ``session`` (the refresh's
+    tenant-bound transaction; ``since``: see the module docstring, ``None``: all).
+    Returns the fact rows written."""
+    params: dict[str, Any] = {"tenant": tenant_id, "since": since}
+    incremental = since is not None
+    if incremental:
+        await session.execute(text(_DELETE_SINCE), params)
+    else:
+        await session.execute(
+            text("DELETE FROM github_file_changes WHERE tenant_id = :tenant"), params)
+        await session.execute(text("DELETE FROM github_paths WHERE tenant_id = :tenant"), params)
+    paths: Any = await session.execute(text(_paths_sql(incremental)), params)
+    if int(paths.rowcount or 0) >= ANALYZE_AFTER_ROWS:
+        await analyze_tables(session, ["github_paths"])
+    result: Any = await session.execute(text(_facts_sql(incremental)), params)
+    written = int(result.rowcount or 0)
+    if written >= ANALYZE_AFTER_ROWS:
+        await analyze_tables(session, ["github_file_changes"])
+    return written
