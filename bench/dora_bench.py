@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pulse_dora.refresh import refresh_tenant
+from pulse_dora.refresh import DORA_FACTS
 from sqlalchemy import text
 
 from pulse_engine.app import PulseEngine
@@ -328,9 +328,9 @@ async def measure(engine: PulseEngine, client: ApiClient, tenant_id: str, repeat
 
     since = await load_more(engine, tenant_id, scale)
     began = time.perf_counter()
-    stats = await refresh_tenant(engine, tenant_id, since)
+    stats = await DORA_FACTS.refresh(engine, tenant_id, since)
     results["refresh_after_load_s"] = time.perf_counter() - began
-    results["refresh_after_load_deployments"] = stats.deployments
+    results["refresh_after_load_deployments"] = stats["dora_deployments"]
     return results
 
 
@@ -353,7 +353,7 @@ async def run(scale: float, repeat: int) -> None:
                     client = ApiClient(app, token_for(engine, user))
                     numbers = {"generate_s": await generate(engine, tenant_id, size)}
                     began = time.perf_counter()
-                    await refresh_tenant(engine, tenant_id)
+                    await DORA_FACTS.refresh(engine, tenant_id)
                     numbers["refresh_full_s"] = time.perf_counter() - began
                     await analyze(engine)
                     numbers.update(await measure(engine, client, tenant_id, repeat, size))

@@ -25,6 +25,7 @@ from pulse_engine.db import lock_role_changes
 from pulse_engine.embedded import load_or_create_secret
 from pulse_engine.engine_api import Engine
 from pulse_engine.events import CAPABILITY_CHANGED_EVENT, Event
+from pulse_engine.facts import FactsRefresh, RefreshResult, analyze_if_rewritten
 from pulse_engine.hookspecs import hookimpl, hookspec
 from pulse_engine.metrics import (
     METRIC_FILTER_NAMES,
@@ -96,6 +97,7 @@ __all__ = [
     "Consumer",
     "Engine",
     "Event",
+    "FactsRefresh",
     "FieldError",
     "GuardedTransport",
     "Freshness",
@@ -113,6 +115,7 @@ __all__ = [
     "Page",
     "PageQuery",
     "Principal",
+    "RefreshResult",
     "Problem",
     "QueryList",
     "QueryText",
@@ -121,6 +124,7 @@ __all__ = [
     "Settings",
     "StashKey",
     "TimeZoneName",
+    "analyze_if_rewritten",
     "analyze_tables",
     "body_limit",
     "bulk_copy_available",

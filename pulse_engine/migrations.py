@@ -92,7 +92,8 @@ async def upgrade(
     def run(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pulse.migrate'))"))
         ensure_pgvector(connection)
-        for plugin, folder in folders.items():
+        # the core tables first: plugins' revisions may rely on them
+        for plugin, folder in sorted(folders.items(), key=lambda item: item[1] != CORE_MIGRATIONS):
             config = alembic_config(plugin, folder, metadata)
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")

@@ -1,4 +1,5 @@
-"""The engine's own tables: tenants, users, credentials, capabilities, audit, idempotency.
+"""The engine's own tables: tenants, users, credentials, capabilities, audit, idempotency,
+plugins' facts refreshes (:mod:`pulse_engine.facts`).
 
 Tables marked ``info={"pulse_private": True}`` hold credentials; the app role (what
 plugins query through) has no privilege on them at all.
@@ -122,6 +123,28 @@ def define_core_tables(metadata: MetaData) -> dict[str, Table]:
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("consumer", "message_id"),
     )
+    facts_refresh_requests = Table(
+        "facts_refresh_requests",
+        metadata,
+        Column("tenant_id", UUID(as_uuid=False), nullable=False),
+        Column("facts", String(100), nullable=False, comment="the FactsRefresh's name"),
+        Column("requested_at", DateTime(timezone=True), nullable=False),
+        Column("since", DateTime(timezone=True),
+               comment="the earliest event time to recompute from (unless full_refresh)"),
+        Column("full_refresh", Boolean, nullable=False, server_default=text("false")),
+        PrimaryKeyConstraint("tenant_id", "facts"),
+        comment="refreshes asked for and not done yet: queued again when a process starts",
+    )
+    facts_refresh_state = Table(
+        "facts_refresh_state",
+        metadata,
+        Column("tenant_id", UUID(as_uuid=False), nullable=False),
+        Column("facts", String(100), nullable=False, comment="the FactsRefresh's name"),
+        Column("refreshed_at", DateTime(timezone=True), nullable=False,
+               comment="when the last refresh began: the facts reflect loads committed before"),
+        Column("full_refresh_at", DateTime(timezone=True)),
+        PrimaryKeyConstraint("tenant_id", "facts"),
+    )
     return {
         table.name: table
         for table in (
@@ -133,5 +156,7 @@ def define_core_tables(metadata: MetaData) -> dict[str, Table]:
             tenant_plugins,
             audit_log,
             processed_messages,
+            facts_refresh_requests,
+            facts_refresh_state,
         )
     }

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, DoraSettings, tenant_config
-from pulse_dora.refresh import production_environments, read_freshness
+from pulse_dora.refresh import DORA_FACTS, production_environments
 from pulse_engine import (
     EARLIEST,
     LATEST,
@@ -439,7 +439,7 @@ async def open_scope(
         environments = None
         if tiers is not None:
             environments = await tier_environments(session, tenant_id, tiers, config)
-        freshness = await read_freshness(session, tenant_id)
+        freshness = await DORA_FACTS.freshness(session, tenant_id)
         scope = await resolve_scope(
             session, tenant_id, bounds, window.tz, filters, config, interval=interval,
             environments=environments,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,17 +14,9 @@ from pulse_dora import tables
 from pulse_dora.config import DoraConfig, DoraSettings
 from pulse_dora.health import health_checks
 from pulse_dora.metrics import definitions
-from pulse_dora.refresh import (
-    DORA_CACHE_TAG,
-    REFRESH_QUEUE,
-    refresh_consumer,
-    request_refresh,
-    requeue_pending,
-)
+from pulse_dora.refresh import DORA_CACHE_TAG, DORA_FACTS
 from pulse_dora.routes import build_blueprint
 from pulse_engine import (
-    CAPABILITY_CHANGED_EVENT,
-    BackgroundTask,
     CachePolicy,
     Consumer,
     MetricDefinition,
@@ -37,8 +28,6 @@ from pulse_engine import (
 if TYPE_CHECKING:
     from pulse_engine import Engine
 
-log = logging.getLogger(__name__)
-
 #: the plugin's settings, read from the environment once per engine
 SETTINGS = StashKey[DoraSettings]()
 
@@ -49,10 +38,6 @@ def settings_for(engine: Engine) -> DoraSettings:
 
 #: Every cached DORA answer is dropped when ETL data or DORA facts of its tenant change.
 CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, DORA_CACHE_TAG)
-
-#: the task following configuration changes, per engine
-CONFIG_LISTENER = StashKey[BackgroundTask]()
-
 
 @hookimpl
 def register_tables(metadata: MetaData) -> None:
@@ -84,8 +69,8 @@ def register_cache_policies(engine: Engine) -> list[CachePolicy]:
 
 @hookimpl
 def register_queue_consumers(engine: Engine) -> list[Consumer]:
-    """The refresh consumer (:data:`pulse_dora.refresh.REFRESH_QUEUE`)."""
-    return [refresh_consumer(engine)]
+    """The facts' refresh consumer (queue ``dora.refresh``)."""
+    return [DORA_FACTS.consumer(engine)]
 
 
 @hookimpl
@@ -107,58 +92,17 @@ def register_metrics(engine: Engine) -> list[MetricDefinition]:
     return definitions(settings_for(engine), CACHE_TAGS)
 
 
-async def _follow_configuration(engine: Engine) -> None:
-    """Refresh a tenant's facts when its DORA configuration may have changed."""
-    async with engine.events.subscribe(None) as subscription:
-        async for event in subscription:
-            if event.type != CAPABILITY_CHANGED_EVENT:
-                continue
-            tenant_id = event.data.get("tenant_id")
-            if not isinstance(tenant_id, str):
-                continue
-            await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
-            # every process gets the event; the message id derived from the event makes
-            # the consumer's idempotency check run the refresh once
-            await engine.queue.publish(
-                REFRESH_QUEUE, {"since": None}, tenant_id=tenant_id,
-                message_id=f"dora-config-{event.id}",
-            )
-
-
-async def _requeue(engine: Engine) -> None:
-    """Re-queue the refreshes recorded and not done (see :func:`requeue_pending`)."""
-    try:
-        count = await requeue_pending(engine)
-    except Exception:  # the requests stay recorded: the next start queues them again
-        log.warning("pending DORA refreshes could not be queued", exc_info=True)
-        return
-    if count:
-        log.info("queued %d DORA refreshes left pending", count)
-
-
 @hookimpl
 async def startup(engine: Engine) -> None:
     """Follow configuration changes to keep each tenant's facts consistent with them, and
     queue the refreshes a stopped process left pending."""
-    engine.stash[CONFIG_LISTENER] = BackgroundTask(
-        "pulse-dora-config", _follow_configuration(engine)
-    )
-    await _requeue(engine)
+    await DORA_FACTS.start(engine)
 
 
 @hookimpl
 async def shutdown(engine: Engine) -> None:
     """Stop following configuration changes."""
-    listener = engine.stash.pop(CONFIG_LISTENER)
-    if listener is not None:
-        await listener.stop()
-
-
-#: Entities whose changes can move a DORA figure.
-DORA_INPUTS = frozenset(
-    {"deployments", "deployment_commits", "commits", "incidents", "pull_requests", "reviews",
-     "review_comments"}
-)
+    await DORA_FACTS.stop(engine)
 
 
 @hookimpl
@@ -171,11 +115,4 @@ async def data_loaded(
     """Record and queue a refresh of the tenant's facts from the earliest event the load
     touched, then drop the tenant's cached DORA answers: from here on they say
     ``refresh_pending`` until the refresh has run."""
-    if not any(
-        entity in DORA_INPUTS and (counts.get("created") or counts.get("updated"))
-        for entity, counts in stats.items()
-    ):
-        return
-    await request_refresh(engine, tenant_id, since)
-    # answers cached between the load's commit and the request say no refresh is pending
-    await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
+    await DORA_FACTS.loaded(engine, tenant_id, stats, since)

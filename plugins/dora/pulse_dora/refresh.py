@@ -10,20 +10,17 @@ Two flags of older deployments can still change and are re-checked: ``has_incide
 (for the deployments re-linked or unlinked incidents point to) and ``followed_by_failure``
 (for the latest deployment before ``since`` of each service and environment).
 
-Run it after an ETL load with :func:`request_refresh` (what the ``data_loaded`` hook does):
-the request is recorded in ``dora_refresh_requests`` and ``{"since": ISO time or null}``
-is published for the tenant on :data:`REFRESH_QUEUE`; the refresh that covers a request
-deletes it, and a starting process re-queues those left (:func:`requeue_pending`), so a
-message lost with a killed server or a dropped connection loses no refresh. Or call
-:func:`refresh_tenant` directly.
+The engine keeps the refresh's bookkeeping (:data:`DORA_FACTS`, a ``FactsRefresh``): a
+load's ``data_loaded`` records a request and queues it on ``dora.refresh``, the refresh
+that covers a request deletes it, and a starting process queues again those left, so a
+message lost with a killed server or a dropped connection loses no refresh. Tests and
+benchmarks call ``DORA_FACTS.refresh(engine, tenant_id, since)`` directly.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,22 +28,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_dora.config import DoraConfig, tenant_config
-from pulse_engine import Consumer, Freshness, Message, analyze_tables
+from pulse_engine import FactsRefresh, analyze_if_rewritten
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
 
 log = logging.getLogger(__name__)
 
-#: Queue on which a refresh is requested (message tenant = the tenant, body ``{"since"}``).
-REFRESH_QUEUE = "dora.refresh"
-
 #: Memory each sort or hash of a refresh may use before spilling to disk (this transaction
 #: only): a full refresh joins millions of deployment, commit and change rows.
 REFRESH_WORK_MEM = "64MB"
-
-#: Rows one refresh statement writes from which the table's statistics are refreshed.
-ANALYZE_AFTER_ROWS = 10_000
 
 #: Cache tag of every cached DORA answer; dropped for a tenant after each refresh.
 DORA_CACHE_TAG = "dora.data"
@@ -56,18 +47,6 @@ PRODUCTION_MATCH = (
     "(lower({column}) = ANY(CAST(:production_names AS text[])) "
     "OR {column} ~* ANY(CAST(:production_patterns AS text[])))"
 )
-
-
-@dataclass(frozen=True)
-class RefreshStats:
-    """What one refresh wrote, and how long it took."""
-
-    deployments: int
-    changes: int
-    incidents: int
-    pull_requests: int
-    rework: int
-    seconds: float
 
 
 #: SQL: the distinct environments of the tenant's deployments (a skip scan of an index).
@@ -91,7 +70,7 @@ latest AS (
 )
 INSERT INTO dora_refresh_state (tenant_id, refreshed_at, production_environments,
     last_deployment_at, last_production_deployment_at)
-SELECT :tenant, CAST(:began AS timestamptz),
+SELECT :tenant, clock_timestamp(),
        coalesce(string_agg(name, ',' ORDER BY name) FILTER (WHERE production), ''),
        max(finished_at), max(finished_at) FILTER (WHERE production)
 FROM latest
@@ -502,183 +481,55 @@ async def _run(session: AsyncSession, statements: list[str], params: dict[str, A
     return count
 
 
-async def _analyze_if_grown(session: AsyncSession, table: str, written: int) -> None:
-    """Refresh ``table``'s statistics after a statement rewrote many of its rows.
-
-    The statements that follow join what was just written; planned on statistics that
-    predate it (a table thought empty), they pick plans that take minutes instead of
-    seconds.
-    """
-    if written >= ANALYZE_AFTER_ROWS:
-        await analyze_tables(session, [table])
-
-
-_REQUEST = """
-INSERT INTO dora_refresh_requests (tenant_id, requested_at, since, full_refresh)
-VALUES (:tenant, clock_timestamp(), CAST(:since AS timestamptz),
-        CAST(:since AS timestamptz) IS NULL)
-ON CONFLICT (tenant_id) DO UPDATE SET requested_at = EXCLUDED.requested_at,
-    full_refresh = dora_refresh_requests.full_refresh OR EXCLUDED.full_refresh,
-    since = least(dora_refresh_requests.since, EXCLUDED.since)
-"""
-
-# a request is covered by a refresh that began after it was made (the load it follows had
-# committed) and reached back at least as far
-_COVERED = """
-DELETE FROM dora_refresh_requests
-WHERE tenant_id = :tenant AND requested_at <= :began
-  AND (CAST(:since AS timestamptz) IS NULL OR (NOT full_refresh AND since >= :since))
-"""
-
-
-_FRESHNESS = """
-SELECT (SELECT refreshed_at FROM dora_refresh_state WHERE tenant_id = :tenant) AS data_until,
-       EXISTS (SELECT 1 FROM dora_refresh_requests WHERE tenant_id = :tenant) AS pending
-"""
-
-
-async def read_freshness(session: AsyncSession, tenant_id: str) -> Freshness:
-    """How current the tenant's facts are.
-
-    ``data_until``: when the last refresh began (after it acquired the tenant's lock): the
-    facts reflect every load committed before then. ``refresh_pending``: a refresh request
-    (:func:`request_refresh`) is recorded that no refresh has covered yet, so data has
-    arrived that the facts do not reflect.
-    """
-    row = (await session.execute(text(_FRESHNESS), {"tenant": tenant_id})).one()
-    return Freshness(data_until=row.data_until, refresh_pending=bool(row.pending))
-
-
-async def request_refresh(engine: Engine, tenant_id: str, since: datetime | None) -> None:
-    """Record a refresh of the tenant's facts from ``since`` (None: all), then queue it."""
-    async with engine.db.tenant_session(tenant_id) as session:
-        await session.execute(text(_REQUEST), {"tenant": tenant_id, "since": since})
-    await engine.queue.publish(
-        REFRESH_QUEUE, {"since": since.isoformat() if since is not None else None},
-        tenant_id=tenant_id,
-    )
-
-
-#: With a broker that keeps messages, a request is re-queued at start only when it has
-#: waited this long (its message was probably lost): a refresh can take minutes.
-REQUEUE_AFTER = timedelta(hours=1)
-
-
-async def requeue_pending(engine: Engine) -> int:
-    """Queue again the recorded refreshes not done yet (at process start); returns how many.
-
-    All of them when the queue lives in memory (a stopped process took their messages),
-    else those older than :data:`REQUEUE_AFTER`. Each message id names the request, so
-    processes starting together run it once.
-    """
-    older = "" if not engine.queue.survives_restart else (
-        "WHERE requested_at < clock_timestamp() - CAST(:age AS interval)")
-    async with engine.db.system_session() as session:
-        pending = (await session.execute(text(
-            "SELECT tenant_id, since, full_refresh, requested_at FROM dora_refresh_requests "
-            + older), {"age": REQUEUE_AFTER})).all()
-    for row in pending:
-        since = None if row.full_refresh else row.since
-        await engine.queue.publish(
-            REFRESH_QUEUE, {"since": since.isoformat() if since is not None else None},
-            tenant_id=str(row.tenant_id),
-            message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, (
-                f"pulse-dora:pending:{row.tenant_id}:{row.requested_at.isoformat()}"))),
-        )
-    return len(pending)
-
-
-async def refresh_session(
-    session: AsyncSession, tenant_id: str, config: DoraConfig, since: datetime | None = None
-) -> RefreshStats:
-    """Recompute the tenant's DORA facts inside ``session`` (a tenant-bound transaction).
+async def recompute(
+    engine: Engine, session: AsyncSession, tenant_id: str, since: datetime | None
+) -> dict[str, int]:
+    """Recompute the tenant's DORA facts inside ``session`` (the :data:`DORA_FACTS`
+    refresh's transaction: tenant-bound, holding the tenant's lock on these facts).
 
     :param since: recompute only what a load at or after this time can have changed;
         ``None`` recomputes everything.
+    :returns: rows written per fact table (``rework``: changes whose rework flag moved).
     """
-    began = time.perf_counter()
+    config = await tenant_config(engine, tenant_id)
     params: dict[str, Any] = {"tenant": tenant_id, "since": since, **config_parameters(config)}
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext('pulse_dora.refresh:' || :tenant))"),
-        {"tenant": tenant_id},
-    )
-    began_at = await session.scalar(text("SELECT clock_timestamp()"))
-    params["began"] = began_at
-    await session.execute(
-        text("SELECT set_config('work_mem', :work_mem, true)"), {"work_mem": REFRESH_WORK_MEM}
-    )
     deployments = await _run(session, _deployment_statements(since), params)
-    await _analyze_if_grown(session, "dora_deployments", deployments)
+    await analyze_if_rewritten(session, "dora_deployments", deployments)
     changes = await _run(session, _change_statements(since), params)
-    await _analyze_if_grown(session, "dora_changes", changes)
+    await analyze_if_rewritten(session, "dora_changes", changes)
     # production is resolved against the deployments just written
     params["environments"] = await production_environments(session, tenant_id, config)
     statements = _pull_request_statements(since)
     await _run(session, statements[:1], params)
     pull_requests = await _run(session, statements[1:2], params)
-    await _analyze_if_grown(session, "dora_pull_requests", pull_requests)
+    await analyze_if_rewritten(session, "dora_pull_requests", pull_requests)
     await _run(session, statements[2:], params)
     params["unlinked"] = await _delete_incidents(session, since, params)
     incidents = await _run(session, _incident_statements(since), params)
-    await _analyze_if_grown(session, "dora_incidents", incidents)
+    await analyze_if_rewritten(session, "dora_incidents", incidents)
     await _run(session, _failure_flag_statements(since), params)
     reworked = 0
     for statement in _rework_statements(since):
         reworked += await _run(session, [statement], params)
     await session.execute(text(_STATE), params)
-    await session.execute(text(_COVERED), {"tenant": tenant_id, "since": since,
-                                           "began": began_at})
-    return RefreshStats(deployments, changes, incidents, pull_requests, reworked,
-                        time.perf_counter() - began)
+    return {"dora_deployments": deployments, "dora_changes": changes,
+            "dora_incidents": incidents, "dora_pull_requests": pull_requests,
+            "rework": reworked}
 
 
-async def vacuum_if_rewritten(engine: Engine, stats: RefreshStats) -> bool:
-    """After a committed refresh that rewrote many rows, vacuum the fact tables.
+#: Entities whose changes can move a DORA figure.
+DORA_INPUTS = frozenset(
+    {"deployments", "deployment_commits", "commits", "incidents", "pull_requests", "reviews",
+     "review_comments"}
+)
 
-    The metrics read the facts by index-only scans, which visit the heap for every row
-    until the rewritten pages are marked all-visible again; this does it at once instead
-    of whenever autovacuum comes by. Returns whether it vacuumed.
-    """
-    if max(stats.deployments, stats.changes, stats.incidents,
-           stats.pull_requests) < ANALYZE_AFTER_ROWS:
-        return False
-    await engine.db.vacuum_analyze(
-        ["dora_deployments", "dora_changes", "dora_incidents", "dora_pull_requests"])
-    return True
-
-
-async def refresh_tenant(
-    engine: Engine, tenant_id: str, since: datetime | None = None
-) -> RefreshStats:
-    """Recompute one tenant's DORA facts with its configuration, then drop its cached answers.
-
-    :param since: the earliest deployment finish or incident start a load touched;
-        ``None`` recomputes everything.
-    """
-    config = await tenant_config(engine, tenant_id)
-    async with engine.db.tenant_session(tenant_id) as session:
-        stats = await refresh_session(session, tenant_id, config, since)
-    await vacuum_if_rewritten(engine, stats)
-    await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
-    log.info("dora facts of a tenant refreshed in %.3f s", stats.seconds)
-    return stats
-
-
-def refresh_consumer(engine: Engine) -> Consumer:
-    """The consumer of :data:`REFRESH_QUEUE`: refreshes the message's tenant, once per message."""
-
-    async def handle(message: Message) -> None:
-        tenant_id = message.tenant_id
-        if tenant_id is None:
-            return
-        raw = message.body.get("since")
-        since = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-        config = await tenant_config(engine, tenant_id)
-        async with engine.db.process_once(REFRESH_QUEUE, message.id, tenant_id) as session:
-            if session is None:
-                return
-            stats = await refresh_session(session, tenant_id, config, since)
-        await vacuum_if_rewritten(engine, stats)
-        await engine.cache.invalidate_tags(tenant_id, [DORA_CACHE_TAG])
-
-    return Consumer(queue=REFRESH_QUEUE, handler=handle, prefetch=2, max_retries=3)
+#: pulse-dora's facts and their refresh (queue ``dora.refresh``; see :mod:`pulse_engine`'s
+#: ``FactsRefresh``): recorded, queued and re-queued by the engine, recomputed here.
+DORA_FACTS = FactsRefresh(
+    name="dora",
+    recompute=recompute,
+    inputs=DORA_INPUTS,
+    cache_tags=(DORA_CACHE_TAG,),
+    vacuum_tables=("dora_deployments", "dora_changes", "dora_incidents", "dora_pull_requests"),
+    work_mem=REFRESH_WORK_MEM,
+)

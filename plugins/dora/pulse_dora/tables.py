@@ -12,7 +12,8 @@ and the tenant's DORA configuration, so that every metric is one range scan of o
   deployment it is linked to (explicit reference, else the tenant's link window);
 * ``dora_pull_requests``: every merged pull request with its coding, pickup and review
   time and when its merge commit first reached production (the lead-time breakdown);
-* ``dora_refresh_state``: when a tenant's facts were last recomputed.
+* ``dora_refresh_state``: per tenant, its production environments and latest deployments
+  as of the last refresh (the engine's ``facts_refresh_state`` says when that was).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Float,
     Index,
     MetaData,
@@ -152,17 +152,5 @@ dora_refresh_state = Table(
     PrimaryKeyConstraint("tenant_id"),
 )
 
-dora_refresh_requests = Table(
-    "dora_refresh_requests",
-    metadata,
-    uuid_column("tenant_id", nullable=False),
-    timestamp_column("requested_at", nullable=False),
-    Column("since", DateTime(timezone=True),
-           comment="the earliest event time to recompute from (unless full_refresh)"),
-    Column("full_refresh", Boolean, nullable=False, server_default=text("false")),
-    PrimaryKeyConstraint("tenant_id"),
-    comment="refreshes asked for and not done yet: re-queued when a process starts",
-)
-
 TABLES = (dora_deployments, dora_changes, dora_incidents, dora_pull_requests,
-          dora_refresh_state, dora_refresh_requests)
+          dora_refresh_state)

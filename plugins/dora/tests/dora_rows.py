@@ -10,10 +10,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pulse_dora.refresh import RefreshStats, refresh_tenant
+from pulse_dora.refresh import DORA_FACTS
 from pulse_etl import model
 from sqlalchemy import insert, text
 
+from pulse_engine import RefreshResult
 from pulse_engine.app import PulseEngine
 
 
@@ -120,9 +121,9 @@ class Rows:
             values["external_id"] = external_id
         return await self.add(model.incidents, **values)
 
-    async def refresh(self, since: datetime | None = None) -> RefreshStats:
+    async def refresh(self, since: datetime | None = None) -> RefreshResult:
         """Recompute the tenant's DORA facts."""
-        return await refresh_tenant(self.engine, self.tenant_id, since)
+        return await DORA_FACTS.refresh(self.engine, self.tenant_id, since)
 
 
 async def forget_migration_refreshes(engine: PulseEngine) -> None:
@@ -130,4 +131,5 @@ async def forget_migration_refreshes(engine: PulseEngine) -> None:
     re-ran it (the database is shared by the session: later apps would queue them)."""
     async with engine.db.system_session() as session:
         await session.execute(text(
-            "DELETE FROM dora_refresh_requests WHERE requested_at = timestamptz 'epoch'"))
+            "DELETE FROM facts_refresh_requests WHERE facts = 'dora' "
+            "AND requested_at = timestamptz 'epoch'"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from dora_rows import Rows, forget_migration_refreshes
-from pulse_dora.refresh import DORA_CACHE_TAG, refresh_tenant, request_refresh, requeue_pending
+from pulse_dora.refresh import DORA_CACHE_TAG, DORA_FACTS
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
 from pulse_etl.service import load_batch
@@ -117,26 +117,26 @@ async def pending_requests(engine: PulseEngine, tenant_id: str) -> list[Any]:
     """The tenant's recorded refresh requests not done yet."""
     async with engine.db.tenant_session(tenant_id) as session:
         return list((await session.execute(text(
-            "SELECT since, full_refresh FROM dora_refresh_requests"))).all())
+            "SELECT since, full_refresh FROM facts_refresh_requests WHERE facts = 'dora'"))).all())
 
 
 async def test_a_refresh_request_is_recorded_until_a_refresh_covers_it(
     dora_app: Quart, engine: PulseEngine, dora_tenant: TenantFixture
 ) -> None:
-    await request_refresh(engine, dora_tenant.id, FINISHED)
-    await request_refresh(engine, dora_tenant.id, FINISHED - timedelta(days=2))
+    await DORA_FACTS.request(engine, dora_tenant.id, FINISHED)
+    await DORA_FACTS.request(engine, dora_tenant.id, FINISHED - timedelta(days=2))
     # one request per tenant, reaching back to the earliest
     assert await engine.queue.wait_idle(30)
     assert await pending_requests(engine, dora_tenant.id) == []
     # a refresh from later than the request does not cover it
     async with engine.db.tenant_session(dora_tenant.id) as session:
         await session.execute(text(
-            "INSERT INTO dora_refresh_requests (tenant_id, requested_at, since) "
-            "VALUES (:tenant, clock_timestamp(), :since)"),
+            "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since) "
+            "VALUES (:tenant, 'dora', clock_timestamp(), :since)"),
             {"tenant": dora_tenant.id, "since": FINISHED - timedelta(days=1)})
-    await refresh_tenant(engine, dora_tenant.id, FINISHED)
+    await DORA_FACTS.refresh(engine, dora_tenant.id, FINISHED)
     assert len(await pending_requests(engine, dora_tenant.id)) == 1
-    await refresh_tenant(engine, dora_tenant.id, FINISHED - timedelta(days=1))
+    await DORA_FACTS.refresh(engine, dora_tenant.id, FINISHED - timedelta(days=1))
     assert await pending_requests(engine, dora_tenant.id) == []
 
 
@@ -150,8 +150,8 @@ async def test_a_refresh_lost_with_a_killed_server_runs_when_a_process_starts(
     # what a load left behind when the server died with the refresh message in memory
     async with engine.db.tenant_session(dora_tenant.id) as session:
         await session.execute(text(
-            "INSERT INTO dora_refresh_requests (tenant_id, requested_at, since) "
-            "VALUES (:tenant, clock_timestamp(), :since)"),
+            "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since) "
+            "VALUES (:tenant, 'dora', clock_timestamp(), :since)"),
             {"tenant": dora_tenant.id, "since": FINISHED - timedelta(days=1)})
     assert await summary_count(dora_tenant) == 0
     async with running_app(make_settings(pulse_database_url, tmp_path)) as restarted:
@@ -169,8 +169,9 @@ async def test_with_a_broker_only_stale_requests_are_queued_again_at_start(
     for tenant_id, age in ((dora_tenant.id, timedelta(hours=2)), (other.id, timedelta(0))):
         async with engine.db.tenant_session(tenant_id) as session:
             await session.execute(text(
-                "INSERT INTO dora_refresh_requests (tenant_id, requested_at, full_refresh) "
-                "VALUES (:tenant, clock_timestamp() - CAST(:age AS interval), true)"),
+                "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, "
+                "full_refresh) VALUES (:tenant, 'dora', clock_timestamp() - "
+                "CAST(:age AS interval), true)"),
                 {"tenant": tenant_id, "age": age})
     published: list[str | None] = []
 
@@ -181,11 +182,11 @@ async def test_with_a_broker_only_stale_requests_are_queued_again_at_start(
     # a broker keeps the fresh request's message: only the hour-old one looks lost
     monkeypatch.setattr(engine.queue, "survives_restart", True)
     monkeypatch.setattr(engine.queue, "publish", recording)
-    await requeue_pending(engine)
+    await DORA_FACTS.requeue_pending(engine)
     assert dora_tenant.id in published and other.id not in published
     monkeypatch.setattr(engine.queue, "survives_restart", False)
     published.clear()
-    await requeue_pending(engine)
+    await DORA_FACTS.requeue_pending(engine)
     assert {dora_tenant.id, other.id} <= set(published)
 
 
@@ -196,7 +197,7 @@ async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_
     """An ETL job reports ``succeeded``; until the refresh its load queued has run, every
     DORA answer says the facts it reads do not reflect that load yet."""
     window = {"start": "2024-01-01", "end": "2024-05-01"}
-    await refresh_tenant(engine, dora_tenant.id)
+    await DORA_FACTS.refresh(engine, dora_tenant.id)
     before = await ok(dora_tenant, "summary", **window)
     assert before["freshness"]["refresh_pending"] is False
     assert before["freshness"]["data_until"] is not None
@@ -240,7 +241,8 @@ async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_
     assert computed.freshness.refresh_pending is True
 
     since = held[0]["since"]
-    await refresh_tenant(engine, dora_tenant.id, datetime.fromisoformat(since) if since else None)
+    await DORA_FACTS.refresh(engine, dora_tenant.id,
+                             datetime.fromisoformat(since) if since else None)
     after = await ok(dora_tenant, "summary", **window)
     assert after["freshness"]["refresh_pending"] is False
     assert datetime.fromisoformat(after["freshness"]["data_until"]) > datetime.fromisoformat(
@@ -365,7 +367,7 @@ async def test_the_link_migrations_apply_the_rule_to_stored_rows(
     await engine.migrate()
     assert [tuple(row) for row in await pending_requests(engine, dora_tenant.id)] == [
         (None, True)]
-    await refresh_tenant(engine, dora_tenant.id)
+    await DORA_FACTS.refresh(engine, dora_tenant.id)
     assert await pending_requests(engine, dora_tenant.id) == []
     await forget_migration_refreshes(engine)
 

@@ -392,7 +392,7 @@ async def test_rework_by_reference_to_an_incident_still_open(
     # before it started is not
     assert (point["rework_deployments"], point["deployments"]) == (1, 2)
     incremental = await rows.refresh(since=at("2024-06-09 00:00"))
-    assert incremental.rework == 1
+    assert incremental["rework"] == 1
 
 
 async def test_incremental_refresh_equals_full(rows: Rows, dora_tenant: TenantFixture) -> None:
@@ -401,7 +401,7 @@ async def test_incremental_refresh_equals_full(rows: Rows, dora_tenant: TenantFi
     await rows.deployment(scenario.repository, "api", "2024-01-16 00:00", shas=(c5,))
     await rows.incident("api", "2024-01-17 00:00", "2024-01-17 02:00")
     stats = await rows.refresh(since=at("2024-01-16 00:00"))
-    assert stats.deployments == 1 and stats.changes == 1
+    assert stats["dora_deployments"] == 1 and stats["dora_changes"] == 1
     incremental = await ok(dora_tenant, "summary", **JANUARY)
     await rows.refresh()
     full = await ok(dora_tenant, "summary", **JANUARY)
@@ -450,10 +450,10 @@ async def test_incremental_refresh_rechecks_failure_flags_of_older_deployments(
 async def test_a_refresh_that_rewrites_many_rows_analyzes_and_vacuums_what_it_wrote(
     rows: Rows, dora_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pulse_dora import refresh
+    from pulse_engine import facts
 
     analyzed: list[str] = []
-    real = refresh.analyze_tables
+    real = facts.analyze_tables
 
     async def recording(session: Any, tables: list[str]) -> list[str]:
         analyzed.extend(await real(session, tables))
@@ -467,8 +467,8 @@ async def test_a_refresh_that_rewrites_many_rows_analyzes_and_vacuums_what_it_wr
                 "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'dora_changes'"))
 
     before = await last_vacuum()
-    monkeypatch.setattr(refresh, "ANALYZE_AFTER_ROWS", 1)
-    monkeypatch.setattr(refresh, "analyze_tables", recording)
+    monkeypatch.setattr(facts, "REWRITTEN_ROWS", 1)
+    monkeypatch.setattr(facts, "analyze_tables", recording)
     await core_scenario(rows)
     assert analyzed == ["dora_deployments", "dora_changes", "dora_incidents"]
     vacuumed = await last_vacuum()  # after the commit, so index-only scans skip the heap
