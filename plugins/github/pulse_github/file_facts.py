@@ -1,6 +1,6 @@
 """Recompute a tenant's per-file facts (``github_file_changes`` and its path dictionary
 ``github_paths``, see :mod:`pulse_github.tables`) from pulse-etl's commits, commit files
-and identities; called by :func:`pulse_github.refresh.refresh_session` in its
+and identities; called by :func:`pulse_github.refresh.recompute` in its
 transaction, in full or from ``since`` as the per-pull-request facts are.
 
 A fact is one file of a non-merge commit with an author identity (the rows the file

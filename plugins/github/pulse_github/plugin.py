@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,8 +11,6 @@ from quart import Blueprint
 from sqlalchemy import MetaData
 
 from pulse_engine import (
-    CAPABILITY_CHANGED_EVENT,
-    BackgroundTask,
     CachePolicy,
     Consumer,
     MetricDefinition,
@@ -25,27 +22,18 @@ from pulse_github import tables
 from pulse_github.config import GithubConfig, GithubSettings
 from pulse_github.health import health_checks
 from pulse_github.metrics import definitions
-from pulse_github.refresh import (
-    FACTS_CACHE_TAG,
-    queue_missing,
-    refresh_consumer,
-    request_refresh,
-)
+from pulse_github.refresh import FACTS_CACHE_TAG, GITHUB_FACTS
 from pulse_github.routes import ENDPOINTS, build_blueprint
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
 
-log = logging.getLogger(__name__)
-
 SETTINGS = StashKey[GithubSettings]()
-CONFIG_LISTENER = StashKey[BackgroundTask]()
 
-#: Dropped when a tenant's GitHub configuration (bot patterns, privacy) may have changed.
-CONFIG_CACHE_TAG = "github.config"
-#: Every cached answer is dropped when ETL data, the tenant's configuration or its facts
-#: change.
-CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, CONFIG_CACHE_TAG, FACTS_CACHE_TAG)
+#: Every cached answer is dropped when ETL data or the tenant's facts change, and when its
+#: configuration (bot patterns, privacy) may have changed (the facts' configuration
+#: follower drops ``github.facts`` then).
+CACHE_TAGS: tuple[str, ...] = (*DATA_CACHE_TAGS, FACTS_CACHE_TAG)
 
 
 def settings_for(engine: Engine) -> GithubSettings:
@@ -67,8 +55,8 @@ def register_migrations() -> Path:
 
 @hookimpl
 def register_queue_consumers(engine: Engine) -> list[Consumer]:
-    """The facts' refresh consumer (:data:`pulse_github.refresh.REFRESH_QUEUE`)."""
-    return [refresh_consumer(engine)]
+    """The facts' refresh consumer (queue ``github.refresh``)."""
+    return [GITHUB_FACTS.consumer(engine)]
 
 
 @hookimpl
@@ -104,63 +92,22 @@ def register_metrics(engine: Engine) -> list[MetricDefinition]:
     return definitions(settings_for(engine), CACHE_TAGS)
 
 
-async def _follow_configuration(engine: Engine) -> None:
-    """Drop a tenant's cached answers and recompute its facts (bot patterns and production
-    environments are in them) when its configuration may have changed."""
-    async with engine.events.subscribe(None) as subscription:
-        async for event in subscription:
-            tenant_id = event.data.get("tenant_id")
-            if event.type == CAPABILITY_CHANGED_EVENT and isinstance(tenant_id, str):
-                await engine.cache.invalidate_tags(tenant_id, [CONFIG_CACHE_TAG])
-                # every process gets the event; the message id derived from it makes the
-                # consumer's idempotency check run the refresh once
-                await request_refresh(engine, tenant_id, None,
-                                      message_id=f"github-config-{event.id}")
-
-
-async def _queue_missing(engine: Engine) -> None:
-    """Queue the first refresh of the tenants without facts (see :func:`queue_missing`)."""
-    try:
-        count = await queue_missing(engine)
-    except Exception:  # nothing is lost: the next start finds the same tenants
-        log.warning("first refreshes of pulse-github facts could not be queued",
-                    exc_info=True)
-        return
-    if count:
-        log.info("queued the first pulse-github facts refresh of %d tenants", count)
-
-
 @hookimpl
 async def startup(engine: Engine) -> None:
-    """Follow configuration changes; queue the first refresh of tenants without facts."""
-    engine.stash[CONFIG_LISTENER] = BackgroundTask(
-        "pulse-github-config", _follow_configuration(engine))
-    await _queue_missing(engine)
+    """Follow configuration changes (bot patterns and production environments are in the
+    facts); queue the refreshes left pending and the first refresh of tenants without facts."""
+    await GITHUB_FACTS.start(engine)
 
 
 @hookimpl
 async def shutdown(engine: Engine) -> None:
     """Stop following configuration changes."""
-    listener = engine.stash.pop(CONFIG_LISTENER)
-    if listener is not None:
-        await listener.stop()
-
-
-#: Entities whose changes can move a fact (commit parents: the commits a deployment
-#: shipped; identities: a bot's login or name).
-FACT_INPUTS = frozenset({"pull_requests", "reviews", "review_comments", "commits",
-                         "commit_files", "commit_parents", "deployments", "deployment_commits",
-                         "person_identities"})
+    await GITHUB_FACTS.stop(engine)
 
 
 @hookimpl
 async def data_loaded(engine: Engine, tenant_id: str, stats: dict[str, dict[str, int]],
                       since: datetime | None) -> None:
-    """Queue a refresh of the tenant's facts from the earliest event the load touched (in
-    full when identities changed: their names decide what a bot is)."""
-    if not any(entity in FACT_INPUTS and (counts.get("created") or counts.get("updated"))
-               for entity, counts in stats.items()):
-        return
-    if stats.get("person_identities", {}).get("updated"):
-        since = None
-    await request_refresh(engine, tenant_id, since)
+    """Record and queue a refresh of the tenant's facts from the earliest event the load
+    touched (in full when identities changed: their names decide what a bot is)."""
+    await GITHUB_FACTS.loaded(engine, tenant_id, stats, since)

@@ -20,24 +20,22 @@ changed, and the result equals a full refresh:
 Without ``since`` every pull request is recomputed: after a configuration change (bot
 patterns and production environments are in the facts), a load of changed identities
 (their names decide what a bot is), and once for every tenant a starting process finds
-without facts (:func:`queue_missing`). Loads and configuration changes publish to
-:data:`REFRESH_QUEUE` (:func:`request_refresh`); its consumer refreshes once per message
-(:meth:`pulse_engine.Database.process_once`) and drops the tenant's cached answers under
+without facts. The bookkeeping is the engine's (:data:`GITHUB_FACTS`, a ``FactsRefresh``):
+loads and configuration changes record a request and queue it on ``github.refresh``, a
+starting process queues again those a stopped one left, the refresh runs once per message
+under the tenant's lock and drops the tenant's cached answers under
 :data:`FACTS_CACHE_TAG`.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_engine import Consumer, Message, analyze_tables
+from pulse_engine import FactsRefresh, analyze_if_rewritten
 from pulse_github.config import GithubConfig, tenant_config
 from pulse_github.file_facts import refresh_file_changes
 from pulse_github.queries import bot_sql
@@ -45,25 +43,10 @@ from pulse_github.queries import bot_sql
 if TYPE_CHECKING:
     from pulse_engine import Engine
 
-log = logging.getLogger(__name__)
-
-#: Queue on which a refresh is requested (message tenant = the tenant, body ``{"since"}``).
-REFRESH_QUEUE = "github.refresh"
 #: Cache tag of every cached answer that reads the facts; dropped after each refresh.
 FACTS_CACHE_TAG = "github.facts"
-#: Rows one refresh writes from which the table's planner statistics are refreshed.
-ANALYZE_AFTER_ROWS = 10_000
 #: Memory each sort or hash of a refresh may use (this transaction only).
 REFRESH_WORK_MEM = "64MB"
-
-
-@dataclass(frozen=True)
-class RefreshStats:
-    """What one refresh wrote, and how long it took."""
-
-    pull_requests: int
-    full: bool
-    seconds: float
 
 
 #: SQL: the pull requests an incremental refresh recomputes (see the module docstring).
@@ -191,14 +174,6 @@ ORDER BY prs.id
 """
 
 
-_STATE = """
-INSERT INTO github_refresh_state (tenant_id, refreshed_at, full_refresh_at)
-VALUES (:tenant, :began, CASE WHEN CAST(:full AS boolean) THEN CAST(:began AS timestamptz) END)
-ON CONFLICT (tenant_id) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
-    full_refresh_at = coalesce(EXCLUDED.full_refresh_at, github_refresh_state.full_refresh_at)
-"""
-
-
 def config_parameters(config: GithubConfig) -> dict[str, Any]:
     """The bind parameters the refresh derives from the tenant's configuration."""
     return {
@@ -207,103 +182,45 @@ def config_parameters(config: GithubConfig) -> dict[str, Any]:
     }
 
 
-async def refresh_session(
-    session: AsyncSession, tenant_id: str, config: GithubConfig, since: datetime | None = None
-) -> RefreshStats:
-    """Recompute the tenant's facts inside ``session`` (a tenant-bound transaction).
+async def recompute(
+    engine: Engine, session: AsyncSession, tenant_id: str, since: datetime | None
+) -> dict[str, int]:
+    """Recompute the tenant's facts inside ``session`` (the :data:`GITHUB_FACTS` refresh's
+    transaction: tenant-bound, holding the tenant's lock on these facts).
 
     :param since: recompute only what a load at or after this time can have changed;
         ``None`` recomputes everything.
+    :returns: rows written per fact table.
     """
-    began = time.perf_counter()
-    params: dict[str, Any] = {
-        "tenant": tenant_id,
-        "since": since,
-        "full": since is None,
-        **config_parameters(config),
-    }
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext('pulse_github.refresh:' || :tenant))"),
-        {"tenant": tenant_id},
-    )
-    params["began"] = await session.scalar(text("SELECT clock_timestamp()"))
-    await session.execute(
-        text("SELECT set_config('work_mem', :work_mem, true)"), {"work_mem": REFRESH_WORK_MEM}
-    )
+    config = await tenant_config(engine, tenant_id)
+    params: dict[str, Any] = {"tenant": tenant_id, "since": since, **config_parameters(config)}
     if since is None:
         await session.execute(
             text("DELETE FROM github_pull_requests WHERE tenant_id = :tenant"), params
         )
     result: Any = await session.execute(text(recompute_sql(since is not None)), params)
     written = int(result.rowcount or 0)
-    if written >= ANALYZE_AFTER_ROWS:
-        await analyze_tables(session, ["github_pull_requests"])
-    await refresh_file_changes(session, tenant_id, since)
-    await session.execute(text(_STATE), params)
-    return RefreshStats(written, since is None, time.perf_counter() - began)
+    await analyze_if_rewritten(session, "github_pull_requests", written)
+    files = await refresh_file_changes(session, tenant_id, since)
+    return {"github_pull_requests": written, "github_file_changes": files}
 
 
-async def refresh_tenant(
-    engine: Engine, tenant_id: str, since: datetime | None = None
-) -> RefreshStats:
-    """Recompute one tenant's facts with its configuration, then drop its cached answers."""
-    config = await tenant_config(engine, tenant_id)
-    async with engine.db.tenant_session(tenant_id) as session:
-        stats = await refresh_session(session, tenant_id, config, since)
-    await engine.cache.invalidate_tags(tenant_id, [FACTS_CACHE_TAG])
-    log.info(
-        "github facts of a tenant refreshed (%d pull requests) in %.3f s",
-        stats.pull_requests,
-        stats.seconds,
-    )
-    return stats
+#: Entities whose changes can move a fact (commit parents: the commits a deployment
+#: shipped; identities: a bot's login or name; commit files: the per-file facts).
+FACT_INPUTS = frozenset({"pull_requests", "reviews", "review_comments", "commits",
+                         "commit_parents", "commit_files", "deployments",
+                         "deployment_commits", "person_identities"})
 
-
-async def request_refresh(
-    engine: Engine, tenant_id: str, since: datetime | None, message_id: str | None = None
-) -> None:
-    """Queue a refresh of the tenant's facts from ``since`` (None: all)."""
-    await engine.queue.publish(
-        REFRESH_QUEUE,
-        {"since": since.isoformat() if since is not None else None},
-        tenant_id=tenant_id,
-        message_id=message_id,
-    )
-
-
-_MISSING = """
-SELECT t.id FROM tenants t
-WHERE EXISTS (SELECT 1 FROM pull_requests pr WHERE pr.tenant_id = t.id)
-  AND NOT EXISTS (SELECT 1 FROM github_refresh_state s WHERE s.tenant_id = t.id)
-"""
-
-
-async def queue_missing(engine: Engine) -> int:
-    """Queue a full refresh of every tenant with pull requests and no facts yet (at process
-    start; the message id names the tenant, so processes starting together run it once).
-    Returns how many were queued."""
-    async with engine.db.system_session() as session:
-        tenants = [str(value) for value in (await session.scalars(text(_MISSING))).all()]
-    for tenant_id in tenants:
-        await request_refresh(engine, tenant_id, None, message_id=f"github-initial-{tenant_id}")
-    return len(tenants)
-
-
-def refresh_consumer(engine: Engine) -> Consumer:
-    """The consumer of :data:`REFRESH_QUEUE`: refreshes the message's tenant, once per
-    message."""
-
-    async def handle(message: Message) -> None:
-        tenant_id = message.tenant_id
-        if tenant_id is None:
-            return
-        raw = message.body.get("since")
-        since = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-        config = await tenant_config(engine, tenant_id)
-        async with engine.db.process_once(REFRESH_QUEUE, message.id, tenant_id) as session:
-            if session is None:
-                return
-            await refresh_session(session, tenant_id, config, since)
-        await engine.cache.invalidate_tags(tenant_id, [FACTS_CACHE_TAG])
-
-    return Consumer(queue=REFRESH_QUEUE, handler=handle, prefetch=2, max_retries=3)
+#: pulse-github's facts and their refresh (queue ``github.refresh``), kept by the engine.
+GITHUB_FACTS = FactsRefresh(
+    name="github",
+    recompute=recompute,
+    inputs=FACT_INPUTS,
+    # an identity's changed name or login can make a bot of every pull request
+    full_refresh_inputs=frozenset({"person_identities"}),
+    cache_tags=(FACTS_CACHE_TAG,),
+    first_refresh_when=("EXISTS (SELECT 1 FROM pull_requests x WHERE x.tenant_id = t.id) "
+                        "OR EXISTS (SELECT 1 FROM commits x WHERE x.tenant_id = t.id)"),
+    vacuum_tables=("github_pull_requests", "github_file_changes"),
+    work_mem=REFRESH_WORK_MEM,
+)

@@ -22,7 +22,8 @@ of commits, reviews, review comments and shipped deployments:
   index over narrow rows instead of a join of the window's commits to their files;
 * ``github_paths``: the tenant's dictionary of file and directory paths per repository
   (ids that the file analytics group by; the texts are looked up for the rows answered);
-* ``github_refresh_state``: when a tenant's facts were last recomputed.
+* (when a tenant's facts were last recomputed is the engine's ``facts_refresh_state``,
+  facts ``github``).
 
 All are tenant tables: the engine's migration runner forces row-level security on them.
 """
@@ -99,15 +100,6 @@ github_pull_requests = Table(
     Index("ix_github_pull_requests_deployed", "tenant_id", "deployed_at"),
 )
 
-github_refresh_state = Table(
-    "github_refresh_state",
-    metadata,
-    uuid_column("tenant_id", nullable=False),
-    timestamp_column("refreshed_at", nullable=False, comment="when the last refresh began"),
-    timestamp_column("full_refresh_at", comment="when the last full refresh began"),
-    PrimaryKeyConstraint("tenant_id"),
-)
-
 github_paths = Table(
     "github_paths",
     metadata,
@@ -138,4 +130,4 @@ github_file_changes = Table(
     Index("ix_github_file_changes_authored", "tenant_id", "authored_at"),
 )
 
-TABLES = (github_pull_requests, github_paths, github_file_changes, github_refresh_state)
+TABLES = (github_pull_requests, github_paths, github_file_changes)

@@ -20,7 +20,7 @@ from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
 from pulse_etl.service import load_batch
-from pulse_github.refresh import queue_missing, refresh_tenant
+from pulse_github.refresh import GITHUB_FACTS
 from quart import Quart
 from sqlalchemy import text
 
@@ -155,7 +155,7 @@ async def test_the_facts_follow_each_load(engine: PulseEngine, gh_tenant: Tenant
     # every incremental refresh gave what a full one gives
     incremental = await facts(engine, gh_tenant.id)
     assert len(incremental) == 1
-    await refresh_tenant(engine, gh_tenant.id)
+    await GITHUB_FACTS.refresh(engine, gh_tenant.id)
     assert await facts(engine, gh_tenant.id) == incremental
 
 
@@ -167,7 +167,7 @@ async def test_a_starting_process_fills_the_facts_of_tenants_without_them(
     _, ada = await rows.person("Ada", "ada")
     await rows.pull_request(repository, 1, ada, "2026-03-02 10:00", merged="2026-03-03 12:00")
     assert await facts(engine, gh_tenant.id) == []  # written past the ETL loads
-    assert await queue_missing(engine) >= 1
+    assert await GITHUB_FACTS.requeue_pending(engine) >= 1
     assert await engine.queue.wait_idle(30)
     assert len(await facts(engine, gh_tenant.id)) == 1
     assert (await cycle(gh_tenant))["time_to_merge"] == one([26 * H])
@@ -180,15 +180,15 @@ async def test_the_facts_are_tenant_scoped(
     repository = await rows.repository("svc")
     _, ada = await rows.person("Ada", "ada")
     await rows.pull_request(repository, 1, ada, "2026-03-02 10:00", merged="2026-03-03 12:00")
-    await refresh_tenant(engine, gh_tenant.id)
+    await GITHUB_FACTS.refresh(engine, gh_tenant.id)
     other = await make_tenant(github_app)
-    await refresh_tenant(engine, other.id)
+    await GITHUB_FACTS.refresh(engine, other.id)
     assert len(await facts(engine, gh_tenant.id)) == 1
     assert await facts(engine, other.id) == []
     async with engine.db.tenant_session(other.id) as session:
         states = (
-            (await session.execute(text("SELECT CAST(tenant_id AS text) FROM github_refresh_state"
-                                        )))
+            (await session.execute(text("SELECT CAST(tenant_id AS text) "
+                                        "FROM facts_refresh_state WHERE facts = 'github'")))
             .scalars()
             .all()
         )
@@ -199,12 +199,12 @@ async def test_the_facts_are_tenant_scoped(
                 await session.execute(
                     text(
                         "SELECT relname, relforcerowsecurity FROM pg_class WHERE relname IN "
-                        "('github_pull_requests', 'github_refresh_state')"
+                        "('github_pull_requests', 'facts_refresh_state')"
                     )
                 )
             ).all()
         )
-    assert forced == {"github_pull_requests": True, "github_refresh_state": True}
+    assert forced == {"github_pull_requests": True, "facts_refresh_state": True}
 
 
 async def file_facts(engine: PulseEngine, tenant_id: str) -> list[Any]:
@@ -252,9 +252,9 @@ async def test_file_facts_incremental_equal_full(
     bob_work = await rows.identity(bob, "bob-work")
 
     async def check(since: str | None) -> list[Any]:
-        await refresh_tenant(engine, gh_tenant.id, at(since) if since else None)
+        await GITHUB_FACTS.refresh(engine, gh_tenant.id, at(since) if since else None)
         incremental = await file_facts(engine, gh_tenant.id)
-        await refresh_tenant(engine, gh_tenant.id)
+        await GITHUB_FACTS.refresh(engine, gh_tenant.id)
         assert await file_facts(engine, gh_tenant.id) == incremental
         return incremental
 
@@ -299,9 +299,9 @@ async def test_file_facts_are_tenant_scoped(
     repository = await rows.repository("svc")
     _, ada = await rows.person("Ada", "ada")
     await rows.commit(repository, ada, "2026-03-01 10:00", files=(("a.py", 1, 0),))
-    await refresh_tenant(engine, gh_tenant.id)
+    await GITHUB_FACTS.refresh(engine, gh_tenant.id)
     other = await make_tenant(github_app)
-    await refresh_tenant(engine, other.id)
+    await GITHUB_FACTS.refresh(engine, other.id)
     assert len(await file_facts(engine, gh_tenant.id)) == 1
     assert await file_facts(engine, other.id) == []
     async with engine.db.tenant_session(other.id) as session:

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from github_rows import Rows, at, percentile
 from pulse_etl import model
-from pulse_github.refresh import refresh_tenant
+from pulse_github.refresh import GITHUB_FACTS
 from quart import Quart
 
 from pulse_engine import MetricQuery
@@ -104,7 +104,7 @@ async def build(engine: PulseEngine, tenant_id: str) -> Scenario:
     await rows.deployment(other, "2026-03-10 00:00", ())
     await rows.deployment(other, "2026-03-20 00:00", ())
     await rows.deployment(other, "2026-03-24 00:00", ())
-    await refresh_tenant(engine, tenant_id)  # the rows were written past the ETL loads
+    await GITHUB_FACTS.refresh(engine, tenant_id)  # the rows were written past the ETL loads
     return Scenario(repo, other, ada, bob, cy, bot, prs)
 
 
