@@ -4,7 +4,9 @@
 * ``portfolio.cycle_time`` (``distribution``, seconds): start to finish of the items
   finished per bucket (start as :mod:`pulse_portfolio.flow` defines it), with ``samples``.
 
-Both take the ``project`` and ``team`` filters (a team's items are its project's).
+Both take the ``project`` and ``team`` filters (a team's items are its project's) and read
+the refreshed facts of :mod:`pulse_portfolio.facts` (their freshness is the facts'): one
+range read of one covering index, aggregated in SQL.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pulse_engine import (
     Problem,
     invalid_field,
 )
-from pulse_portfolio.config import tenant_config
+from pulse_portfolio.facts import FACTS_CACHE_TAG, PORTFOLIO_FACTS
 from pulse_portfolio.flow import MAX_ITEMS
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ FILTERS = (
     MetricFilter(name="project", description="Projects by id, key or name."),
     MetricFilter(name="team", description="Teams by id or name: their projects' work items."),
 )
-CACHE_TAGS = ("etl.data",)
+#: The facts, and the projects and teams the filters name.
+CACHE_TAGS = ("etl.data", FACTS_CACHE_TAG)
 
 
 async def _projects(session: AsyncSession, query: MetricQuery) -> list[str] | None:
@@ -91,60 +94,36 @@ def buckets(query: MetricQuery) -> list[tuple[datetime, datetime]]:
     return out
 
 
-def _cycled(select: str, *, limit: bool = False) -> str:
-    """``select`` over ``x``: the items finished in the window (at most ``:limit`` of them
-    with ``limit``), each with its bucket ``b`` and cycle time ``cycle``, the seconds from
-    its start (its first change out of the to-do statuses, else its creation, as
-    :class:`pulse_portfolio.flow.Item` defines it) to its resolution.
-
-    The starts are read in one index-only scan of ``ix_work_item_status_changes_item``
-    (etl_0006) for all the items at once (``= ANY`` of their ids: neighbouring ids share
-    a descent of the index), not one look-up per item.
-    """
-    return ("WITH w AS MATERIALIZED (SELECT w.id, w.resolved_at, w.created_at_source FROM "
-            "{items}" + (" LIMIT :limit" if limit else "") + "), "
-            "s AS (SELECT c.work_item_id, min(c.changed_at) AS started "
-            "FROM work_item_status_changes c WHERE c.tenant_id = CAST(:tenant AS uuid) "
-            "AND c.work_item_id = ANY(ARRAY(SELECT id FROM w)) "
-            "AND lower(c.to_status) <> ALL(CAST(:todo AS text[])) GROUP BY 1), "
-            "x AS MATERIALIZED (SELECT width_bucket(w.resolved_at, "
-            "CAST(:bounds AS timestamptz[])) AS b, extract(epoch FROM w.resolved_at - "
-            "coalesce(s.started, w.created_at_source))::float8 AS cycle "
-            "FROM w LEFT JOIN s ON s.work_item_id = w.id) " + select)
-
-
 async def _window(engine: Engine, query: MetricQuery,
                   select: str) -> tuple[list[Any], Freshness]:
-    """Rows of ``select`` (``{items}`` in it: the items ``w`` finished in the query's
-    window, read through ``ix_work_items_resolved``; ``:bounds``: the buckets' starts)."""
-    config = await tenant_config(engine, query.tenant_id)
+    """Rows of ``select`` (``{facts}`` in it: the facts ``f`` of the items finished in the
+    query's window, one range of ``ix_portfolio_work_items_resolved`` or, for projects,
+    ``ix_portfolio_work_items_project``; ``:bounds``: the buckets' starts)."""
     async with engine.db.tenant_session(query.tenant_id) as session:
+        # read before the facts: an answer never claims data newer than it reflects
+        fresh = await PORTFOLIO_FACTS.freshness(session, query.tenant_id)
         projects = await _projects(session, query)
-        items = ("work_items w WHERE w.resolved_at >= :start AND w.resolved_at < :end"
+        facts = ("portfolio_work_items f WHERE f.tenant_id = CAST(:tenant AS uuid) "
+                 "AND f.resolved_at >= :start AND f.resolved_at < :end"
                  + ("" if projects is None
-                    else " AND w.project_id = ANY(CAST(:projects AS uuid[]))"))
-        rows = list((await session.execute(text(select.format(items=items)), {
-            "tenant": query.tenant_id, "todo": config.todo_statuses, "start": query.start,
-            "end": query.end, "projects": projects or [], "limit": MAX_ITEMS + 1,
+                    else " AND f.project_id = ANY(CAST(:projects AS uuid[]))"))
+        rows = list((await session.execute(text(select.format(facts=facts)), {
+            "tenant": query.tenant_id, "start": query.start, "end": query.end,
+            "projects": projects or [], "limit": MAX_ITEMS + 1,
             "bounds": [lo for lo, _ in buckets(query)]})).all())
-        # the newest resolution: what a count or cycle time of finished items reflects
-        # (read backwards from the end of ix_work_items_resolved, not a scan of the items)
-        newest = (await session.execute(text(
-            "SELECT max(resolved_at) FROM work_items"))).scalar()
-    return rows, Freshness(data_until=newest, refresh_pending=False)
+    return rows, fresh
 
 
 #: Per bucket (``width_bucket`` over the buckets' starts: 1 is the first), the count.
-COUNTS = ("SELECT width_bucket(w.resolved_at, CAST(:bounds AS timestamptz[])) AS b, count(*) "
-          "FROM {items} GROUP BY 1")
+COUNTS = ("SELECT width_bucket(f.resolved_at, CAST(:bounds AS timestamptz[])) AS b, count(*) "
+          "FROM {facts} GROUP BY 1")
 #: Per bucket and for the whole window (``b`` null), the count, p50, p75, p90 (linear
 #: interpolation, as :func:`pulse_portfolio.aggregate.percentile`) and mean of the cycle
 #: times of the items with a start no later than their resolution.
-#: (``x`` is materialized: a filter on ``cycle`` pushed into it would read the starts
-#: twice, once to filter and once to aggregate.)
-CYCLES = _cycled("SELECT b, count(*), percentile_cont(ARRAY[0.5, 0.75, 0.9]) WITHIN GROUP "
-                 "(ORDER BY cycle), avg(cycle) FROM x WHERE cycle >= 0 "
-                 "GROUP BY GROUPING SETS ((b), ())")
+CYCLES = ("SELECT b, count(*), percentile_cont(ARRAY[0.5, 0.75, 0.9]) WITHIN GROUP "
+          "(ORDER BY cycle), avg(cycle) FROM (SELECT width_bucket(f.resolved_at, "
+          "CAST(:bounds AS timestamptz[])) AS b, f.cycle_seconds AS cycle FROM {facts} "
+          "AND f.cycle_seconds >= 0) x GROUP BY GROUPING SETS ((b), ())")
 
 
 def _distribution(row: Any, lo: datetime, hi: datetime) -> MetricValue:
@@ -182,7 +161,7 @@ async def cycle_time(engine: Engine, query: MetricQuery) -> MetricComputation:
 
 
 #: The cycle time of every item finished in the window (at most ``MAX_ITEMS`` + 1 items).
-SAMPLES = _cycled("SELECT cycle FROM x", limit=True)
+SAMPLES = "SELECT f.cycle_seconds FROM {facts} LIMIT :limit"
 
 
 async def cycle_time_samples(engine: Engine, query: MetricQuery) -> MetricSamples:

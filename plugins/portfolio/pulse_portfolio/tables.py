@@ -1,5 +1,13 @@
-"""pulse-portfolio's table: the tenant's objectives (OKR-style), linked to projects, epics
-or labels."""
+"""pulse-portfolio's tables.
+
+* ``portfolio_objectives``: the tenant's objectives (OKR-style), linked to projects, epics
+  or labels;
+* ``portfolio_work_items``: one row per finished (resolved) work item with its project,
+  its start (first status change out of the tenant's to-do statuses, else its creation)
+  and its cycle time, recomputed from pulse-etl's work items and status changes by
+  :mod:`pulse_portfolio.facts` after loads, so ``portfolio.throughput`` and
+  ``portfolio.cycle_time`` are one range read of one covering index.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     Index,
     MetaData,
     PrimaryKeyConstraint,
@@ -16,6 +25,8 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
+
+from pulse_engine import timestamp_column, uuid_column
 
 metadata = MetaData()
 
@@ -36,4 +47,24 @@ portfolio_objectives = Table(
     Index("ix_portfolio_objectives_created", "tenant_id", "created_at", "id"),
 )
 
-TABLES = (portfolio_objectives,)
+portfolio_work_items = Table(
+    "portfolio_work_items",
+    metadata,
+    uuid_column("tenant_id", nullable=False),
+    uuid_column("work_item_id", nullable=False),
+    uuid_column("project_id"),
+    timestamp_column("resolved_at", nullable=False),
+    timestamp_column("started_at", comment="first status change out of the tenant's to-do "
+                     "statuses, else the item's creation (null: neither is known)"),
+    Column("cycle_seconds", Float, comment="resolved_at minus started_at (negative when the "
+           "start is later; the cycle time counts only those >= 0)"),
+    PrimaryKeyConstraint("tenant_id", "work_item_id"),
+    Index("ix_portfolio_work_items_resolved", "tenant_id", "resolved_at",
+          postgresql_include=["project_id", "cycle_seconds"]),
+    Index("ix_portfolio_work_items_project", "tenant_id", "project_id", "resolved_at",
+          postgresql_include=["cycle_seconds"]),
+    comment="finished work items with their start and cycle time (pulse-portfolio's facts, "
+    "recomputed after loads)",
+)
+
+TABLES = (portfolio_objectives, portfolio_work_items)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pulse_portfolio.facts import PORTFOLIO_FACTS
 from sqlalchemy import text
 
 from pulse_engine import (
@@ -110,6 +111,11 @@ class Rows:
                 f"INSERT INTO {table} (tenant_id, {columns}) VALUES (:tenant, {marks})"),
                 {"tenant": self.tenant_id, **values})
         return ident
+
+    async def refresh(self) -> None:
+        """Recompute pulse-portfolio's facts of the tenant (what the refresh queued after a
+        load does; these rows are inserted without a load)."""
+        await PORTFOLIO_FACTS.refresh(self.engine, self.tenant_id)
 
     async def project(self, name: str, key: str | None = None) -> str:
         return await self._insert("projects", {"name": name, "key": key or name.upper()})

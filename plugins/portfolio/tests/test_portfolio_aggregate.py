@@ -100,6 +100,7 @@ async def test_dora_and_portfolio_metrics_aggregate_by_project(
             await rows.item(project, created=base, resolved=base + timedelta(days=d + n / 10),
                             changes=[(base, "In Progress"),
                                      (base + timedelta(days=d + n / 10), "Done")])
+    await rows.refresh()
     body = await get(tenant, "portfolio.cycle_time")
     pooled = [(d + n / 10) * 86400 for days in cycles.values() for n, d in enumerate(days)]
     assert body["tenant"]["value"]["value"] == statistics.median(pooled)

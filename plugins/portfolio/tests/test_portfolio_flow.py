@@ -177,6 +177,7 @@ async def test_trend_of_a_linear_series_and_its_chart(rows: Rows, tenant: Tenant
         for n in range(2 * week + 1):
             moment = at(7 * week + 1 + n / 100)
             await rows.item(alpha, created=moment - timedelta(hours=1), resolved=moment)
+    await rows.refresh()
     query = {"metric": "portfolio.throughput", "start": "2024-01-01", "end": "2024-03-25",
              "interval": "week", "horizon": "4"}
     body = await ok(tenant, "trends", **query)
@@ -307,6 +308,7 @@ async def test_cycle_time_and_throughput_per_week_are_computed_in_sql(
                         changes=[(created, "In Progress")])
     await rows.item(alpha, created=at(2), resolved=at(3), changes=[(at(3) + hour, "In Progress")])
     await rows.item(alpha, created=at(13), resolved=at(16))
+    await rows.refresh()
     window = {"start": "2024-01-01", "end": "2024-01-22", "interval": "week"}
     response = await tenant.viewer_client.get("/api/v1/metrics/portfolio.cycle_time",
                                               query_string=window)
