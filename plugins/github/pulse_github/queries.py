@@ -307,24 +307,30 @@ def _file_changes(scope: Scope) -> str:
             f" AND{_window('g.authored_at')}{scope.person_clause('g.person_id')}")
 
 
+#: SQL: the repository and path text of the ``github_paths`` id ``{}`` (one index lookup
+#: per row: a LATERAL subquery the planner keeps as a nested loop).
+NAMED = ("CROSS JOIN LATERAL (SELECT p.repository_id, p.path FROM github_paths p"
+         " WHERE p.tenant_id = CAST(:tenant AS uuid) AND p.id = {} OFFSET 0) named")
+
+
 def _top_by_count(groups: str, count: str, key: str) -> str:
-    """SQL: the rows of CTE ``groups`` a page ordered by ``count`` descending, repository,
-    path can hold, with their path text ``path`` (the dictionary text of id column ``key``):
-    those with the page's starting count (``after_count``, where its path decides) and
-    those with fewer, down to the ``limit``-th largest count (ties kept). Only these few
-    paths' texts are looked up; the caller orders them and applies the keyset."""
+    """SQL of the CTEs ``cut`` and ``candidates``: the rows of CTE ``groups`` (by the
+    ``github_paths`` id column ``key``) that a page ordered by ``count`` descending,
+    repository, path can hold, with their ``repository_id`` and ``path``: those with the
+    page's starting count (``after_count``, where the path decides) and those with fewer,
+    down to the ``limit``-th largest of these counts (ties kept). Only these paths are
+    looked up; the caller orders them and applies the keyset."""
     eligible = f"(CAST(:after_count AS bigint) IS NULL OR {count} < :after_count)"
     return f"""
 cut AS (
     SELECT {count} AS at FROM {groups} WHERE {eligible}
     ORDER BY {count} DESC OFFSET CAST(:limit AS bigint) - 1 LIMIT 1
 ),
-candidates AS (
-    SELECT s.*, (SELECT p.path FROM github_paths p
-                 WHERE p.tenant_id = CAST(:tenant AS uuid) AND p.id = s.{key}) AS path
-    FROM {groups} s
-    WHERE ({eligible} OR {count} = :after_count)
-      AND {count} >= coalesce((SELECT at FROM cut), 0)
+candidates AS MATERIALIZED (
+    SELECT s.*, named.repository_id, named.path
+    FROM {groups} s {NAMED.format('s.' + key)}
+    WHERE ({eligible} OR s.{count} = :after_count)
+      AND s.{count} >= coalesce((SELECT at FROM cut), 0)
 )"""
 
 
@@ -333,18 +339,19 @@ async def hotspots(session: AsyncSession, scope: Scope, limit: int,
     """Files by the non-merge commits that changed them in the window (descending), with
     their distinct authors and churn."""
     condition, extra = _path_after(after, "commits")
-    # per path and person first: the distinct authors are then a count of groups
+    # per path and person first: the distinct authors are then a count of groups (a path
+    # id names its repository)
     sql = f"""
 WITH per AS (
-    SELECT g.repository_id, g.path_id, g.person_id, count(*) AS commits,
+    SELECT g.path_id, g.person_id, count(*)::integer AS commits,
            sum(g.additions) AS additions, sum(g.deletions) AS deletions
     {_file_changes(scope)}
-    GROUP BY g.repository_id, g.path_id, g.person_id
+    GROUP BY g.path_id, g.person_id
 ),
-spots AS (
-    SELECT repository_id, path_id, sum(commits) AS commits, count(*) AS authors,
+spots AS MATERIALIZED (
+    SELECT path_id, sum(commits) AS commits, count(*) AS authors,
            coalesce(sum(additions), 0) AS additions, coalesce(sum(deletions), 0) AS deletions
-    FROM per GROUP BY repository_id, path_id
+    FROM per GROUP BY path_id
 ),
 {_top_by_count('spots', 'commits', 'path_id')}
 SELECT * FROM candidates{condition}
@@ -428,49 +435,57 @@ class CouplingKey:
 async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRules,
                           limit: int, after: CouplingKey | None) -> list[dict[str, Any]]:
     """Pairs of files of one repository changed by the same non-merge commits."""
-    # the pairs are found by path id (the smaller first), then their texts looked up and
-    # each pair written in code-point order (COLLATE "C": as git and the C.UTF-8 default
-    # sort paths), with its two files' commits
+    # the pairs are counted by path id (the smaller first); only the pairs a page can hold
+    # (those down to the limit-th largest degree and shared count, ties kept) have their
+    # texts looked up, and each is then written in code-point order (COLLATE "C": as git
+    # and the C.UTF-8 default sort paths), with its two files' commits
+    strict = ("(CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree"
+              " OR (degree = :after_degree AND shared < :after_shared))")
     sql = f"""
 WITH kept AS MATERIALIZED (
-    SELECT g.repository_id, g.commit_id, g.path_id
+    SELECT g.commit_id, g.path_id
     {_file_changes(scope)} AND g.changeset <= :max_changeset
 ),
-revs AS (
+revs AS MATERIALIZED (
     SELECT path_id, count(*) AS revs FROM kept GROUP BY path_id
     HAVING count(*) >= greatest(CAST(:min_revs AS bigint), CAST(:min_shared AS bigint))
 ),
-frequent AS (
-    SELECT k.repository_id, k.commit_id, k.path_id, r.revs
-    FROM kept k JOIN revs r ON r.path_id = k.path_id
+frequent AS MATERIALIZED (
+    SELECT commit_id, path_id FROM kept WHERE path_id IN (SELECT path_id FROM revs)
 ),
 pairs AS (
-    SELECT a.repository_id, a.path_id AS first_id, b.path_id AS second_id,
-           a.revs AS first_revs, b.revs AS second_revs, count(*) AS shared
+    SELECT a.path_id AS first_id, b.path_id AS second_id, count(*) AS shared
     FROM frequent a JOIN frequent b ON b.commit_id = a.commit_id AND b.path_id > a.path_id
-    GROUP BY a.repository_id, a.path_id, b.path_id, a.revs, b.revs
+    GROUP BY a.path_id, b.path_id
     HAVING count(*) >= :min_shared
 ),
-degrees AS (
-    SELECT *, shared / ((first_revs + second_revs) / 2.0) AS degree FROM pairs
-    WHERE shared / ((first_revs + second_revs) / 2.0) >= :min_degree
+degrees AS MATERIALIZED (
+    SELECT p.first_id, p.second_id, p.shared, r1.revs AS first_revs, r2.revs AS second_revs,
+           p.shared / ((r1.revs + r2.revs) / 2.0) AS degree
+    FROM pairs p JOIN revs r1 ON r1.path_id = p.first_id JOIN revs r2 ON r2.path_id = p.second_id
+    WHERE p.shared / ((r1.revs + r2.revs) / 2.0) >= :min_degree
 ),
-named AS (
-    SELECT d.*,
-           (SELECT p.path FROM github_paths p WHERE p.tenant_id = CAST(:tenant AS uuid)
-              AND p.id = d.first_id) COLLATE "C" AS first_path,
+cut AS (
+    SELECT degree, shared FROM degrees WHERE {strict}
+    ORDER BY degree DESC, shared DESC OFFSET CAST(:limit AS bigint) - 1 LIMIT 1
+),
+labelled AS MATERIALIZED (
+    SELECT d.*, named.repository_id, named.path COLLATE "C" AS first_path,
            (SELECT p.path FROM github_paths p WHERE p.tenant_id = CAST(:tenant AS uuid)
               AND p.id = d.second_id) COLLATE "C" AS second_path
-    FROM degrees d
+    FROM degrees d {NAMED.format('d.first_id')}
+    WHERE ({strict} OR (degree = :after_degree AND shared = :after_shared))
+      AND (NOT EXISTS (SELECT 1 FROM cut)
+           OR (degree, shared) >= (SELECT degree, shared FROM cut))
 ),
 oriented AS (
     SELECT repository_id, shared, degree,
-           least(first_path, second_path) AS path, greatest(first_path, second_path)
-             AS coupled_path,
+           least(first_path, second_path) AS path,
+           greatest(first_path, second_path) AS coupled_path,
            CASE WHEN first_path < second_path THEN first_revs ELSE second_revs END AS revs,
            CASE WHEN first_path < second_path THEN second_revs ELSE first_revs END
              AS coupled_revs
-    FROM named
+    FROM labelled
 )
 SELECT * FROM oriented
 WHERE (CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree
@@ -530,18 +545,19 @@ async def silos(session: AsyncSession, scope: Scope, kind: str, min_commits: int
     condition, extra = _path_after(after, "commits")
     # a commit counts once per directory (several of its files may be in one): each commit
     # is one group of the first step, and a path with one person is one group of the
-    # second; a file appears once per commit, so files skip the first step
-    commits = (f"SELECT g.repository_id, g.{key}, g.person_id, count(*) AS commits"
-               f" {_file_changes(scope)} GROUP BY 1, 2, 3")
+    # second; a file appears once per commit, so files skip the first step (a path id
+    # names its repository)
+    commits = (f"SELECT g.{key}, g.person_id, count(*)::integer AS commits"
+               f" {_file_changes(scope)} GROUP BY 1, 2")
     if kind != "file":
-        commits = (f"SELECT repository_id, {key}, person_id, count(*) AS commits FROM ("
-                   f"SELECT DISTINCT g.repository_id, g.{key}, g.person_id, g.commit_id"
-                   f" {_file_changes(scope)}) distinct_commits GROUP BY 1, 2, 3")
+        commits = (f"SELECT {key}, person_id, count(*)::integer AS commits FROM ("
+                   f"SELECT DISTINCT g.{key}, g.person_id, g.commit_id"
+                   f" {_file_changes(scope)}) distinct_commits GROUP BY 1, 2")
     sql = f"""
 WITH per AS ({commits}),
-owned AS (
-    SELECT repository_id, {key}, sum(commits) AS commits, min(person_id::text) AS person_id
-    FROM per GROUP BY repository_id, {key}
+owned AS MATERIALIZED (
+    SELECT {key}, sum(commits) AS commits, min(person_id::text) AS person_id
+    FROM per GROUP BY {key}
     HAVING count(*) = 1 AND sum(commits) >= :min_commits
 ),
 {_top_by_count('owned', 'commits', key)}
@@ -578,24 +594,20 @@ async def main_developers(session: AsyncSession, scope: Scope, limit: int,
     # (a top-N of their order), and only the page's files look for their main developer
     sql = f"""
 WITH added AS MATERIALIZED (
-    SELECT g.repository_id, g.path_id, g.person_id, coalesce(sum(g.additions), 0) AS added
+    SELECT g.path_id, g.person_id, coalesce(sum(g.additions), 0) AS added
     {_file_changes(scope)}
-    GROUP BY g.repository_id, g.path_id, g.person_id
+    GROUP BY g.path_id, g.person_id
 ),
 per_file AS (
-    SELECT repository_id, path_id, sum(added) AS total_added, count(*) AS authors,
-           max(added) AS most
-    FROM added GROUP BY repository_id, path_id
+    SELECT path_id, sum(added) AS total_added, count(*) AS authors, max(added) AS most
+    FROM added GROUP BY path_id
 ),
-files AS (
-    SELECT f.*, p.path FROM per_file f
+page AS MATERIALIZED (
+    SELECT f.*, p.repository_id, p.path FROM per_file f
     JOIN github_paths p ON p.tenant_id = CAST(:tenant AS uuid) AND p.id = f.path_id
-),
-page AS (
-    SELECT * FROM files
     WHERE CAST(:after_repo AS uuid) IS NULL
-       OR (repository_id, path) > (CAST(:after_repo AS uuid), CAST(:after_path AS text))
-    ORDER BY repository_id, path
+       OR (p.repository_id, p.path) > (CAST(:after_repo AS uuid), CAST(:after_path AS text))
+    ORDER BY p.repository_id, p.path
     LIMIT :limit
 )
 SELECT DISTINCT ON (page.repository_id, page.path) page.repository_id, page.path,
