@@ -111,9 +111,7 @@ def definitions(settings: DoraSettings, cache_tags: tuple[str, ...]) -> list[Met
                 interval=query.interval,
             )
             async with engine.db.tenant_session(query.tenant_id) as session:
-                points = await queries.series(session, metric, scoped.scope)
-                whole = points[0] if query.interval == "all" else await queries.aggregate(
-                    session, metric, scoped.scope)
+                points, whole = await queries.series_and_aggregate(session, metric, scoped.scope)
             return MetricComputation(
                 value=metric_value(metric, whole),
                 series=[metric_value(metric, point) for point in points],

@@ -174,46 +174,63 @@ def failure_expression(scope: Scope, alias: str = "d") -> str:
     return f"({alias}.has_incident OR {alias}.followed_by_failure)"
 
 
-def _metric_sql(metric: str, scope: Scope) -> str:
-    """``WITH w, b, v`` for one metric: ``v`` aggregates per bucket."""
+def _metric_sql(metric: str, scope: Scope, *, whole: bool = False) -> str:
+    """``WITH w, b, v`` for one metric: ``v`` aggregates per bucket.
+
+    With ``whole``, ``v`` also aggregates the whole window (the empty grouping set, in the
+    same scan of the window's index), answered as a last row after the buckets.
+    """
     buckets = _buckets_sql(scope)
+    group = "GROUP BY GROUPING SETS ((1), ())" if whole else "GROUP BY 1"
     if metric == "deployment_frequency":
         aggregate = (
             f"SELECT {_bucket_of(scope, 'd.finished_at')} AS bucket, count(*) AS n, "
             "count(DISTINCT date_trunc('day', d.finished_at AT TIME ZONE :tz)) AS days "
-            f"FROM dora_deployments d WHERE {deployment_filter(scope)} GROUP BY 1"
+            f"FROM dora_deployments d WHERE {deployment_filter(scope)} {group}"
         )
     elif metric in ("change_failure_rate", "deployment_rework_rate"):
         flag = failure_expression(scope) if metric == "change_failure_rate" else "d.is_rework"
         aggregate = (
             f"SELECT {_bucket_of(scope, 'd.finished_at')} AS bucket, count(*) AS n, "
             f"count(*) FILTER (WHERE {flag}) AS hits "
-            f"FROM dora_deployments d WHERE {deployment_filter(scope)} GROUP BY 1"
+            f"FROM dora_deployments d WHERE {deployment_filter(scope)} {group}"
         )
     elif metric == "lead_time_for_changes":
         aggregate = (
             f"SELECT {_bucket_of(scope, 'c.deployed_at')} AS bucket, count(*) AS n, "
             + _PERCENTILES.format(value="c.lead_seconds")
             + f" FROM dora_changes c WHERE {change_filter(scope)} AND c.lead_seconds > 0"
-            " GROUP BY 1"
+            f" {group}"
         )
     else:
         linked = metric == "failed_deployment_recovery_time"
         aggregate = (
             f"SELECT {_bucket_of(scope, 'i.resolved_at')} AS bucket, count(*) AS n, "
             + _PERCENTILES.format(value="i.restore_seconds")
-            + f" FROM dora_incidents i WHERE {incident_filter(scope, linked=linked)} GROUP BY 1"
+            + f" FROM dora_incidents i WHERE {incident_filter(scope, linked=linked)} {group}"
         )
+    if not whole:
+        return (
+            f"WITH {buckets}, v AS ({aggregate}) "
+            "SELECT b.bucket_start, b.bucket_end, v.* FROM b LEFT JOIN v ON v.bucket = b.bucket "
+            "ORDER BY b.bucket"
+        )
+    # the window's row is the one of the empty grouping set (a bucket's is never null)
     return (
-        f"WITH {buckets}, v AS ({aggregate}) "
-        "SELECT b.bucket_start, b.bucket_end, v.* FROM b LEFT JOIN v ON v.bucket = b.bucket "
-        "ORDER BY b.bucket"
+        f"WITH {buckets}, v AS MATERIALIZED ({aggregate}) "
+        "SELECT * FROM (SELECT 0 AS part, b.bucket AS position, b.bucket_start, b.bucket_end, "
+        "v.* FROM b LEFT JOIN v ON v.bucket = b.bucket "
+        "UNION ALL SELECT 1, NULL, w.local_start, w.local_end, v.* FROM w, v "
+        "WHERE v.bucket IS NULL) r ORDER BY part, position"
     )
 
 
-async def buckets(session: AsyncSession, metric: str, scope: Scope) -> list[Bucket]:
-    """The per-bucket aggregate rows of ``metric`` over ``scope``."""
-    rows = (await session.execute(text(_metric_sql(metric, scope)), _params(scope))).mappings()
+async def buckets(session: AsyncSession, metric: str, scope: Scope, *,
+                  whole: bool = False) -> list[Bucket]:
+    """The per-bucket aggregate rows of ``metric`` over ``scope`` (with ``whole``, then the
+    whole window's, from the same statement)."""
+    rows = (await session.execute(text(_metric_sql(metric, scope, whole=whole)),
+                                  _params(scope))).mappings()
     zone = ZoneInfo(scope.tz)
     return [
         Bucket(
@@ -284,6 +301,20 @@ async def aggregate(session: AsyncSession, metric: str, scope: Scope) -> dict[st
     """``metric`` over the whole window of ``scope``."""
     rows = await series(session, metric, scope.with_interval("all"))
     return rows[0]
+
+
+async def series_and_aggregate(
+    session: AsyncSession, metric: str, scope: Scope
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`series` and :func:`aggregate` of ``metric`` over ``scope`` from one statement:
+    the buckets and the whole window are grouping sets of one scan of the window's index
+    (the whole window's percentiles are still computed from its observations)."""
+    if scope.interval == "all":
+        points = await series(session, metric, scope)
+        return points, points[0]
+    *points, whole = [point(metric, bucket)
+                      for bucket in await buckets(session, metric, scope, whole=True)]
+    return points, whole
 
 
 #: The observations of each duration metric: the column and the FROM ... WHERE of a scope.
