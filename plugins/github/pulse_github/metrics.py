@@ -20,6 +20,7 @@ is recomputed from them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -150,8 +151,7 @@ async def _absence(session: AsyncSession, scope: Scope) -> tuple[MetricValue, li
 
 
 def _all(scope: Scope) -> Scope:
-    return Scope(scope.tenant_id, scope.start, scope.end, scope.tz, "all",
-                 scope.repository_ids, scope.person_ids, scope.config, scope.people_visible)
+    return replace(scope, interval="all")
 
 
 #: The observations of each distribution, as SQL over the ``facts`` of an anchor.

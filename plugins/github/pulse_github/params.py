@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -112,6 +112,8 @@ class Scope:
     config: GithubConfig
     #: whether the caller may see per-person breakdowns
     people_visible: bool
+    #: no project, team or repository filter: ``repository_ids`` are all of the tenant's
+    every_repository: bool = False
 
     def params(self) -> dict[str, object]:
         """The bind parameters every query of this scope uses."""
@@ -138,8 +140,7 @@ class Scope:
 
     def with_window(self, start: datetime, end: datetime) -> Scope:
         """The same scope over another window."""
-        return Scope(self.tenant_id, start, end, self.tz, self.interval, self.repository_ids,
-                     self.person_ids, self.config, self.people_visible)
+        return replace(self, start=start, end=end)
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -246,7 +247,8 @@ async def open_scope(engine: Engine, settings: GithubSettings, tenant_id: str,
         people = (tuple(sorted(await lookup(session, "person", query.person)))
                   if query.person else None)
     return Scope(tenant_id, bounds[0], bounds[1], query.tz, interval, repositories, people,
-                 config, visible)
+                 config, visible,
+                 every_repository=not (query.team or query.project or query.repository))
 
 
 class CouplingQuery(ListQuery):

@@ -302,9 +302,12 @@ def _path_after(after: PathKey | None, count: str) -> tuple[str, dict[str, Any]]
 
 def _file_changes(scope: Scope) -> str:
     """FROM/WHERE of the scope's per-file facts ``g`` in the window (one range of the
-    facts' author-time index)."""
-    return (f" FROM github_file_changes g WHERE{scope.repository_clause('g')}"
-            f" AND{_window('g.authored_at')}{scope.person_clause('g.person_id')}")
+    facts' author-time index; without a repository filter, every row of the range is the
+    tenant's repositories': no per-row test against the list)."""
+    repositories = ("" if scope.every_repository
+                    else " AND g.repository_id = ANY(CAST(:repos AS uuid[]))")
+    return (f" FROM github_file_changes g WHERE g.tenant_id = CAST(:tenant AS uuid)"
+            f"{repositories} AND{_window('g.authored_at')}{scope.person_clause('g.person_id')}")
 
 
 #: SQL: the repository and path text of the ``github_paths`` id ``{}`` (one index lookup
