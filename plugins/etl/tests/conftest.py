@@ -32,7 +32,8 @@ def etl_env(git_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Environment of the ETL plugin for one test."""
     monkeypatch.setenv("PULSE_ETL_GIT_ROOTS", str(git_root))
     monkeypatch.setenv("PULSE_ETL_HEARTBEAT_SECONDS", "0.2")
-    monkeypatch.setenv("PULSE_ETL_LEASE_SECONDS", "1.5")
+    # 15 heartbeats: a loaded CI machine stalled one for over 1.5 s (lease lost mid-job)
+    monkeypatch.setenv("PULSE_ETL_LEASE_SECONDS", "3.0")
     monkeypatch.setenv("PULSE_ETL_SWEEP_SECONDS", "0.3")
     yield
 
