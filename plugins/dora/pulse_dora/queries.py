@@ -303,12 +303,21 @@ async def aggregate(session: AsyncSession, metric: str, scope: Scope) -> dict[st
     return rows[0]
 
 
+#: Memory each sort of :func:`series_and_aggregate` may use before spilling to disk (its
+#: transaction only): the 13 weeks of changes of the large generated tenant (230k) sort in
+#: 13 MB, and spilled they took 0.43 s instead of 0.34 s.
+SORT_WORK_MEM = "16MB"
+
+
 async def series_and_aggregate(
     session: AsyncSession, metric: str, scope: Scope
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """:func:`series` and :func:`aggregate` of ``metric`` over ``scope`` from one statement:
     the buckets and the whole window are grouping sets of one scan of the window's index
-    (the whole window's percentiles are still computed from its observations)."""
+    (the whole window's percentiles are still computed from its observations), sorted in
+    memory up to :data:`SORT_WORK_MEM`."""
+    await session.execute(text("SELECT set_config('work_mem', :memory, true)"),
+                          {"memory": SORT_WORK_MEM})
     if scope.interval == "all":
         points = await series(session, metric, scope)
         return points, points[0]
