@@ -298,19 +298,29 @@ async def refresh_facts(engine: PulseEngine, tenant_id: str) -> None:
     """Fill the per-pull-request and per-file facts (the generator writes past the ETL
     loads, whose ``data_loaded`` would queue this), and time an incremental refresh of the
     span's last day (what a day's load costs). A starting process queues the first full
-    refresh of a tenant without facts: it is waited for first, so the timed ones run alone."""
+    refresh of a tenant without facts: when it did, that refresh is the full one reported
+    (timed by the wall clock until the queue is idle); otherwise one is run and timed."""
+    began = time.perf_counter()
     if not await engine.queue.wait_idle(7200):
         print("the queued first refresh did not finish in 2 hours", flush=True)
-    full = await GITHUB_FACTS.refresh(engine, tenant_id)
+    queued = time.perf_counter() - began
+    async with engine.db.tenant_session(tenant_id) as session:
+        first = await session.scalar(text(
+            "SELECT full_refresh_at FROM facts_refresh_state WHERE facts = 'github'"))
+    if first is not None and queued > 1:
+        how = f"the first full refresh, queued at start, in {queued:.1f} s (wall clock)"
+    else:
+        full = await GITHUB_FACTS.refresh(engine, tenant_id)
+        how = f"a full refresh in {full.seconds:.1f} s"
     since = dora_bench.SPAN_START + timedelta(days=dora_bench.SPAN_DAYS - 1)
     day = await GITHUB_FACTS.refresh(engine, tenant_id, since)
     async with engine.db.tenant_session(tenant_id) as session:
+        prs = int(await session.scalar(text("SELECT count(*) FROM github_pull_requests")) or 0)
         files = int(await session.scalar(text("SELECT count(*) FROM github_file_changes")) or 0)
         paths = int(await session.scalar(text("SELECT count(*) FROM github_paths")) or 0)
-    print(f"facts: full refresh {full['github_pull_requests']:,} pull requests and "
-          f"{files:,} file rows ({paths:,} paths) in {full.seconds:.1f} s; incremental from "
-          f"the last day {day['github_pull_requests']:,} pull requests in {day.seconds:.2f} s",
-          flush=True)
+    print(f"facts: {prs:,} pull requests and {files:,} file rows ({paths:,} paths) by {how}; "
+          f"incremental from the last day ({day['github_pull_requests']:,} pull requests, "
+          f"{day['github_file_changes']:,} file rows) in {day.seconds:.2f} s", flush=True)
 
 
 async def prepare(folder: Path, scale: float) -> str:
