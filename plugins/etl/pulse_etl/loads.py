@@ -37,6 +37,8 @@ EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "commits": ("authored_at",),
     "pull_requests": ("created_at_source",),
     "work_items": ("created_at_source",),
+    # a status change of an older item the batch does not carry (pulse-portfolio's facts)
+    "work_item_status_changes": ("changed_at",),
 }
 
 

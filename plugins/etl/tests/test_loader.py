@@ -275,3 +275,20 @@ async def test_a_load_that_grows_a_table_by_a_tenth_refreshes_its_statistics(
         {"review_comments": {"created": below, "updated": 0}}) == []
     assert await etl.loads.analyze_bulk_loaded(
         {"review_comments": {"created": 0, "updated": below + 1}}) == ["review_comments"]
+
+
+def test_a_load_s_since_is_its_earliest_event_status_changes_included() -> None:
+    """``since`` (what ``data_loaded`` hands on) reaches back to a status change of an older
+    work item the batch does not carry, and exists for a batch of status changes alone."""
+    from pulse_etl.loads import earliest_event
+
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    changes = [{"work_item_id": "a", "changed_at": day - timedelta(days=40)},
+               {"work_item_id": "b", "changed_at": day - timedelta(days=3)}]
+    items = [{"id": "c", "created_at_source": day - timedelta(days=10)}]
+    assert earliest_event({"work_item_status_changes": changes}) == day - timedelta(days=40)
+    assert earliest_event({"work_items": items,
+                           "work_item_status_changes": changes[1:]}) == day - timedelta(days=10)
+    assert earliest_event({"work_items": items,
+                           "work_item_status_changes": changes}) == day - timedelta(days=40)
+    assert earliest_event({"people": [{"id": "p"}]}) is None
