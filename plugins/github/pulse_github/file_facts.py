@@ -7,9 +7,11 @@ A fact is one file of a non-merge commit with an author identity (the rows the f
 analytics counted when they joined a window's commits to their ``commit_files``). With
 ``since`` the commits recomputed are those authored at or after it (a commit's SHA covers
 its author time, so a loaded commit keeps its time) and the merge commits of the pull
-requests opened, merged or closed at or after it (the GitHub connector loads a merged pull
-request's files as its merge commit's, with the pull request): their facts are deleted and
-written again, and the result equals a full recompute. A change of identities' persons is
+requests opened at or after it (the GitHub connector loads a merged pull request's files
+as its merge commit's, in the load of the pull request, whose opening is then at or after
+``since``; a rebase merge's commit can be older): their facts are deleted and written
+again, and the result equals a full recompute. Both are read per repository through the
+indexes led by (tenant, repository, time). A change of identities' persons is
 a full refresh (as the refresh's callers already ask for identity loads). Paths get ids
 the first time a commit has them; a full recompute renumbers them.
 """
@@ -33,14 +35,17 @@ DIRECTORY = "regexp_replace({}, '/?[^/]*$', '')"
 #: module docstring).
 _TARGETS = """
 targets AS MATERIALIZED (
-    SELECT c.id, c.repository_id, c.sha, c.authored_at FROM commits c
-    WHERE c.tenant_id = :tenant AND c.authored_at >= :since
+    SELECT c.id, c.repository_id, c.sha, c.authored_at FROM repositories r
+    JOIN commits c ON c.tenant_id = r.tenant_id AND c.repository_id = r.id
+     AND c.authored_at >= :since
+    WHERE r.tenant_id = :tenant
     UNION
-    SELECT c.id, c.repository_id, c.sha, c.authored_at FROM pull_requests pr
+    SELECT c.id, c.repository_id, c.sha, c.authored_at FROM repositories r
+    JOIN pull_requests pr ON pr.tenant_id = r.tenant_id AND pr.repository_id = r.id
+     AND pr.created_at_source >= :since
     JOIN commits c ON c.tenant_id = pr.tenant_id AND c.repository_id = pr.repository_id
      AND c.sha = pr.merge_commit_sha
-    WHERE pr.tenant_id = :tenant AND pr.merge_commit_sha IS NOT NULL
-      AND (pr.created_at_source >= :since OR pr.merged_at >= :since OR pr.closed_at >= :since)
+    WHERE r.tenant_id = :tenant AND pr.merge_commit_sha IS NOT NULL
 )"""
 
 
