@@ -126,19 +126,6 @@ SELECT (SELECT refreshed_at FROM facts_refresh_state
                WHERE tenant_id = :tenant AND facts = :facts) AS pending
 """
 
-# tenants the plugin's first_refresh_when picks that have neither facts nor a request;
-# recorded as overdue, so that a starting process queues them whatever its queue
-_FIRST = """
-INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, full_refresh)
-SELECT t.id, CAST(:facts AS varchar), clock_timestamp() - CAST(:overdue AS interval), NULL, true
-FROM tenants t
-WHERE ({condition})
-  AND NOT EXISTS (SELECT 1 FROM facts_refresh_state s WHERE s.tenant_id = t.id
-                  AND s.facts = CAST(:facts AS varchar))
-ON CONFLICT (tenant_id, facts) DO NOTHING
-"""
-
-
 def _since_body(since: datetime | None) -> dict[str, Any]:
     return {"since": since.isoformat() if since is not None else None}
 
@@ -159,9 +146,6 @@ class FactsRefresh:
         (pulse-github: an identity's new name can make a bot of every pull request).
     :param cache_tags: the tenant's cached answers dropped when a load is announced and
         again after each refresh.
-    :param first_refresh_when: a SQL condition on ``tenants t`` (``EXISTS (...)``) naming
-        the tenants that need a first full refresh when the facts are new to them (a plugin
-        installed over existing data); ``None``: none needed.
     :param vacuum_tables: fact tables vacuumed after a refresh that rewrote
         :data:`REWRITTEN_ROWS` of them (index-only scans read the heap until then).
     :param follow_configuration: a full refresh on every capability or configuration
@@ -174,7 +158,6 @@ class FactsRefresh:
     inputs: frozenset[str]
     full_refresh_inputs: frozenset[str] = frozenset()
     cache_tags: tuple[str, ...] = ()
-    first_refresh_when: str | None = None
     vacuum_tables: tuple[str, ...] = ()
     follow_configuration: bool = True
     work_mem: str = "64MB"
@@ -274,18 +257,13 @@ class FactsRefresh:
         return True
 
     async def requeue_pending(self, engine: Engine) -> int:
-        """Record the first refreshes :attr:`first_refresh_when` asks for, then queue again
-        the recorded refreshes not done yet; returns how many were queued.
+        """Queue again the recorded refreshes not done yet; returns how many were queued.
 
         All of them when the queue lives in memory (a stopped process took their
         messages), else those older than :data:`REQUEUE_AFTER`. Each message id names the
         request, so processes starting together run it once.
         """
         async with engine.db.system_session() as session:
-            if self.first_refresh_when is not None:
-                await session.execute(
-                    text(_FIRST.format(condition=self.first_refresh_when)),
-                    {"facts": self.name, "overdue": REQUEUE_AFTER + timedelta(seconds=1)})
             older = "" if not engine.queue.survives_restart else (
                 " AND requested_at < clock_timestamp() - CAST(:age AS interval)")
             pending = (await session.execute(text(

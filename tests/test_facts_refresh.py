@@ -53,7 +53,6 @@ TOY = FactsRefresh(
     inputs=frozenset({"pull_requests", "person_identities"}),
     full_refresh_inputs=frozenset({"person_identities"}),
     cache_tags=("toy.data",),
-    first_refresh_when="t.name LIKE 'toy-first-%'",
     work_mem="32MB",
 )
 
@@ -243,19 +242,21 @@ async def test_with_a_broker_only_stale_requests_are_queued_again(
     assert dict(published)[stale.id] == first[stale.id]
 
 
-async def test_tenants_that_need_a_first_refresh_get_one_at_start(
-    engine: PulseEngine, pulse_module_app: Quart
+async def test_a_request_a_migration_records_runs_at_the_next_start_with_a_broker_too(
+    engine: PulseEngine, tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chosen = await make_tenant(pulse_module_app, name="toy-first-chosen")
-    other = await make_tenant(pulse_module_app, name="toy-other")
-    await TOY.requeue_pending(engine)
+    """What the docs tell a plugin's migration to record for tenants with existing data."""
+    async with engine.db.system_session() as session:
+        await session.execute(text(
+            "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, "
+            "full_refresh) SELECT t.id, 'toy', clock_timestamp() - interval '2 hours', NULL, "
+            "true FROM tenants t WHERE t.id = :tenant ON CONFLICT (tenant_id, facts) "
+            "DO UPDATE SET full_refresh = true, since = NULL"), {"tenant": tenant.id})
+    monkeypatch.setattr(engine.queue, "survives_restart", True)
+    assert await TOY.requeue_pending(engine) >= 1
     assert await engine.queue.wait_idle(30)
-    refreshed = {tenant_id for tenant_id, since in RECORDER.calls if since is None}
-    assert chosen.id in refreshed and other.id not in refreshed
-    RECORDER.calls.clear()
-    await TOY.requeue_pending(engine)  # once it has facts, never again
-    assert await engine.queue.wait_idle(30)
-    assert chosen.id not in {tenant_id for tenant_id, _ in RECORDER.calls}
+    assert (tenant.id, None) in RECORDER.calls
+    assert await requests(engine, tenant.id) == []
 
 
 async def test_a_capability_change_refreshes_the_tenant_in_full(

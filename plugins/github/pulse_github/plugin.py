@@ -95,7 +95,7 @@ def register_metrics(engine: Engine) -> list[MetricDefinition]:
 @hookimpl
 async def startup(engine: Engine) -> None:
     """Follow configuration changes (bot patterns and production environments are in the
-    facts); queue the refreshes left pending and the first refresh of tenants without facts."""
+    facts); queue the refreshes left pending (a migration's among them)."""
     await GITHUB_FACTS.start(engine)
 
 

@@ -19,8 +19,9 @@ changed, and the result equals a full refresh:
 
 Without ``since`` every pull request is recomputed: after a configuration change (bot
 patterns and production environments are in the facts), a load of changed identities
-(their names decide what a bot is), and once for every tenant a starting process finds
-without facts. The bookkeeping is the engine's (:data:`GITHUB_FACTS`, a ``FactsRefresh``):
+(their names decide what a bot is), and once for every tenant with data when the facts
+change shape (recorded by the migration, ``github_0003``). The bookkeeping is the
+engine's (:data:`GITHUB_FACTS`, a ``FactsRefresh``):
 loads and configuration changes record a request and queue it on ``github.refresh``, a
 starting process queues again those a stopped one left, the refresh runs once per message
 under the tenant's lock and drops the tenant's cached answers under
@@ -219,8 +220,6 @@ GITHUB_FACTS = FactsRefresh(
     # an identity's changed name or login can make a bot of every pull request
     full_refresh_inputs=frozenset({"person_identities"}),
     cache_tags=(FACTS_CACHE_TAG,),
-    first_refresh_when=("EXISTS (SELECT 1 FROM pull_requests x WHERE x.tenant_id = t.id) "
-                        "OR EXISTS (SELECT 1 FROM commits x WHERE x.tenant_id = t.id)"),
     vacuum_tables=("github_pull_requests", "github_file_changes"),
     work_mem=REFRESH_WORK_MEM,
 )

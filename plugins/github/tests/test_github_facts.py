@@ -159,16 +159,33 @@ async def test_the_facts_follow_each_load(engine: PulseEngine, gh_tenant: Tenant
     assert await facts(engine, gh_tenant.id) == incremental
 
 
-async def test_a_starting_process_fills_the_facts_of_tenants_without_them(
+async def test_the_upgrade_to_the_engine_s_bookkeeping_fills_the_facts_of_tenants_without(
     engine: PulseEngine, gh_tenant: TenantFixture
 ) -> None:
+    """``github_0003`` records a full refresh of every tenant with data and no facts (all
+    of them after ``github_0002``), which the next start queues."""
+    from alembic import command
+    from sqlalchemy.engine import Connection
+
+    from pulse_engine.migrations import alembic_config
+
     rows = Rows(engine, gh_tenant.id)
     repository = await rows.repository("svc")
     _, ada = await rows.person("Ada", "ada")
     await rows.pull_request(repository, 1, ada, "2026-03-02 10:00", merged="2026-03-03 12:00")
     assert await facts(engine, gh_tenant.id) == []  # written past the ETL loads
-    assert await GITHUB_FACTS.requeue_pending(engine) >= 1
-    assert await engine.queue.wait_idle(30)
+
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config("github", engine.migration_folders["github"], engine.metadata)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "github_0002")
+
+    assert engine.db.owner_engine is not None
+    async with engine.db.owner_engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    await engine.migrate()
+    assert await GITHUB_FACTS.requeue_pending(engine) >= 1  # what the next start does
+    assert await engine.queue.wait_idle(60)
     assert len(await facts(engine, gh_tenant.id)) == 1
     assert (await cycle(gh_tenant))["time_to_merge"] == one([26 * H])
 

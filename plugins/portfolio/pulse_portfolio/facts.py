@@ -127,14 +127,12 @@ async def recompute(engine: Engine, session: AsyncSession, tenant_id: str,
 
 
 #: The facts and their refresh: queued after loads of work items or status changes and
-#: (in full) after a configuration change of the tenant; a first full refresh for every
-#: tenant with finished work items and no facts yet (the plugin installed over data).
+#: (in full) after a configuration change of the tenant; the first full refresh of the
+#: tenants with finished work items is recorded by migration ``portfolio_0002``.
 PORTFOLIO_FACTS = FactsRefresh(
     name="portfolio",
     recompute=recompute,
     inputs=frozenset({"work_items", "work_item_status_changes"}),
     cache_tags=(FACTS_CACHE_TAG,),
-    first_refresh_when="EXISTS (SELECT 1 FROM work_items w WHERE w.tenant_id = t.id "
-                       "AND w.resolved_at IS NOT NULL)",
     vacuum_tables=(TABLE,),
 )

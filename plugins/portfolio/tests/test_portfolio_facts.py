@@ -245,3 +245,29 @@ async def test_tenants_see_only_their_own_facts(
             "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class "
             "WHERE relname = 'portfolio_work_items'"))).scalar_one()
     assert forced
+
+
+async def test_the_migration_records_a_first_refresh_for_tenants_with_finished_items(
+        engine: PulseEngine, rows: Rows) -> None:
+    """``portfolio_0002`` over existing data: the next start fills every tenant's facts."""
+    from alembic import command
+    from sqlalchemy.engine import Connection
+
+    from pulse_engine.migrations import alembic_config
+
+    item = await rows.item(None, created=at(0), resolved=at(1))
+    assert await stored(engine, rows.tenant_id) == {}  # written past the ETL loads
+
+    def downgrade(connection: Connection) -> None:
+        config = alembic_config("portfolio", engine.migration_folders["portfolio"],
+                                engine.metadata)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "portfolio_0001")
+
+    assert engine.db.owner_engine is not None
+    async with engine.db.owner_engine.begin() as connection:
+        await connection.run_sync(downgrade)
+    await engine.migrate()  # the table again, and the requests of tenants with items
+    assert await PORTFOLIO_FACTS.requeue_pending(engine) >= 1  # what the next start does
+    assert await engine.queue.wait_idle(60)
+    assert set(await stored(engine, rows.tenant_id)) == {item}

@@ -1,9 +1,10 @@
 """The refresh's bookkeeping moves to the engine (``pulse_engine.facts``, core_0003).
 
 When each tenant's facts were last refreshed moves from ``github_refresh_state`` to
-``facts_refresh_state`` (facts ``github``), and the old table is dropped. Tenants with
-pull requests or commits and no refresh recorded get a first full refresh when a process
-starts (``GITHUB_FACTS.first_refresh_when``), as ``github_0002`` asks for.
+``facts_refresh_state`` (facts ``github``), and the old table is dropped. A full refresh
+is recorded for every tenant with pull requests or commits and no refresh (all of them
+after ``github_0002``, which emptied the state for its per-file facts), requested two
+hours ago so that a starting process queues it whatever its queue.
 
 Revision ID: github_0003
 Revises: github_0002
@@ -22,13 +23,28 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Copy the refresh times to the engine's table; drop the old one."""
+    """Copy the refresh times to the engine's table; drop the old one; record the full
+    refreshes the tenants without facts need."""
     op.execute(
         "INSERT INTO facts_refresh_state (tenant_id, facts, refreshed_at, full_refresh_at) "
         "SELECT tenant_id, 'github', refreshed_at, full_refresh_at FROM github_refresh_state "
         "ON CONFLICT (tenant_id, facts) DO NOTHING"
     )
     op.drop_table("github_refresh_state")
+    # pulse-etl's tables may come later in a new database: then no tenant has data yet
+    inspector = sa.inspect(op.get_bind())
+    if not (inspector.has_table("pull_requests") and inspector.has_table("commits")):
+        return
+    op.execute(
+        "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, "
+        "full_refresh) SELECT t.id, 'github', clock_timestamp() - interval '2 hours', NULL, "
+        "true FROM tenants t "
+        "WHERE (EXISTS (SELECT 1 FROM pull_requests x WHERE x.tenant_id = t.id) "
+        "OR EXISTS (SELECT 1 FROM commits x WHERE x.tenant_id = t.id)) "
+        "AND NOT EXISTS (SELECT 1 FROM facts_refresh_state s "
+        "WHERE s.tenant_id = t.id AND s.facts = 'github') "
+        "ON CONFLICT (tenant_id, facts) DO UPDATE SET full_refresh = true, since = NULL"
+    )
 
 
 def downgrade() -> None:

@@ -4,8 +4,9 @@ row-level security after migrating, as every table with a ``tenant_id``).
 One row per resolved work item with its project, its start and its cycle time, so the
 throughput and cycle-time metrics are one range read of ``ix_portfolio_work_items_resolved``
 (or, for a project, ``ix_portfolio_work_items_project``) instead of the work items and one
-look-up of their status history per request. The engine's facts refresh fills it (a first
-full refresh for every tenant that never had one).
+look-up of their status history per request. The engine's facts refresh fills it: a full
+refresh is recorded here for every tenant with finished work items, requested two hours
+ago so that a starting process queues it whatever its queue.
 
 Revision ID: portfolio_0002
 Revises: portfolio_0001
@@ -27,7 +28,7 @@ _TZ = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    """Create the table and its two covering indexes."""
+    """Create the table and its two covering indexes; record the first full refreshes."""
     op.create_table(
         "portfolio_work_items",
         sa.Column("tenant_id", _UUID, nullable=False),
@@ -50,6 +51,16 @@ def upgrade() -> None:
     op.create_index("ix_portfolio_work_items_project", "portfolio_work_items",
                     ["tenant_id", "project_id", "resolved_at"],
                     postgresql_include=["cycle_seconds"])
+    # pulse-etl's tables may come later in a new database: then no tenant has work items
+    if not sa.inspect(op.get_bind()).has_table("work_items"):
+        return
+    op.execute(
+        "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, "
+        "full_refresh) SELECT t.id, 'portfolio', clock_timestamp() - interval '2 hours', "
+        "NULL, true FROM tenants t WHERE EXISTS (SELECT 1 FROM work_items w "
+        "WHERE w.tenant_id = t.id AND w.resolved_at IS NOT NULL) "
+        "ON CONFLICT (tenant_id, facts) DO UPDATE SET full_refresh = true, since = NULL"
+    )
 
 
 def downgrade() -> None:
