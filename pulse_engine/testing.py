@@ -140,6 +140,24 @@ async def pulse_module_app(
         yield app
 
 
+async def downgrade_plugin(engine: PulseEngine, plugin: str, revision: str) -> None:
+    """Take one plugin's schema back to ``revision`` (as the owner); a test of an upgrade
+    over existing data writes its rows, then calls ``engine.migrate()``."""
+    from alembic import command
+    from sqlalchemy.engine import Connection
+
+    from pulse_engine.migrations import alembic_config
+
+    def run(connection: Connection) -> None:
+        config = alembic_config(plugin, engine.migration_folders[plugin], engine.metadata)
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    assert engine.db.owner_engine is not None
+    async with engine.db.owner_engine.begin() as connection:
+        await connection.run_sync(run)
+
+
 async def create_tenant(engine: PulseEngine, name: str | None = None) -> str:
     """Insert a tenant; returns its id."""
     tenant_id = str(uuid.uuid4())

@@ -20,7 +20,13 @@ from test_metrics import ok
 
 from pulse_engine import MetricQuery
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_settings, make_tenant, running_app
+from pulse_engine.testing import (
+    TenantFixture,
+    downgrade_plugin,
+    make_settings,
+    make_tenant,
+    running_app,
+)
 
 FINISHED = datetime(2026, 2, 10, 15, tzinfo=UTC)
 
@@ -328,11 +334,6 @@ async def test_the_link_migrations_apply_the_rule_to_stored_rows(
 ) -> None:
     """``etl_0003`` keeps only the links sources state (its downgrade recomputes the old
     fixed rule's), and ``dora_0004`` records a full refresh of every tenant with facts."""
-    from alembic import command
-    from sqlalchemy.engine import Connection
-
-    from pulse_engine.migrations import alembic_config
-
     rows = Rows(engine, dora_tenant.id)
     repository = await rows.repository("api")
     named = await rows.deployment(repository, "api", "2026-02-10 15:00")
@@ -341,29 +342,19 @@ async def test_the_link_migrations_apply_the_rule_to_stored_rows(
                         deployment_ref=named)
     await rows.refresh()
 
-    async def downgrade(plugin: str, revision: str) -> None:
-        def run(connection: Connection) -> None:
-            config = alembic_config(plugin, engine.migration_folders[plugin], engine.metadata)
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-
-        assert engine.db.owner_engine is not None
-        async with engine.db.owner_engine.begin() as connection:
-            await connection.run_sync(run)
-
     async def links() -> dict[str, tuple[str | None, str | None]]:
         async with engine.db.tenant_session(dora_tenant.id) as session:
             return {row.external_id: (row.deployment_id, row.link_reason) for row in (
                 await session.execute(text(
                     "SELECT external_id, deployment_id::text, link_reason FROM incidents")))}
 
-    await downgrade("etl", "etl_0002")
+    await downgrade_plugin(engine, "etl", "etl_0002")
     assert await links() == {"later": (named, "latest_deployment"), "named": (named, "explicit")}
     await engine.migrate()  # every head, and the tenancy rules on the tables re-created
     assert await links() == {"later": (None, None), "named": (named, "explicit")}
 
     assert await pending_requests(engine, dora_tenant.id) == []
-    await downgrade("dora", "dora_0003")
+    await downgrade_plugin(engine, "dora", "dora_0003")
     await engine.migrate()
     assert [tuple(row) for row in await pending_requests(engine, dora_tenant.id)] == [
         (None, True)]

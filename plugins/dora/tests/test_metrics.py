@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dora_rows import Rows, at, forget_migration_refreshes
 
-from pulse_engine.testing import TenantFixture
+from pulse_engine.testing import TenantFixture, downgrade_plugin
 
 BASE = "/api/v1/metrics/dora"
 JANUARY = {"start": "2024-01-01", "end": "2024-02-01"}
@@ -480,11 +480,6 @@ async def test_a_refresh_that_rewrites_many_rows_analyzes_and_vacuums_what_it_wr
 async def test_migration_backfills_the_failure_flags_as_the_refresh_computes_them(
     rows: Rows, dora_tenant: TenantFixture
 ) -> None:
-    from alembic import command
-    from sqlalchemy.engine import Connection
-
-    from pulse_engine.migrations import alembic_config
-
     await count_failed_deployments_as_failures(dora_tenant)
     scenario = await core_scenario(rows)
     # a failed deployment finished at the same moment as D4: a tie in the next-deployment order
@@ -495,14 +490,7 @@ async def test_migration_backfills_the_failure_flags_as_the_refresh_computes_the
     assert any(followed for _, followed in computed.values())
     engine = rows.engine
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config("dora", engine.migration_folders["dora"], engine.metadata)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "dora_0001")
-
-    assert engine.db.owner_engine is not None
-    async with engine.db.owner_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_plugin(engine, "dora", "dora_0001")
     await engine.migrate()  # every head, and the tenancy rules on the tables re-created
     await forget_migration_refreshes(engine)
     assert await _failure_flags(rows) == computed

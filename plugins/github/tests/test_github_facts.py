@@ -25,7 +25,7 @@ from quart import Quart
 from sqlalchemy import text
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_tenant
+from pulse_engine.testing import TenantFixture, downgrade_plugin, make_tenant
 
 PREFIX = "/api/v1/analytics/github"
 MARCH = {"start": "2026-03-01", "end": "2026-04-01"}
@@ -164,25 +164,13 @@ async def test_the_upgrade_to_the_engine_s_bookkeeping_fills_the_facts_of_tenant
 ) -> None:
     """``github_0003`` records a full refresh of every tenant with data and no facts (all
     of them after ``github_0002``), which the next start queues."""
-    from alembic import command
-    from sqlalchemy.engine import Connection
-
-    from pulse_engine.migrations import alembic_config
-
     rows = Rows(engine, gh_tenant.id)
     repository = await rows.repository("svc")
     _, ada = await rows.person("Ada", "ada")
     await rows.pull_request(repository, 1, ada, "2026-03-02 10:00", merged="2026-03-03 12:00")
     assert await facts(engine, gh_tenant.id) == []  # written past the ETL loads
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config("github", engine.migration_folders["github"], engine.metadata)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "github_0002")
-
-    assert engine.db.owner_engine is not None
-    async with engine.db.owner_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_plugin(engine, "github", "github_0002")
     await engine.migrate()
     assert await GITHUB_FACTS.requeue_pending(engine) >= 1  # what the next start does
     assert await engine.queue.wait_idle(60)

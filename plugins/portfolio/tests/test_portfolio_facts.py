@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, make_tenant
+from pulse_engine.testing import TenantFixture, downgrade_plugin, make_tenant
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STATUSES = ("To Do", "Backlog", "In Progress", "Review", "Blocked", "Done")
@@ -250,23 +250,10 @@ async def test_tenants_see_only_their_own_facts(
 async def test_the_migration_records_a_first_refresh_for_tenants_with_finished_items(
         engine: PulseEngine, rows: Rows) -> None:
     """``portfolio_0002`` over existing data: the next start fills every tenant's facts."""
-    from alembic import command
-    from sqlalchemy.engine import Connection
-
-    from pulse_engine.migrations import alembic_config
-
     item = await rows.item(None, created=at(0), resolved=at(1))
     assert await stored(engine, rows.tenant_id) == {}  # written past the ETL loads
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config("portfolio", engine.migration_folders["portfolio"],
-                                engine.metadata)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "portfolio_0001")
-
-    assert engine.db.owner_engine is not None
-    async with engine.db.owner_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_plugin(engine, "portfolio", "portfolio_0001")
     await engine.migrate()  # the table again, and the requests of tenants with items
     assert await PORTFOLIO_FACTS.requeue_pending(engine) >= 1  # what the next start does
     assert await engine.queue.wait_idle(60)
