@@ -24,10 +24,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_engine import analyze_tables
+from pulse_engine import analyze_if_rewritten
 
-#: Fact rows one refresh writes from which the tables' planner statistics are refreshed.
-ANALYZE_AFTER_ROWS = 10_000
 #: SQL: the directory of a path ``column`` ('' for a file at the root).
 DIRECTORY = "regexp_replace({}, '/?[^/]*$', '')"
 
@@ -146,10 +144,8 @@ async def refresh_file_changes(session: AsyncSession, tenant_id: str,
         # the planner expected 57 rows instead of 1.4 million and looked each commit up)
         await session.execute(text("SET LOCAL enable_nestloop = off"))
     paths: Any = await session.execute(text(_paths_sql(incremental)), params)
-    if int(paths.rowcount or 0) >= ANALYZE_AFTER_ROWS:
-        await analyze_tables(session, ["github_paths"])
+    await analyze_if_rewritten(session, "github_paths", int(paths.rowcount or 0))
     result: Any = await session.execute(text(_facts_sql(incremental)), params)
     written = int(result.rowcount or 0)
-    if written >= ANALYZE_AFTER_ROWS:
-        await analyze_tables(session, ["github_file_changes"])
+    await analyze_if_rewritten(session, "github_file_changes", written)
     return written

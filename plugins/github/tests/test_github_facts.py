@@ -198,18 +198,16 @@ async def test_the_facts_are_tenant_scoped(
             .all()
         )
     assert states == [other.id]
+    assert await forced_rls(engine, ["github_pull_requests", "facts_refresh_state"]) == {
+        "github_pull_requests": True, "facts_refresh_state": True}
+
+
+async def forced_rls(engine: PulseEngine, tables: list[str]) -> dict[str, bool]:
+    """Whether row-level security is forced on each of ``tables`` (as the owner sees it)."""
     async with engine.db.system_session() as session:
-        forced = dict(
-            (
-                await session.execute(
-                    text(
-                        "SELECT relname, relforcerowsecurity FROM pg_class WHERE relname IN "
-                        "('github_pull_requests', 'facts_refresh_state')"
-                    )
-                )
-            ).all()
-        )
-    assert forced == {"github_pull_requests": True, "facts_refresh_state": True}
+        return {name: forced for name, forced in (await session.execute(text(
+            "SELECT relname, relforcerowsecurity FROM pg_class WHERE relname = ANY(:names)"),
+            {"names": tables})).all()}
 
 
 async def file_facts(engine: PulseEngine, tenant_id: str) -> list[Any]:
@@ -312,15 +310,5 @@ async def test_file_facts_are_tenant_scoped(
     async with engine.db.tenant_session(other.id) as session:
         for table in ("github_file_changes", "github_paths"):
             assert await session.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
-    async with engine.db.system_session() as session:
-        forced = dict(
-            (
-                await session.execute(
-                    text(
-                        "SELECT relname, relforcerowsecurity FROM pg_class WHERE relname IN "
-                        "('github_file_changes', 'github_paths')"
-                    )
-                )
-            ).all()
-        )
-    assert forced == {"github_file_changes": True, "github_paths": True}
+    assert await forced_rls(engine, ["github_file_changes", "github_paths"]) == {
+        "github_file_changes": True, "github_paths": True}
