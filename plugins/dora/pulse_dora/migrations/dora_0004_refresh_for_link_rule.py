@@ -4,7 +4,8 @@ pulse-etl no longer resolves an incident's SHA reference (``etl_0003``); DORA's 
 does, by the tenant's production environments, and also through the deployed SHA when
 the commits are not loaded. Facts computed before then are refreshed: a full refresh is
 recorded for every tenant that has facts, requested "long ago" so that a starting
-process queues it whatever its queue (see :func:`pulse_dora.refresh.requeue_pending`).
+process queues it whatever its queue (since dora_0006 the engine's
+``FactsRefresh.requeue_pending`` does, from ``facts_refresh_requests``).
 
 Revision ID: dora_0004
 Revises: dora_0003
