@@ -36,7 +36,6 @@ from pulse_github.queries import (
     bot_sql,
     bucket_key,
     bucket_sql,
-    buckets,
     clip,
     people_named,
     person,
@@ -84,7 +83,7 @@ def _series(scope: Scope, rows: list[Any], build: Any) -> list[dict[str, Any]]:
     """One point per bucket of the window (empty buckets included)."""
     by_bucket = {bucket_key(row.bucket): row for row in rows}
     points = []
-    for start, end in buckets(scope):
+    for start, end in scope.bucket_bounds:
         lower, upper = clip(scope, start, end)
         points.append({"start": lower, "end": upper, **build(by_bucket.get(bucket_key(start)))})
     return points

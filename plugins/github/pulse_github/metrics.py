@@ -128,7 +128,7 @@ SELECT {queries.bucket_sql(scope, 'c.authored_at')} AS bucket, count(*) AS commi
     counts = {queries.bucket_key(row.bucket): int(row.commits)
               for row in await session.execute(text(sql), scope.params())}
     series = []
-    for start, end in queries.buckets(scope):
+    for start, end in scope.bucket_bounds:
         lower, upper = queries.clip(scope, start, end)
         count = counts.get(queries.bucket_key(start), 0)
         series.append(MetricValue(start=lower, end=upper, value=count, sample_size=count))
@@ -138,7 +138,7 @@ SELECT {queries.bucket_sql(scope, 'c.authored_at')} AS bucket, count(*) AS commi
 
 async def _absence(session: AsyncSession, scope: Scope) -> tuple[MetricValue, list[MetricValue]]:
     series = []
-    for start, end in queries.buckets(scope):
+    for start, end in scope.bucket_bounds:
         lower, upper = queries.clip(scope, start, end)
         found = await queries.absence_factor(session, scope.with_window(lower, upper), "commits")
         series.append(MetricValue(start=lower, end=upper, value=found["value"],

@@ -17,7 +17,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
@@ -115,10 +117,49 @@ class Scope:
     #: no project, team or repository filter: ``repository_ids`` are all of the tenant's
     every_repository: bool = False
 
+    @cached_property
+    def bucket_bounds(self) -> list[tuple[datetime, datetime]]:
+        """Every bucket of the scope's window, ``(start, end)`` clipped to the window; the key
+        of a bucket is its unclipped start (what :func:`pulse_github.queries.bucket_sql`
+        gives)."""
+        if self.interval == "all":
+            return [(self.start, self.end)]
+        zone = ZoneInfo(self.tz)
+        local = self.start.astimezone(zone)
+        if self.interval == "day":
+            first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        elif self.interval == "week":
+            first = (local - timedelta(days=local.weekday())).replace(
+                hour=0, minute=0, second=0, microsecond=0)
+        else:
+            first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        found = []
+        current = first
+        while current.astimezone(UTC) < self.end:
+            if self.interval == "day":
+                following = (current.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=zone)
+            elif self.interval == "week":
+                following = (current.replace(tzinfo=None) + timedelta(days=7)).replace(tzinfo=zone)
+            else:
+                year, month = (current.year + 1, 1) if current.month == 12 else (
+                    current.year, current.month + 1)
+                following = current.replace(year=year, month=month)
+            found.append((current.astimezone(UTC), following.astimezone(UTC)))
+            current = following
+        return found
+
+    @cached_property
+    def day_starts(self) -> list[datetime]:
+        """The start of every day (in ``tz``) of the window, the first one's unclipped (the
+        days of :func:`pulse_github.queries.day_sql`)."""
+        return [start for start, _ in replace(self, interval="day").bucket_bounds]
+
     def params(self) -> dict[str, object]:
         """The bind parameters every query of this scope uses."""
         return {
             "start": self.start, "end": self.end, "tz": self.tz,
+            "bucket_starts": [start for start, _ in self.bucket_bounds],
+            "day_starts": self.day_starts,
             "tenant": self.tenant_id, "repos": list(self.repository_ids),
             "people": list(self.person_ids or ()),
             "bots": self.config.bot_patterns or ["$^"],

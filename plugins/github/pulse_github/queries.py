@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,8 +46,12 @@ COUPLING_MIN_REVS = 5
 COUPLING_MIN_SHARED = 5
 COUPLING_MIN_DEGREE = 0.30
 COUPLING_MAX_CHANGESET = 30
-#: Memory each sort or hash of the change coupling may use (its transaction only).
-COUPLING_WORK_MEM = "64MB"
+#: Memory each sort or hash of an answer over the per-file facts may use (its transaction
+#: only): at the benchmark's scale 1.0 a window's 1.15 million file rows group into tens of
+#: thousands of (path, person) groups, which the default 4 MB made the planner sort on disk
+#: after a parallel scan of the whole table (1.1-1.2 s) instead of hashing the window's
+#: index range in memory (0.4-0.6 s).
+FILE_FACTS_WORK_MEM = "64MB"
 
 
 def bot_sql(alias: str) -> str:
@@ -62,40 +65,25 @@ def _window(column: str) -> str:
 
 
 def bucket_sql(scope: Scope, column: str) -> str:
-    """SQL: the start of the bucket of ``column`` (the window's start for ``all``)."""
+    """SQL: the start of the bucket of ``column`` (the window's start for ``all``; NULL
+    before the first bucket).
+
+    The bucket is a binary search of the scope's bucket starts (``width_bucket`` over the
+    sorted array :attr:`Scope.bucket_bounds` gives as ``:bucket_starts``): the same starts
+    as ``date_trunc(interval, column, tz)`` for a value in the window, without converting
+    each value to the zone (at the benchmark's scale 1.0 that conversion cost as much as
+    reading the window's commits)."""
     if scope.interval == "all":
         return "CAST(:start AS timestamptz)"
-    return f"date_trunc('{scope.interval}', {column}, :tz)"
+    starts = "CAST(:bucket_starts AS timestamptz[])"
+    return f"({starts})[width_bucket({column}, {starts})]"
 
 
-def buckets(scope: Scope) -> list[tuple[datetime, datetime]]:
-    """Every bucket of the scope's window, ``(start, end)`` clipped to the window; the key
-    of a bucket is its unclipped start (what :func:`bucket_sql` gives)."""
-    if scope.interval == "all":
-        return [(scope.start, scope.end)]
-    zone = ZoneInfo(scope.tz)
-    local = scope.start.astimezone(zone)
-    if scope.interval == "day":
-        first = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    elif scope.interval == "week":
-        first = (local - timedelta(days=local.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0)
-    else:
-        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    found = []
-    current = first
-    while current.astimezone(UTC) < scope.end:
-        if scope.interval == "day":
-            following = (current.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=zone)
-        elif scope.interval == "week":
-            following = (current.replace(tzinfo=None) + timedelta(days=7)).replace(tzinfo=zone)
-        else:
-            year, month = (current.year + 1, 1) if current.month == 12 else (
-                current.year, current.month + 1)
-            following = current.replace(year=year, month=month)
-        found.append((current.astimezone(UTC), following.astimezone(UTC)))
-        current = following
-    return found
+def day_sql(column: str) -> str:
+    """SQL: the number of the day (in the scope's zone ``tz``) of ``column`` within the
+    window: a binary search of the window's local midnights (``:day_starts``, see
+    :func:`bucket_sql`), the day that ``(column AT TIME ZONE tz)::date`` names."""
+    return f"width_bucket({column}, CAST(:day_starts AS timestamptz[]))"
 
 
 def bucket_key(moment: datetime) -> datetime:
@@ -192,7 +180,7 @@ async def contributors(session: AsyncSession, scope: Scope, limit: int,
     # distinct days are then over a few rows per person and day, not one per event
     sql = f"""
 WITH commit_days AS (
-    SELECT ai.person_id, (c.authored_at AT TIME ZONE :tz)::date AS day, count(*) AS commits,
+    SELECT ai.person_id, {day_sql('c.authored_at')} AS day, count(*) AS commits,
            count(*) FILTER (WHERE NOT c.is_merge) AS non_merge,
            sum(c.additions) FILTER (WHERE NOT c.is_merge) AS additions,
            sum(c.deletions) FILTER (WHERE NOT c.is_merge) AS deletions
@@ -200,7 +188,7 @@ WITH commit_days AS (
     GROUP BY 1, 2
 ),
 opened AS (
-    SELECT pi.person_id, (pr.created_at_source AT TIME ZONE :tz)::date AS day, count(*) AS n
+    SELECT pi.person_id, {day_sql('pr.created_at_source')} AS day, count(*) AS n
     FROM pull_requests pr JOIN person_identities pi
       ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
     WHERE{pr_scope} AND{_window('pr.created_at_source')}{scope.person_clause('pi.person_id')}
@@ -214,7 +202,7 @@ merged AS (
     GROUP BY 1
 ),
 reviewed AS (
-    SELECT ri.person_id, (r.submitted_at AT TIME ZONE :tz)::date AS day, count(*) AS n
+    SELECT ri.person_id, {day_sql('r.submitted_at')} AS day, count(*) AS n
     {_reviews(scope)}
     GROUP BY 1, 2
 ),
@@ -266,19 +254,35 @@ def person(person_id: Any, name: Any, email: Any) -> dict[str, Any]:
     return {"id": str(person_id), "name": name, "email": email}
 
 
+#: Seconds of a week: added to a commit's local time in seconds since the epoch so that it
+#: is positive (the window starts at 1970-01-01 UTC at the earliest; an offset is at most
+#: 14 hours), which makes integer division a floor and leaves the hour of the week as it is.
+_WEEK_SECONDS = 7 * 24 * 3600
+
+
+def local_hour_of_week_sql(moment: str, offset_minutes: str) -> str:
+    """SQL: the hour of the week (0 = Monday 00:00-01:00) of timestamp ``moment`` at the UTC
+    offset ``offset_minutes`` (NULL: UTC)."""
+    return (f"((floor(date_part('epoch', {moment}))::bigint"
+            f" + 60 * coalesce({offset_minutes}, 0) + {_WEEK_SECONDS}) / 3600 + 72) % 168")
+
+
 async def commit_patterns(session: AsyncSession, scope: Scope) -> list[list[int]]:
-    """Commits per weekday (Monday first) and hour, in each author's own UTC offset."""
+    """Commits per weekday (Monday first) and hour, in each author's own UTC offset.
+
+    A commit's local hour of the week is integer arithmetic on its seconds since the epoch
+    (1970-01-01 was a Thursday: hour 72 of a week that starts on Monday), one bigint
+    expression per commit instead of shifting a timestamp and extracting its weekday and
+    hour (the read's cost again at the benchmark's scale 1.0)."""
     sql = f"""
-SELECT extract(isodow FROM local)::int - 1 AS weekday, extract(hour FROM local)::int AS hour,
+SELECT {local_hour_of_week_sql('c.authored_at', 'c.author_tz_offset')} AS hour_of_week,
        count(*) AS commits
-FROM (SELECT (c.authored_at AT TIME ZONE 'UTC')
-             + make_interval(mins => coalesce(c.author_tz_offset, 0)::int) AS local
-      {_commits(scope, merges=True)}) shifted
-GROUP BY 1, 2
+{_commits(scope, merges=True)}
+GROUP BY 1
 """
     grid = [[0] * 24 for _ in range(7)]
     for row in await session.execute(text(sql), scope.params()):
-        grid[int(row.weekday)][int(row.hour)] = int(row.commits)
+        grid[int(row.hour_of_week) // 24][int(row.hour_of_week) % 24] = int(row.commits)
     return grid
 
 
@@ -308,6 +312,13 @@ def _file_changes(scope: Scope) -> str:
                     else " AND g.repository_id = ANY(CAST(:repos AS uuid[]))")
     return (f" FROM github_file_changes g WHERE g.tenant_id = CAST(:tenant AS uuid)"
             f"{repositories} AND{_window('g.authored_at')}{scope.person_clause('g.person_id')}")
+
+
+async def roomy(session: AsyncSession) -> None:
+    """Give the rest of the session's transaction :data:`FILE_FACTS_WORK_MEM` for each sort
+    and hash (the file answers' groupings of the window's fact rows)."""
+    await session.execute(text("SELECT set_config('work_mem', :work_mem, true)"),
+                          {"work_mem": FILE_FACTS_WORK_MEM})
 
 
 #: SQL: the repository and path text of the ``github_paths`` id ``{}`` (one index lookup
@@ -361,6 +372,7 @@ SELECT * FROM candidates{condition}
 ORDER BY commits DESC, repository_id, path
 LIMIT :limit
 """
+    await roomy(session)
     rows = await session.execute(text(sql), {**scope.params(), **extra, "limit": limit})
     names = await repository_names(session, scope)
     return [{"repository": {"id": str(row.repository_id), "name": names.get(
@@ -513,8 +525,7 @@ LIMIT :limit
     # transaction only).
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
-    await session.execute(text("SELECT set_config('work_mem', :work_mem, true)"),
-                          {"work_mem": COUPLING_WORK_MEM})
+    await roomy(session)
     rows = await session.execute(text(sql), params)
     names = await repository_names(session, scope)
     return [{"repository": {"id": str(row.repository_id),
@@ -568,6 +579,7 @@ SELECT * FROM candidates{condition}
 ORDER BY commits DESC, repository_id, path
 LIMIT :limit
 """
+    await roomy(session)
     rows = (await session.execute(text(sql), {**scope.params(), **extra, "limit": limit,
                                               "min_commits": min_commits})).all()
     names = await repository_names(session, scope)
@@ -618,6 +630,7 @@ SELECT DISTINCT ON (page.repository_id, page.path) page.repository_id, page.path
 FROM page JOIN added a ON a.path_id = page.path_id AND a.added = page.most
 ORDER BY page.repository_id, page.path, a.person_id
 """
+    await roomy(session)
     rows = (await session.execute(text(sql), {
         **scope.params(), "limit": limit, "after_repo": after[0] if after else None,
         "after_path": after[1] if after else None})).all()
@@ -685,18 +698,17 @@ async def activity(session: AsyncSession, scope: Scope, limit: int, after: str |
     """Per person (ordered by id) and bucket: commits, pull requests opened and merged,
     reviews, active days (days in ``tz`` with any of them)."""
     pr_scope = scope.repository_clause("pr")
-    day = "({} AT TIME ZONE :tz)::date"
     # each source is first counted per person, bucket and day (in ``tz``)
     sql = f"""
 WITH acts AS (
     SELECT ai.person_id, {bucket_sql(scope, 'c.authored_at')} AS bucket,
-           {day.format('c.authored_at')} AS day, count(*) AS commits, 0 AS opened,
+           {day_sql('c.authored_at')} AS day, count(*) AS commits, 0 AS opened,
            0 AS merged, 0 AS reviews
     {_commits(scope, merges=True)}
     GROUP BY 1, 2, 3
     UNION ALL
     SELECT pi.person_id, {bucket_sql(scope, 'pr.created_at_source')},
-           {day.format('pr.created_at_source')}, 0, count(*), 0, 0
+           {day_sql('pr.created_at_source')}, 0, count(*), 0, 0
     FROM pull_requests pr JOIN person_identities pi
       ON pi.tenant_id = pr.tenant_id AND pi.id = pr.author_identity_id
     WHERE{pr_scope} AND{_window('pr.created_at_source')}{scope.person_clause('pi.person_id')}
@@ -709,7 +721,7 @@ WITH acts AS (
     GROUP BY 1, 2
     UNION ALL
     SELECT ri.person_id, {bucket_sql(scope, 'r.submitted_at')},
-           {day.format('r.submitted_at')}, 0, 0, 0, count(*)
+           {day_sql('r.submitted_at')}, 0, 0, 0, count(*)
     {_reviews(scope)}
     GROUP BY 1, 2, 3
 ),
@@ -733,7 +745,7 @@ GROUP BY 1, 2
     items = []
     for person_id in sorted(per):
         series = []
-        for start, end in buckets(scope):
+        for start, end in scope.bucket_bounds:
             found = per[person_id].get(bucket_key(start))
             lower, upper = clip(scope, start, end)
             series.append({"start": lower, "end": upper, **{

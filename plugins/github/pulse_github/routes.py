@@ -428,7 +428,7 @@ def build_blueprint(engine: Engine, settings: GithubSettings) -> Blueprint:
         async with tenant_session() as session:
             found = await queries.churn(session, scope)
         series = []
-        for start, end in queries.buckets(scope):
+        for start, end in scope.bucket_bounds:
             lower, upper = queries.clip(scope, start, end)
             point = found.get(queries.bucket_key(start), {
                 "commits": 0, "additions": 0, "deletions": 0, "files_changed": 0})
