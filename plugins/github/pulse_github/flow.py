@@ -381,30 +381,33 @@ ORDER BY weight DESC, reviewer, author LIMIT :limit
 
 async def release_cadence(session: AsyncSession, scope: Scope) -> dict[str, Any]:
     """Successful production deployments (deploy tags, releases, deployments) per bucket,
-    and per repository with the median time between consecutive ones."""
-    released = """
-FROM deployments d
-WHERE d.tenant_id = CAST(:tenant AS uuid) AND d.repository_id = ANY(CAST(:repos AS uuid[]))
-  AND d.result = 'success' AND d.environment = ANY(CAST(:environments AS text[]))
-  AND d.finished_at >= :start AND d.finished_at < :end
-"""
+    and per repository with the median time between consecutive ones: one read of the
+    window's deployments, grouped per repository and per bucket (grouping sets)."""
     gap = seconds("d.finished_at", "lag(d.finished_at) OVER (PARTITION BY d.repository_id "
                   "ORDER BY d.finished_at)")
-    per_repo = f"""
-SELECT r.repository_id, repo.name, count(*) AS releases, max(r.finished_at) AS last_release,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.gap) AS median_gap
-FROM (SELECT d.repository_id, d.finished_at, {gap} AS gap {released}) r
+    sql = f"""
+WITH released AS (
+    SELECT d.repository_id, d.finished_at, {bucket_sql(scope, 'd.finished_at')} AS bucket,
+           {gap} AS gap
+    FROM deployments d
+    WHERE d.tenant_id = CAST(:tenant AS uuid) AND d.repository_id = ANY(CAST(:repos AS uuid[]))
+      AND d.result = 'success' AND d.environment = ANY(CAST(:environments AS text[]))
+      AND d.finished_at >= :start AND d.finished_at < :end
+),
+counted AS (
+    SELECT GROUPING(repository_id) AS in_series, repository_id, bucket, count(*) AS releases,
+           max(finished_at) AS last_release,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap
+    FROM released GROUP BY GROUPING SETS ((repository_id), (bucket))
+)
+SELECT c.*, repo.name FROM counted c
 LEFT JOIN repositories repo
-  ON repo.tenant_id = CAST(:tenant AS uuid) AND repo.id = r.repository_id
-GROUP BY r.repository_id, repo.name ORDER BY releases DESC, r.repository_id
+  ON repo.tenant_id = CAST(:tenant AS uuid) AND repo.id = c.repository_id
 """
-    # the series needs no gaps: a plain count per bucket (no sort for the window function)
-    series = f"""
-SELECT {bucket_sql(scope, 'd.finished_at')} AS bucket, count(*) AS releases {released}
-GROUP BY 1
-"""
-    repos = list(await session.execute(text(per_repo), scope.params()))
-    points = list(await session.execute(text(series), scope.params()))
+    rows = list(await session.execute(text(sql), scope.params()))
+    points = [row for row in rows if row.in_series]
+    repos = sorted((row for row in rows if not row.in_series),
+                   key=lambda row: (-int(row.releases), str(row.repository_id)))
     return {
         "series": _series(scope, points, lambda row: {
             "releases": int(row.releases) if row else 0}),
