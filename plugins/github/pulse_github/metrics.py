@@ -39,6 +39,7 @@ from pulse_engine import (
 from pulse_github import flow, queries
 from pulse_github.config import GithubSettings
 from pulse_github.params import Scope, ScopeQuery, open_scope
+from pulse_github.refresh import GITHUB_FACTS
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,14 +64,17 @@ async def metric_scope(engine: Engine, settings: GithubSettings, query: MetricQu
 
 
 async def freshness(session: AsyncSession, scope: Scope) -> Freshness:
-    """The newest commit or pull request of the scope's repositories."""
+    """The newest commit or pull request of the scope's repositories, and whether a load
+    has arrived that pulse-github's facts (which the pull-request and file answers read)
+    do not reflect yet (a refresh recorded and not run)."""
     newest = await session.scalar(text("""
 SELECT greatest(
     (SELECT max(authored_at) FROM commits WHERE tenant_id = CAST(:tenant AS uuid)
        AND repository_id = ANY(CAST(:repos AS uuid[]))),
     (SELECT max(created_at_source) FROM pull_requests WHERE tenant_id = CAST(:tenant AS uuid)
        AND repository_id = ANY(CAST(:repos AS uuid[]))))"""), scope.params())
-    return Freshness(data_until=newest, refresh_pending=False)
+    facts = await GITHUB_FACTS.freshness(session, scope.tenant_id)
+    return Freshness(data_until=newest, refresh_pending=facts.refresh_pending)
 
 
 def _distribution(stats: dict[str, Any], start: datetime, end: datetime) -> MetricValue:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from github_rows import Rows, at
 from pulse_etl import model
 from pulse_etl.connectors import github_mapping as gm
@@ -312,3 +313,43 @@ async def test_file_facts_are_tenant_scoped(
             assert await session.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
     assert await forced_rls(engine, ["github_file_changes", "github_paths"]) == {
         "github_file_changes": True, "github_paths": True}
+
+
+async def test_metrics_say_refresh_pending_until_the_load_s_refresh_ran(
+        engine: PulseEngine, gh_tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def metric() -> dict[str, Any]:
+        response = await gh_tenant.viewer_client.get(
+            "/api/v1/metrics/github.pr_time_to_merge", query_string=MARCH)
+        body = await response.get_json()
+        assert response.status_code == 200, body
+        return dict(body)
+
+    service = service_for(engine)
+    repository, repository_rows = gm.repository({"full_name": "acme/api"})
+    await load_batch(service, gh_tenant.id, repository_rows, "github")
+    assert await engine.queue.wait_idle(30)
+    before = await metric()
+    assert before["freshness"]["refresh_pending"] is False
+    assert before["value"]["sample_size"] == 0
+    # hold the refresh the load queues, as a busy queue would
+    held: list[dict[str, Any]] = []
+    publish = engine.queue.publish
+
+    async def hold_refreshes(queue: str, body: dict[str, Any], **kwargs: Any) -> str:
+        if queue == GITHUB_FACTS.queue:
+            held.append(body)
+            return "held"
+        return await publish(queue, body, **kwargs)
+
+    monkeypatch.setattr(engine.queue, "publish", hold_refreshes)
+    await load_batch(service, gh_tenant.id, gm.pull_request(PULL, repository), "github")
+    assert len(held) == 1
+    during = await metric()
+    assert during["freshness"]["refresh_pending"] is True
+    assert during["value"]["sample_size"] == 0  # the facts before the load
+    since = held[0]["since"]
+    await GITHUB_FACTS.refresh(engine, gh_tenant.id,
+                               datetime.fromisoformat(since) if since else None)
+    after = await metric()
+    assert after["freshness"]["refresh_pending"] is False
+    assert (after["value"]["value"], after["value"]["sample_size"]) == (26 * H, 1)
