@@ -68,6 +68,7 @@ from pulse_engine.queryparams import (
     QueryList,
     QueryText,
     TimeZoneName,
+    calendar_buckets,
     check_time_zone,
     check_window,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "analyze_tables",
     "body_limit",
     "bulk_copy_available",
+    "calendar_buckets",
     "check_time_zone",
     "check_window",
     "copy_tables",

@@ -11,7 +11,8 @@ Use them in pydantic query models (``validate_querystring``):
   ``-infinity``, and a ``generate_series`` over it never ends);
 - :data:`TimeZoneName`: an IANA zone that both Python and PostgreSQL know;
 - :func:`check_window`: start before end, and at most :data:`MAX_BUCKETS` buckets;
-- :func:`check_time_zone`: a zone the connected PostgreSQL knows too.
+- :func:`check_time_zone`: a zone the connected PostgreSQL knows too;
+- :func:`calendar_buckets`: the local calendar days, weeks or months of a window.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Annotated
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import AfterValidator, BeforeValidator
 
@@ -119,6 +120,36 @@ async def check_time_zone(engine: Engine, zone: str, parameter: str = "tz") -> N
     not: its tz database may be older or newer than Python's (``America/Coyhaique``)."""
     if zone not in await engine.db.time_zones():
         raise invalid_field(parameter, "not a time zone the database knows")
+
+
+def calendar_buckets(start: datetime, end: datetime, interval: str,
+                     zone: str) -> list[tuple[datetime, datetime]]:
+    """Every local calendar day, ISO week (from Monday) or month of ``zone`` that overlaps
+    the window ``[start, end)``, as ``(start, end)`` not clipped to the window, aware in
+    ``zone`` (a local midnight that a DST change skips or repeats is read as zoneinfo reads
+    it: its first occurrence); ``interval`` ``all``: the window itself."""
+    if interval == "all":
+        return [(start, end)]
+    local_zone = ZoneInfo(zone)
+    local = start.astimezone(local_zone).replace(tzinfo=None)
+    if interval == "day":
+        cursor = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif interval == "week":
+        cursor = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0)
+    else:
+        cursor = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    found = []
+    while cursor.replace(tzinfo=local_zone) < end:
+        if interval == "day":
+            following = cursor + timedelta(days=1)
+        elif interval == "week":
+            following = cursor + timedelta(days=7)
+        else:
+            following = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
+        found.append((cursor.replace(tzinfo=local_zone), following.replace(tzinfo=local_zone)))
+        cursor = following
+    return found
 
 
 def check_window(

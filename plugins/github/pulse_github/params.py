@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
@@ -31,6 +30,7 @@ from pulse_engine import (
     Problem,
     QueryList,
     TimeZoneName,
+    calendar_buckets,
     check_time_zone,
     check_window,
     current_principal,
@@ -122,31 +122,8 @@ class Scope:
         """Every bucket of the scope's window, ``(start, end)`` clipped to the window; the key
         of a bucket is its unclipped start (what :func:`pulse_github.queries.bucket_sql`
         gives)."""
-        if self.interval == "all":
-            return [(self.start, self.end)]
-        zone = ZoneInfo(self.tz)
-        local = self.start.astimezone(zone)
-        if self.interval == "day":
-            first = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        elif self.interval == "week":
-            first = (local - timedelta(days=local.weekday())).replace(
-                hour=0, minute=0, second=0, microsecond=0)
-        else:
-            first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        found = []
-        current = first
-        while current.astimezone(UTC) < self.end:
-            if self.interval == "day":
-                following = (current.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=zone)
-            elif self.interval == "week":
-                following = (current.replace(tzinfo=None) + timedelta(days=7)).replace(tzinfo=zone)
-            else:
-                year, month = (current.year + 1, 1) if current.month == 12 else (
-                    current.year, current.month + 1)
-                following = current.replace(year=year, month=month)
-            found.append((current.astimezone(UTC), following.astimezone(UTC)))
-            current = following
-        return found
+        return [(lower.astimezone(UTC), upper.astimezone(UTC)) for lower, upper
+                in calendar_buckets(self.start, self.end, self.interval, self.tz)]
 
     @cached_property
     def day_starts(self) -> list[datetime]:

@@ -12,9 +12,8 @@ range read of one covering index, aggregated in SQL.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
@@ -27,6 +26,7 @@ from pulse_engine import (
     MetricSamples,
     MetricValue,
     Problem,
+    calendar_buckets,
     invalid_field,
 )
 from pulse_portfolio.facts import FACTS_CACHE_TAG, PORTFOLIO_FACTS
@@ -65,33 +65,8 @@ async def _projects(session: AsyncSession, query: MetricQuery) -> list[str] | No
 
 def buckets(query: MetricQuery) -> list[tuple[datetime, datetime]]:
     """The query's buckets (local calendar days, ISO weeks or months), clipped to it."""
-    if query.interval == "all":
-        return [(query.start, query.end)]
-    zone = ZoneInfo(query.tz)
-    local = query.start.astimezone(zone).replace(tzinfo=None)
-    if query.interval == "day":
-        cursor = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    elif query.interval == "week":
-        cursor = (local - timedelta(days=local.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0)
-    else:
-        cursor = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    out = []
-    while True:
-        if query.interval == "day":
-            following = cursor + timedelta(days=1)
-        elif query.interval == "week":
-            following = cursor + timedelta(days=7)
-        else:
-            following = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
-        lo = max(cursor.replace(tzinfo=zone), query.start)
-        hi = min(following.replace(tzinfo=zone), query.end)
-        if lo >= query.end:
-            break
-        if hi > lo:
-            out.append((lo, hi))
-        cursor = following
-    return out
+    return [(max(lower, query.start), min(upper, query.end)) for lower, upper
+            in calendar_buckets(query.start, query.end, query.interval, query.tz)]
 
 
 async def _window(engine: Engine, query: MetricQuery,
