@@ -158,6 +158,25 @@ async def downgrade_plugin(engine: PulseEngine, plugin: str, revision: str) -> N
         await connection.run_sync(run)
 
 
+def hold_messages(monkeypatch: pytest.MonkeyPatch, engine: PulseEngine,
+                  queue: str) -> list[dict[str, Any]]:
+    """Hold the messages published to ``queue`` from here on, as a busy queue would (the
+    other queues still deliver); returns the list their bodies are appended to. A test of
+    what answers say while a refresh is pending holds the plugin's refresh queue, then
+    runs the refresh itself."""
+    held: list[dict[str, Any]] = []
+    publish = engine.queue.publish
+
+    async def hold(name: str, body: dict[str, Any], **kwargs: Any) -> str:
+        if name == queue:
+            held.append(body)
+            return "held"
+        return await publish(name, body, **kwargs)
+
+    monkeypatch.setattr(engine.queue, "publish", hold)
+    return held
+
+
 async def create_tenant(engine: PulseEngine, name: str | None = None) -> str:
     """Insert a tenant; returns its id."""
     tenant_id = str(uuid.uuid4())

@@ -23,6 +23,7 @@ from pulse_engine.app import PulseEngine
 from pulse_engine.testing import (
     TenantFixture,
     downgrade_plugin,
+    hold_messages,
     make_settings,
     make_tenant,
     running_app,
@@ -208,16 +209,7 @@ async def test_answers_say_a_refresh_is_pending_from_the_job_s_success_until_it_
     assert before["freshness"]["refresh_pending"] is False
     assert before["freshness"]["data_until"] is not None
     # hold the refresh the load queues, as a busy queue would
-    held: list[dict[str, Any]] = []
-    publish = engine.queue.publish
-
-    async def hold_refreshes(queue: str, body: dict[str, Any], **kwargs: Any) -> str:
-        if queue == "dora.refresh":
-            held.append(body)
-            return "held"
-        return await publish(queue, body, **kwargs)
-
-    monkeypatch.setattr(engine.queue, "publish", hold_refreshes)
+    held = hold_messages(monkeypatch, engine, "dora.refresh")
     repo = tmp_path / "service"
     repo.mkdir()
     build_repository(repo)

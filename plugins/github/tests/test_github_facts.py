@@ -26,7 +26,7 @@ from quart import Quart
 from sqlalchemy import text
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, downgrade_plugin, make_tenant
+from pulse_engine.testing import TenantFixture, downgrade_plugin, hold_messages, make_tenant
 
 PREFIX = "/api/v1/analytics/github"
 MARCH = {"start": "2026-03-01", "end": "2026-04-01"}
@@ -332,16 +332,7 @@ async def test_metrics_say_refresh_pending_until_the_load_s_refresh_ran(
     assert before["freshness"]["refresh_pending"] is False
     assert before["value"]["sample_size"] == 0
     # hold the refresh the load queues, as a busy queue would
-    held: list[dict[str, Any]] = []
-    publish = engine.queue.publish
-
-    async def hold_refreshes(queue: str, body: dict[str, Any], **kwargs: Any) -> str:
-        if queue == GITHUB_FACTS.queue:
-            held.append(body)
-            return "held"
-        return await publish(queue, body, **kwargs)
-
-    monkeypatch.setattr(engine.queue, "publish", hold_refreshes)
+    held = hold_messages(monkeypatch, engine, GITHUB_FACTS.queue)
     await load_batch(service, gh_tenant.id, gm.pull_request(PULL, repository), "github")
     assert len(held) == 1
     during = await metric()

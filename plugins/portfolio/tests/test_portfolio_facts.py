@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from pulse_engine.app import PulseEngine
-from pulse_engine.testing import TenantFixture, downgrade_plugin, make_tenant
+from pulse_engine.testing import TenantFixture, downgrade_plugin, hold_messages, make_tenant
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STATUSES = ("To Do", "Backlog", "In Progress", "Review", "Blocked", "Done")
@@ -160,16 +160,7 @@ async def test_a_load_queues_a_refresh_and_answers_say_pending_until_it_ran(
     before = await metric(tenant, "portfolio.throughput")
     assert before["value"]["value"] == 0 and before["freshness"]["refresh_pending"] is False
     # hold the refresh the load queues, as a busy queue would
-    held: list[dict[str, Any]] = []
-    publish = engine.queue.publish
-
-    async def hold_refreshes(queue: str, body: dict[str, Any], **kwargs: Any) -> str:
-        if queue == PORTFOLIO_FACTS.queue:
-            held.append(body)
-            return "held"
-        return await publish(queue, body, **kwargs)
-
-    monkeypatch.setattr(engine.queue, "publish", hold_refreshes)
+    held = hold_messages(monkeypatch, engine, PORTFOLIO_FACTS.queue)
     await load_batch(service, tenant.id, loaded_item(
         "A-1", at(1), at(4), [(at(1), "To Do"), (at(2), "In Progress"), (at(4), "Done")]),
         "test")
