@@ -48,8 +48,9 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dora_bench  # noqa: E402  (the DORA benchmark's generator, next to this file)
-from pulse_github.refresh import GITHUB_FACTS  # noqa: E402
+from pulse_github.plugin import FACTS  # noqa: E402
 
+from pulse_engine import RefreshResult  # noqa: E402
 from pulse_engine.app import PulseEngine  # noqa: E402
 from pulse_engine.embedded import open_embedded_server  # noqa: E402
 from pulse_engine.testing import (  # noqa: E402
@@ -297,33 +298,24 @@ async def measure(engine: PulseEngine, client: ApiClient, tenant_id: str,
     return results
 
 
+def _rows(result: RefreshResult) -> str:
+    return ", ".join(f"{count:,} {table}" for table, count in result.rows.items())
+
+
 async def refresh_facts(engine: PulseEngine, tenant_id: str) -> None:
-    """Fill the per-pull-request and per-file facts (the generator writes past the ETL
-    loads, whose ``data_loaded`` would queue this), and time an incremental refresh of the
-    span's last day (what a day's load costs). A starting process queues the first full
-    refresh of a tenant without facts: when it did, that refresh is the full one reported
-    (timed by the wall clock until the queue is idle); otherwise one is run and timed."""
-    began = time.perf_counter()
+    """Fill pulse-github's facts, per pull request and per file (the generator writes past
+    the ETL loads, whose ``data_loaded`` would queue this): after what a starting process
+    queued has run, a full refresh of each, timed, then an incremental refresh of the
+    span's last day (what a day's load costs)."""
     if not await engine.queue.wait_idle(7200):
-        print("the queued first refresh did not finish in 2 hours", flush=True)
-    queued = time.perf_counter() - began
-    async with engine.db.tenant_session(tenant_id) as session:
-        first = await session.scalar(text(
-            "SELECT full_refresh_at FROM facts_refresh_state WHERE facts = 'github'"))
-    if first is not None and queued > 1:
-        how = f"the first full refresh, queued at start, in {queued:.1f} s (wall clock)"
-    else:
-        full = await GITHUB_FACTS.refresh(engine, tenant_id)
-        how = f"a full refresh in {full.seconds:.1f} s"
+        print("the queued refreshes did not finish in 2 hours", flush=True)
     since = dora_bench.SPAN_START + timedelta(days=dora_bench.SPAN_DAYS - 1)
-    day = await GITHUB_FACTS.refresh(engine, tenant_id, since)
-    async with engine.db.tenant_session(tenant_id) as session:
-        prs = int(await session.scalar(text("SELECT count(*) FROM github_pull_requests")) or 0)
-        files = int(await session.scalar(text("SELECT count(*) FROM github_file_changes")) or 0)
-        paths = int(await session.scalar(text("SELECT count(*) FROM github_paths")) or 0)
-    print(f"facts: {prs:,} pull requests and {files:,} file rows ({paths:,} paths) by {how}; "
-          f"incremental from the last day ({day['github_pull_requests']:,} pull requests, "
-          f"{day['github_file_changes']:,} file rows) in {day.seconds:.2f} s", flush=True)
+    for facts in FACTS:
+        full = await facts.refresh(engine, tenant_id)
+        day = await facts.refresh(engine, tenant_id, since)
+        print(f"facts {facts.name}: a full refresh ({_rows(full)}) in {full.seconds:.1f} s; "
+              f"incremental from the last day ({_rows(day)}) in {day.seconds:.2f} s",
+              flush=True)
 
 
 async def prepare(folder: Path, scale: float) -> str:
@@ -372,9 +364,11 @@ async def run(scale: float, repeat: int, keep: Path | None) -> None:
                 # the day's refresh again, now that the full refresh's rewrite is vacuumed
                 # and the reads above warmed the cache: what a steady day's load costs
                 since = dora_bench.SPAN_START + timedelta(days=dora_bench.SPAN_DAYS - 1)
-                day = await GITHUB_FACTS.refresh(engine, tenant_id, since)
-                print(f"\nincremental refresh from the last day again, after the measurements: "
-                      f"{day.seconds:.2f} s")
+                print()
+                for facts in FACTS:
+                    day = await facts.refresh(engine, tenant_id, since)
+                    print(f"facts {facts.name}: incremental refresh from the last day again, "
+                          f"after the measurements: {day.seconds:.2f} s")
                 slow = [name for name, (took, _) in results.items() if took >= 1.0]
                 far = [name for name, (took, floor) in results.items() if took > 3 * floor]
                 print(f"\nunder 1 s: {len(results) - len(slow)}/{len(results)}"

@@ -1,7 +1,9 @@
 """Recompute a tenant's per-file facts (``github_file_changes`` and its path dictionary
 ``github_paths``, see :mod:`pulse_github.tables`) from pulse-etl's commits, commit files
-and identities; called by :func:`pulse_github.refresh.recompute` in its
-transaction, in full or from ``since`` as the per-pull-request facts are.
+and identities, in full or from ``since`` as the per-pull-request facts are, through their
+own refresh (:data:`GITHUB_FILE_FACTS`, queue ``github_files.refresh``): they do not depend
+on the tenant's configuration (bot patterns and production environments are the
+per-pull-request facts'), so a configuration change does not rewrite them.
 
 A fact is one file of a non-merge commit with an author identity (the rows the file
 analytics counted when they joined a window's commits to their ``commit_files``). With
@@ -19,12 +21,16 @@ the first time a commit has them; a full recompute renumbers them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pulse_engine import analyze_if_rewritten
+from pulse_engine import FactsRefresh, analyze_if_rewritten
+from pulse_github.refresh import FACTS_CACHE_TAG, REFRESH_WORK_MEM
+
+if TYPE_CHECKING:
+    from pulse_engine import Engine
 
 #: SQL: the directory of a path ``column`` ('' for a file at the root).
 DIRECTORY = "regexp_replace({}, '/?[^/]*$', '')"
@@ -126,11 +132,12 @@ WHERE g.tenant_id = :tenant AND g.authored_at = t.authored_at AND g.commit_id = 
 """
 
 
-async def refresh_file_changes(session: AsyncSession, tenant_id: str,
-                               since: datetime | None = None) -> int:
-    """Recompute the tenant's per-file facts inside ``session`` (the refresh's
-    tenant-bound transaction; ``since``: see the module docstring, ``None``: all).
-    Returns the fact rows written."""
+async def recompute_file_changes(engine: Engine, session: AsyncSession, tenant_id: str,
+                                 since: datetime | None) -> dict[str, int]:
+    """Recompute the tenant's per-file facts inside ``session`` (the
+    :data:`GITHUB_FILE_FACTS` refresh's tenant-bound transaction, holding the tenant's lock
+    on these facts; ``since``: see the module docstring, ``None``: all). Returns the fact
+    rows written."""
     params: dict[str, Any] = {"tenant": tenant_id, "since": since}
     incremental = since is not None
     if incremental:
@@ -148,4 +155,19 @@ async def refresh_file_changes(session: AsyncSession, tenant_id: str,
     result: Any = await session.execute(text(_facts_sql(incremental)), params)
     written = int(result.rowcount or 0)
     await analyze_if_rewritten(session, "github_file_changes", written)
-    return written
+    return {"github_file_changes": written}
+
+
+#: pulse-github's per-file facts and their refresh (queue ``github_files.refresh``), kept by
+#: the engine: after each load of commits, commit files or identities (in full when
+#: identities changed: their persons are in the facts), never for a configuration change.
+GITHUB_FILE_FACTS = FactsRefresh(
+    name="github_files",
+    recompute=recompute_file_changes,
+    inputs=frozenset({"commits", "commit_files", "person_identities"}),
+    full_refresh_inputs=frozenset({"person_identities"}),
+    cache_tags=(FACTS_CACHE_TAG,),
+    vacuum_tables=("github_file_changes",),
+    follow_configuration=False,
+    work_mem=REFRESH_WORK_MEM,
+)

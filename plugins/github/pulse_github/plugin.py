@@ -20,6 +20,7 @@ from pulse_engine import (
 )
 from pulse_github import tables
 from pulse_github.config import GithubConfig, GithubSettings
+from pulse_github.file_facts import GITHUB_FILE_FACTS
 from pulse_github.health import health_checks
 from pulse_github.metrics import definitions
 from pulse_github.refresh import FACTS_CACHE_TAG, GITHUB_FACTS
@@ -53,10 +54,14 @@ def register_migrations() -> Path:
     return Path(__file__).parent / "migrations"
 
 
+#: The plugin's refreshed facts: per pull request, per file.
+FACTS = (GITHUB_FACTS, GITHUB_FILE_FACTS)
+
+
 @hookimpl
 def register_queue_consumers(engine: Engine) -> list[Consumer]:
-    """The facts' refresh consumer (queue ``github.refresh``)."""
-    return [GITHUB_FACTS.consumer(engine)]
+    """The facts' refresh consumers (queues ``github.refresh``, ``github_files.refresh``)."""
+    return [facts.consumer(engine) for facts in FACTS]
 
 
 @hookimpl
@@ -95,19 +100,23 @@ def register_metrics(engine: Engine) -> list[MetricDefinition]:
 @hookimpl
 async def startup(engine: Engine) -> None:
     """Follow configuration changes (bot patterns and production environments are in the
-    facts); queue the refreshes left pending (a migration's among them)."""
-    await GITHUB_FACTS.start(engine)
+    per-pull-request facts); queue the refreshes left pending (a migration's among them)."""
+    for facts in FACTS:
+        await facts.start(engine)
 
 
 @hookimpl
 async def shutdown(engine: Engine) -> None:
     """Stop following configuration changes."""
-    await GITHUB_FACTS.stop(engine)
+    for facts in FACTS:
+        await facts.stop(engine)
 
 
 @hookimpl
 async def data_loaded(engine: Engine, tenant_id: str, stats: dict[str, dict[str, int]],
                       since: datetime | None) -> None:
-    """Record and queue a refresh of the tenant's facts from the earliest event the load
-    touched (in full when identities changed: their names decide what a bot is)."""
-    await GITHUB_FACTS.loaded(engine, tenant_id, stats, since)
+    """Record and queue a refresh of each of the tenant's facts whose inputs the load
+    changed, from the earliest event it touched (in full when identities changed: their
+    names decide what a bot is, their persons are in the per-file facts)."""
+    for facts in FACTS:
+        await facts.loaded(engine, tenant_id, stats, since)

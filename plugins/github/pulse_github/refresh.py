@@ -38,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import FactsRefresh, analyze_if_rewritten
 from pulse_github.config import GithubConfig, tenant_config
-from pulse_github.file_facts import refresh_file_changes
 from pulse_github.queries import bot_sql
 
 if TYPE_CHECKING:
@@ -202,17 +201,17 @@ async def recompute(
     result: Any = await session.execute(text(recompute_sql(since is not None)), params)
     written = int(result.rowcount or 0)
     await analyze_if_rewritten(session, "github_pull_requests", written)
-    files = await refresh_file_changes(session, tenant_id, since)
-    return {"github_pull_requests": written, "github_file_changes": files}
+    return {"github_pull_requests": written}
 
 
 #: Entities whose changes can move a fact (commit parents: the commits a deployment
-#: shipped; identities: a bot's login or name; commit files: the per-file facts).
+#: shipped; identities: a bot's login or name).
 FACT_INPUTS = frozenset({"pull_requests", "reviews", "review_comments", "commits",
-                         "commit_parents", "commit_files", "deployments",
-                         "deployment_commits", "person_identities"})
+                         "commit_parents", "deployments", "deployment_commits",
+                         "person_identities"})
 
-#: pulse-github's facts and their refresh (queue ``github.refresh``), kept by the engine.
+#: pulse-github's per-pull-request facts and their refresh (queue ``github.refresh``), kept
+#: by the engine (the per-file facts are :data:`pulse_github.file_facts.GITHUB_FILE_FACTS`).
 GITHUB_FACTS = FactsRefresh(
     name="github",
     recompute=recompute,
@@ -220,6 +219,6 @@ GITHUB_FACTS = FactsRefresh(
     # an identity's changed name or login can make a bot of every pull request
     full_refresh_inputs=frozenset({"person_identities"}),
     cache_tags=(FACTS_CACHE_TAG,),
-    vacuum_tables=("github_pull_requests", "github_file_changes"),
+    vacuum_tables=("github_pull_requests",),
     work_mem=REFRESH_WORK_MEM,
 )

@@ -21,6 +21,7 @@ from pulse_etl.connectors import github_mapping as gm
 from pulse_etl.model import stable_id
 from pulse_etl.plugin import service_for
 from pulse_etl.service import load_batch
+from pulse_github.file_facts import GITHUB_FILE_FACTS
 from pulse_github.refresh import GITHUB_FACTS
 from quart import Quart
 from sqlalchemy import text
@@ -173,7 +174,9 @@ async def test_the_upgrade_to_the_engine_s_bookkeeping_fills_the_facts_of_tenant
 
     await downgrade_plugin(engine, "github", "github_0002")
     await engine.migrate()
-    assert await GITHUB_FACTS.requeue_pending(engine) >= 1  # what the next start does
+    # what the next start does; github_0004 recorded the same request for the file facts
+    assert await GITHUB_FACTS.requeue_pending(engine) >= 1
+    assert await GITHUB_FILE_FACTS.requeue_pending(engine) >= 1
     assert await engine.queue.wait_idle(60)
     assert len(await facts(engine, gh_tenant.id)) == 1
     assert (await cycle(gh_tenant))["time_to_merge"] == one([26 * H])
@@ -256,9 +259,9 @@ async def test_file_facts_incremental_equal_full(
     bob_work = await rows.identity(bob, "bob-work")
 
     async def check(since: str | None) -> list[Any]:
-        await GITHUB_FACTS.refresh(engine, gh_tenant.id, at(since) if since else None)
+        await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id, at(since) if since else None)
         incremental = await file_facts(engine, gh_tenant.id)
-        await GITHUB_FACTS.refresh(engine, gh_tenant.id)
+        await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id)
         assert await file_facts(engine, gh_tenant.id) == incremental
         return incremental
 
@@ -303,9 +306,9 @@ async def test_file_facts_are_tenant_scoped(
     repository = await rows.repository("svc")
     _, ada = await rows.person("Ada", "ada")
     await rows.commit(repository, ada, "2026-03-01 10:00", files=(("a.py", 1, 0),))
-    await GITHUB_FACTS.refresh(engine, gh_tenant.id)
+    await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id)
     other = await make_tenant(github_app)
-    await GITHUB_FACTS.refresh(engine, other.id)
+    await GITHUB_FILE_FACTS.refresh(engine, other.id)
     assert len(await file_facts(engine, gh_tenant.id)) == 1
     assert await file_facts(engine, other.id) == []
     async with engine.db.tenant_session(other.id) as session:

@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 from github_rows import Rows, at, percentile
 from pulse_etl import model
-from pulse_github.refresh import GITHUB_FACTS
+from pulse_github.plugin import FACTS
 from quart import Quart
+from sqlalchemy import text
 
 from pulse_engine import MetricQuery
 from pulse_engine.app import PulseEngine
@@ -104,7 +105,8 @@ async def build(engine: PulseEngine, tenant_id: str) -> Scenario:
     await rows.deployment(other, "2026-03-10 00:00", ())
     await rows.deployment(other, "2026-03-20 00:00", ())
     await rows.deployment(other, "2026-03-24 00:00", ())
-    await GITHUB_FACTS.refresh(engine, tenant_id)  # the rows were written past the ETL loads
+    for facts in FACTS:  # the rows were written past the ETL loads
+        await facts.refresh(engine, tenant_id)
     return Scenario(repo, other, ada, bob, cy, bot, prs)
 
 
@@ -353,8 +355,17 @@ async def test_privacy_setting(scenario: Scenario, gh_tenant: TenantFixture) -> 
     assert bad.status_code == 422
 
 
-async def test_bot_pattern_is_a_tenant_setting(scenario: Scenario,
+async def refreshed(engine: PulseEngine, tenant_id: str) -> dict[str, Any]:
+    """When each of the tenant's facts was last refreshed."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        return {row.facts: row.refreshed_at for row in await session.execute(
+            text("SELECT facts, refreshed_at FROM facts_refresh_state"))}
+
+
+async def test_bot_pattern_is_a_tenant_setting(scenario: Scenario, engine: PulseEngine,
                                                gh_tenant: TenantFixture) -> None:
+    before = await refreshed(engine, gh_tenant.id)
+    assert set(before) == {"github", "github_files"}
     url = f"/api/v1/admin/tenants/{gh_tenant.id}/plugins/github"
     response = await gh_tenant.admin_client.put(url, json={
         "enabled": True, "config": {"bot_patterns": ["^cy$"]}})
@@ -370,6 +381,12 @@ async def test_bot_pattern_is_a_tenant_setting(scenario: Scenario,
     [outcome] = (await ok(gh_tenant.viewer_client, "pull-requests/outcomes", **MARCH))["series"]
     # dependabot counts now (merged), Cy does not (PR 2 merged): still 3 merged
     assert outcome["merged"] == 3
+    # the per-pull-request facts were recomputed; the per-file facts, which no setting
+    # moves, were not
+    assert await engine.queue.wait_idle(30)
+    after = await refreshed(engine, gh_tenant.id)
+    assert after["github"] > before["github"]
+    assert after["github_files"] == before["github_files"]
     bad = await gh_tenant.admin_client.put(url, json={
         "enabled": True, "config": {"bot_patterns": ["("]}})
     assert bad.status_code == 422
