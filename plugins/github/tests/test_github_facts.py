@@ -347,3 +347,37 @@ async def test_metrics_say_refresh_pending_until_the_load_s_refresh_ran(
     after = await metric()
     assert after["freshness"]["refresh_pending"] is False
     assert (after["value"]["value"], after["value"]["sample_size"]) == (26 * H, 1)
+
+
+async def test_the_split_of_the_file_facts_refresh_keeps_their_state(
+        engine: PulseEngine, gh_tenant: TenantFixture) -> None:
+    """``github_0004``: a tenant refreshed by the one refresh of before (facts ``github``)
+    has the per-file facts' state copied (they were written by that refresh), so the
+    upgrade rewrites nothing; a pending request is recorded for both."""
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    _, ada = await rows.person("Ada", "ada")
+    await rows.commit(repository, ada, "2026-03-01 10:00", files=(("a.py", 1, 0),))
+    await GITHUB_FACTS.refresh(engine, gh_tenant.id)
+
+    async def bookkeeping() -> tuple[dict[str, Any], set[str]]:
+        async with engine.db.tenant_session(gh_tenant.id) as session:
+            states = {row.facts: (row.refreshed_at, row.full_refresh_at)
+                      for row in await session.execute(text(
+                          "SELECT facts, refreshed_at, full_refresh_at FROM facts_refresh_state"))}
+            pending = set((await session.execute(text(
+                "SELECT facts FROM facts_refresh_requests"))).scalars())
+        return states, pending
+
+    await downgrade_plugin(engine, "github", "github_0003")
+    states, pending = await bookkeeping()
+    assert set(states) == {"github"} and pending == set()
+    async with engine.db.tenant_session(gh_tenant.id) as session:  # a load not yet refreshed
+        await session.execute(text(
+            "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since) "
+            "VALUES (CAST(:tenant AS uuid), 'github', now(), '2026-03-01')"),
+            {"tenant": gh_tenant.id})
+    await engine.migrate()
+    upgraded, pending = await bookkeeping()
+    assert upgraded == {"github": states["github"], "github_files": states["github"]}
+    assert pending == {"github", "github_files"}
