@@ -21,11 +21,16 @@ from pulse_engine.bulk import (
 )
 from pulse_engine.cache import CachePolicy
 from pulse_engine.cli_accounts import run_with_engine
-from pulse_engine.db import lock_role_changes
+from pulse_engine.db import lock_role_changes, set_work_mem
 from pulse_engine.embedded import load_or_create_secret
 from pulse_engine.engine_api import Engine
 from pulse_engine.events import CAPABILITY_CHANGED_EVENT, Event
-from pulse_engine.facts import FactsRefresh, RefreshResult, analyze_if_rewritten
+from pulse_engine.facts import (
+    FactsRefresh,
+    RefreshResult,
+    analyze_if_rewritten,
+    full_refresh_request,
+)
 from pulse_engine.hookspecs import hookimpl, hookspec
 from pulse_engine.metrics import (
     METRIC_FILTER_NAMES,
@@ -143,6 +148,7 @@ __all__ = [
     "fetch_page",
     "field_errors",
     "file_response",
+    "full_refresh_request",
     "get_tenant",
     "hookimpl",
     "hookspec",
@@ -157,6 +163,7 @@ __all__ = [
     "require_role",
     "run_with_engine",
     "session_tenant",
+    "set_work_mem",
     "statement_timeout",
     "tenant_session",
     "timestamp_column",

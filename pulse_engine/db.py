@@ -81,6 +81,14 @@ async def _create_or_alter_role(connection: AsyncConnection, role: str, attribut
     await connection.execute(text(f'{verb} ROLE "{role}" WITH {attributes}'))
 
 
+async def set_work_mem(session: AsyncSession, amount: str) -> None:
+    """Give each sort and hash of the rest of ``session``'s transaction ``amount`` of
+    memory (PostgreSQL ``work_mem``, as ``SET LOCAL``: ``"64MB"``), for a statement whose
+    groupings would otherwise be planned to spill to disk."""
+    await session.execute(text("SELECT set_config('work_mem', :amount, true)"),
+                          {"amount": amount})
+
+
 class Database:
     """Both engines, the tenant-bound and system sessions, and connection facts for health."""
 

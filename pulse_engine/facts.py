@@ -42,10 +42,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from pulse_engine.background import BackgroundTask
 from pulse_engine.bulk import analyze_tables
+from pulse_engine.db import set_work_mem
 from pulse_engine.events import CAPABILITY_CHANGED_EVENT
 from pulse_engine.metrics import Freshness
 from pulse_engine.queue import Consumer, Message
@@ -92,6 +93,23 @@ async def analyze_if_rewritten(session: AsyncSession, table: str, written: int) 
     """
     if written >= REWRITTEN_ROWS:
         await analyze_tables(session, [table])
+
+
+def full_refresh_request(facts: str, tenants: str) -> TextClause:
+    """The statement a plugin's migration executes (``op.execute(...)``) to record a full
+    refresh of the facts named ``facts`` for every tenant ``tenants`` picks (a SQL
+    condition on ``tenants t``, such as ``EXISTS (SELECT 1 FROM pull_requests x WHERE
+    x.tenant_id = t.id)``): new facts over existing data. The requests are dated twice
+    :data:`REQUEUE_AFTER` ago, so that every starting process queues them, with a broker
+    too; a request already there becomes a full one."""
+    overdue = int((2 * REQUEUE_AFTER).total_seconds())
+    return text(f"""
+INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, full_refresh)
+SELECT t.id, CAST(:facts AS varchar), clock_timestamp() - interval '{overdue} seconds', NULL,
+       true
+FROM tenants t WHERE {tenants}
+ON CONFLICT (tenant_id, facts) DO UPDATE SET full_refresh = true, since = NULL
+""").bindparams(facts=facts)
 
 
 _REQUEST = """
@@ -198,8 +216,7 @@ class FactsRefresh:
             text("SELECT pg_advisory_xact_lock(hashtext('pulse.facts:' || :facts || ':' "
                  "|| :tenant))"), params)
         params["began"] = await session.scalar(text("SELECT clock_timestamp()"))
-        await session.execute(text("SELECT set_config('work_mem', :work_mem, true)"),
-                              {"work_mem": self.work_mem})
+        await set_work_mem(session, self.work_mem)
         rows = dict(await self.recompute(engine, session, tenant_id, since))
         await session.execute(text(_STATE), params)
         await session.execute(text(_COVERED), params)

@@ -20,6 +20,7 @@ from pulse_engine import (
     CAPABILITY_CHANGED_EVENT,
     Consumer,
     FactsRefresh,
+    full_refresh_request,
     hookimpl,
 )
 from pulse_engine.app import PulseEngine
@@ -245,13 +246,10 @@ async def test_with_a_broker_only_stale_requests_are_queued_again(
 async def test_a_request_a_migration_records_runs_at_the_next_start_with_a_broker_too(
     engine: PulseEngine, tenant: TenantFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What the docs tell a plugin's migration to record for tenants with existing data."""
+    """What a plugin's migration records for tenants with existing data
+    (``full_refresh_request``)."""
     async with engine.db.system_session() as session:
-        await session.execute(text(
-            "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, "
-            "full_refresh) SELECT t.id, 'toy', clock_timestamp() - interval '2 hours', NULL, "
-            "true FROM tenants t WHERE t.id = :tenant ON CONFLICT (tenant_id, facts) "
-            "DO UPDATE SET full_refresh = true, since = NULL"), {"tenant": tenant.id})
+        await session.execute(full_refresh_request("toy", f"t.id = '{tenant.id}'"))
     monkeypatch.setattr(engine.queue, "survives_restart", True)
     assert await TOY.requeue_pending(engine) >= 1
     assert await engine.queue.wait_idle(30)

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pulse_engine import set_work_mem
 from pulse_github.params import Scope
 
 #: Pull-request size buckets by changed lines (additions + deletions): upper bounds.
@@ -323,13 +324,6 @@ def _file_changes_in(scope: Scope, alias: str) -> str:
             f" AND{_window(alias + '.authored_at')}{scope.person_clause(alias + '.person_id')}")
 
 
-async def roomy(session: AsyncSession) -> None:
-    """Give the rest of the session's transaction :data:`FILE_FACTS_WORK_MEM` for each sort
-    and hash (the file answers' groupings of the window's fact rows)."""
-    await session.execute(text("SELECT set_config('work_mem', :work_mem, true)"),
-                          {"work_mem": FILE_FACTS_WORK_MEM})
-
-
 #: SQL: the repository and path text of the ``github_paths`` id ``{}`` (one index lookup
 #: per row: a LATERAL subquery the planner keeps as a nested loop).
 NAMED = ("CROSS JOIN LATERAL (SELECT p.repository_id, p.path FROM github_paths p"
@@ -381,7 +375,7 @@ SELECT * FROM candidates{condition}
 ORDER BY commits DESC, repository_id, path
 LIMIT :limit
 """
-    await roomy(session)
+    await set_work_mem(session, FILE_FACTS_WORK_MEM)
     rows = await session.execute(text(sql), {**scope.params(), **extra, "limit": limit})
     names = await repository_names(session, scope)
     return [{"repository": {"id": str(row.repository_id), "name": names.get(
@@ -537,7 +531,7 @@ LIMIT :limit
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
     await session.execute(text("SET LOCAL enable_sort = off"))
-    await roomy(session)
+    await set_work_mem(session, FILE_FACTS_WORK_MEM)
     rows = await session.execute(text(sql), params)
     names = await repository_names(session, scope)
     return [{"repository": {"id": str(row.repository_id),
@@ -591,7 +585,7 @@ SELECT * FROM candidates{condition}
 ORDER BY commits DESC, repository_id, path
 LIMIT :limit
 """
-    await roomy(session)
+    await set_work_mem(session, FILE_FACTS_WORK_MEM)
     rows = (await session.execute(text(sql), {**scope.params(), **extra, "limit": limit,
                                               "min_commits": min_commits})).all()
     names = await repository_names(session, scope)
@@ -642,7 +636,7 @@ SELECT DISTINCT ON (page.repository_id, page.path) page.repository_id, page.path
 FROM page JOIN added a ON a.path_id = page.path_id AND a.added = page.most
 ORDER BY page.repository_id, page.path, a.person_id
 """
-    await roomy(session)
+    await set_work_mem(session, FILE_FACTS_WORK_MEM)
     rows = (await session.execute(text(sql), {
         **scope.params(), "limit": limit, "after_repo": after[0] if after else None,
         "after_path": after[1] if after else None})).all()

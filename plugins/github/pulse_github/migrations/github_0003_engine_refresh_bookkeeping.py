@@ -3,8 +3,8 @@
 When each tenant's facts were last refreshed moves from ``github_refresh_state`` to
 ``facts_refresh_state`` (facts ``github``), and the old table is dropped. A full refresh
 is recorded for every tenant with pull requests or commits and no refresh (all of them
-after ``github_0002``, which emptied the state for its per-file facts), requested two
-hours ago so that a starting process queues it whatever its queue.
+after ``github_0002``, which emptied the state for its per-file facts), with the engine's
+``full_refresh_request``: the next starting process queues it, whatever its queue.
 
 Revision ID: github_0003
 Revises: github_0002
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from pulse_engine import full_refresh_request
 
 revision: str = "github_0003"
 down_revision: str | Sequence[str] | None = "github_0002"
@@ -35,16 +37,12 @@ def upgrade() -> None:
     inspector = sa.inspect(op.get_bind())
     if not (inspector.has_table("pull_requests") and inspector.has_table("commits")):
         return
-    op.execute(
-        "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, "
-        "full_refresh) SELECT t.id, 'github', clock_timestamp() - interval '2 hours', NULL, "
-        "true FROM tenants t "
-        "WHERE (EXISTS (SELECT 1 FROM pull_requests x WHERE x.tenant_id = t.id) "
+    op.execute(full_refresh_request(
+        "github",
+        "(EXISTS (SELECT 1 FROM pull_requests x WHERE x.tenant_id = t.id) "
         "OR EXISTS (SELECT 1 FROM commits x WHERE x.tenant_id = t.id)) "
         "AND NOT EXISTS (SELECT 1 FROM facts_refresh_state s "
-        "WHERE s.tenant_id = t.id AND s.facts = 'github') "
-        "ON CONFLICT (tenant_id, facts) DO UPDATE SET full_refresh = true, since = NULL"
-    )
+        "WHERE s.tenant_id = t.id AND s.facts = 'github')"))
 
 
 def downgrade() -> None:

@@ -5,8 +5,8 @@ One row per resolved work item with its project, its start and its cycle time, s
 throughput and cycle-time metrics are one range read of ``ix_portfolio_work_items_resolved``
 (or, for a project, ``ix_portfolio_work_items_project``) instead of the work items and one
 look-up of their status history per request. The engine's facts refresh fills it: a full
-refresh is recorded here for every tenant with finished work items, requested two hours
-ago so that a starting process queues it whatever its queue.
+refresh is recorded here for every tenant with finished work items (the engine's
+``full_refresh_request``), which the next starting process queues whatever its queue.
 
 Revision ID: portfolio_0002
 Revises: portfolio_0001
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from pulse_engine import full_refresh_request
 
 revision: str = "portfolio_0002"
 down_revision: str | Sequence[str] | None = "portfolio_0001"
@@ -54,13 +56,9 @@ def upgrade() -> None:
     # pulse-etl's tables may come later in a new database: then no tenant has work items
     if not sa.inspect(op.get_bind()).has_table("work_items"):
         return
-    op.execute(
-        "INSERT INTO facts_refresh_requests (tenant_id, facts, requested_at, since, "
-        "full_refresh) SELECT t.id, 'portfolio', clock_timestamp() - interval '2 hours', "
-        "NULL, true FROM tenants t WHERE EXISTS (SELECT 1 FROM work_items w "
-        "WHERE w.tenant_id = t.id AND w.resolved_at IS NOT NULL) "
-        "ON CONFLICT (tenant_id, facts) DO UPDATE SET full_refresh = true, since = NULL"
-    )
+    op.execute(full_refresh_request(
+        "portfolio", "EXISTS (SELECT 1 FROM work_items w "
+        "WHERE w.tenant_id = t.id AND w.resolved_at IS NOT NULL)"))
 
 
 def downgrade() -> None:
