@@ -63,6 +63,9 @@ from pulse_engine.testing import (  # noqa: E402
 )
 
 PREFIX = "/api/v1/analytics/github"
+#: The start of the span's last day: the incremental refreshes recompute from there (what
+#: a day's load asks for).
+LAST_DAY = dora_bench.SPAN_START + timedelta(days=dora_bench.SPAN_DAYS - 1)
 
 
 def generate_statements() -> list[str]:
@@ -309,10 +312,9 @@ async def refresh_facts(engine: PulseEngine, tenant_id: str) -> None:
     span's last day (what a day's load costs); then a checkpoint."""
     if not await engine.queue.wait_idle(7200):
         print("the queued refreshes did not finish in 2 hours", flush=True)
-    since = dora_bench.SPAN_START + timedelta(days=dora_bench.SPAN_DAYS - 1)
     for facts in FACTS:
         full = await facts.refresh(engine, tenant_id)
-        day = await facts.refresh(engine, tenant_id, since)
+        day = await facts.refresh(engine, tenant_id, LAST_DAY)
         print(f"facts {facts.name}: a full refresh ({_rows(full)}) in {full.seconds:.1f} s; "
               f"incremental from the last day ({_rows(day)}) in {day.seconds:.2f} s",
               flush=True)
@@ -368,10 +370,9 @@ async def run(scale: float, repeat: int, keep: Path | None) -> None:
                 results = await measure(engine, client, tenant_id, repeat)
                 # the day's refresh again, now that the full refresh's rewrite is vacuumed
                 # and the reads above warmed the cache: what a steady day's load costs
-                since = dora_bench.SPAN_START + timedelta(days=dora_bench.SPAN_DAYS - 1)
                 print()
                 for facts in FACTS:
-                    day = await facts.refresh(engine, tenant_id, since)
+                    day = await facts.refresh(engine, tenant_id, LAST_DAY)
                     print(f"facts {facts.name}: incremental refresh from the last day again, "
                           f"after the measurements: {day.seconds:.2f} s")
                 slow = [name for name, (took, _) in results.items() if took >= 1.0]
