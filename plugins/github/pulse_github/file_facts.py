@@ -1,5 +1,6 @@
-"""Recompute a tenant's per-file facts (``github_file_changes`` and its path dictionary
-``github_paths``, see :mod:`pulse_github.tables`) from pulse-etl's commits, commit files
+"""Recompute a tenant's per-file facts (``github_file_changes``, its path dictionary
+``github_paths`` and the pairs of files changed together ``github_file_pairs``, see
+:mod:`pulse_github.tables`) from pulse-etl's commits, commit files
 and identities, in full or from ``since`` as the per-pull-request facts are, through their
 own refresh (:data:`GITHUB_FILE_FACTS`, queue ``github_files.refresh``): they do not depend
 on the tenant's configuration (bot patterns and production environments are the
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import FactsRefresh, analyze_if_rewritten
 from pulse_github.refresh import FACTS_CACHE_TAG, REFRESH_WORK_MEM
+from pulse_github.tables import PAIRED_MAX_CHANGESET
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -125,10 +127,39 @@ ORDER BY c.authored_at, c.id
 """
 
 
-_DELETE_SINCE = f"""
+
+
+def _delete_since_sql(table: str) -> str:
+    """The statement deleting the recomputed commits' rows of ``table`` (a fact table with
+    ``authored_at`` and ``commit_id``)."""
+    return f"""
 WITH {_TARGETS}
-DELETE FROM github_file_changes g USING targets t
+DELETE FROM {table} g USING targets t
 WHERE g.tenant_id = :tenant AND g.authored_at = t.authored_at AND g.commit_id = t.id
+"""
+
+
+def _pairs_sql(incremental: bool) -> str:
+    """The statement writing the pairs of files (the smaller path id first) of every commit
+    changing 2 to :data:`PAIRED_MAX_CHANGESET` files (``incremental``: of the targets), from
+    the facts just written: a self-join by commit (a commit's rows share its author time),
+    in author-time order as the facts."""
+    chosen = ""
+    if incremental:
+        chosen = (" AND (a.authored_at, a.commit_id) IN"
+                  " (SELECT authored_at, id FROM targets)")
+    return f"""
+{f"WITH {_TARGETS}" if incremental else ""}
+INSERT INTO github_file_pairs (tenant_id, authored_at, repository_id, person_id, commit_id,
+                               changeset, first_path_id, second_path_id)
+SELECT a.tenant_id, a.authored_at, a.repository_id, a.person_id, a.commit_id, a.changeset,
+       a.path_id, b.path_id
+FROM github_file_changes a
+JOIN github_file_changes b ON b.tenant_id = a.tenant_id AND b.authored_at = a.authored_at
+ AND b.commit_id = a.commit_id AND b.path_id > a.path_id
+WHERE a.tenant_id = :tenant AND a.changeset BETWEEN 2 AND {PAIRED_MAX_CHANGESET}
+  AND b.tenant_id = :tenant AND b.changeset BETWEEN 2 AND {PAIRED_MAX_CHANGESET}{chosen}
+ORDER BY a.authored_at
 """
 
 
@@ -141,10 +172,12 @@ async def recompute_file_changes(engine: Engine, session: AsyncSession, tenant_i
     params: dict[str, Any] = {"tenant": tenant_id, "since": since}
     incremental = since is not None
     if incremental:
-        await session.execute(text(_DELETE_SINCE), params)
+        for table in ("github_file_pairs", "github_file_changes"):
+            await session.execute(text(_delete_since_sql(table)), params)
     else:
-        await session.execute(
-            text("DELETE FROM github_file_changes WHERE tenant_id = :tenant"), params)
+        for table in ("github_file_pairs", "github_file_changes"):
+            await session.execute(
+                text(f"DELETE FROM {table} WHERE tenant_id = :tenant"), params)
         await session.execute(text("DELETE FROM github_paths WHERE tenant_id = :tenant"), params)
         # every commit file is joined: hash joins, whatever the estimates (a path's rows of
         # commit_files are estimated from every repository's; at the benchmark's scale 0.1
@@ -155,7 +188,10 @@ async def recompute_file_changes(engine: Engine, session: AsyncSession, tenant_i
     result: Any = await session.execute(text(_facts_sql(incremental)), params)
     written = int(result.rowcount or 0)
     await analyze_if_rewritten(session, "github_file_changes", written)
-    return {"github_file_changes": written}
+    result = await session.execute(text(_pairs_sql(incremental)), params)
+    paired = int(result.rowcount or 0)
+    await analyze_if_rewritten(session, "github_file_pairs", paired)
+    return {"github_file_changes": written, "github_file_pairs": paired}
 
 
 #: pulse-github's per-file facts and their refresh (queue ``github_files.refresh``), kept by
@@ -167,7 +203,7 @@ GITHUB_FILE_FACTS = FactsRefresh(
     inputs=frozenset({"commits", "commit_files", "person_identities"}),
     full_refresh_inputs=frozenset({"person_identities"}),
     cache_tags=(FACTS_CACHE_TAG,),
-    vacuum_tables=("github_file_changes",),
+    vacuum_tables=("github_file_changes", "github_file_pairs"),
     follow_configuration=False,
     work_mem=REFRESH_WORK_MEM,
 )

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import set_work_mem
 from pulse_github.params import Scope
+from pulse_github.tables import PAIRED_MAX_CHANGESET
 
 #: Pull-request size buckets by changed lines (additions + deletions): upper bounds.
 LINE_BUCKETS: tuple[tuple[str, int | None], ...] = (
@@ -453,12 +454,27 @@ class CouplingKey:
 async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRules,
                           limit: int, after: CouplingKey | None) -> list[dict[str, Any]]:
     """Pairs of files of one repository changed by the same non-merge commits."""
-    # the pairs are counted by path id (the smaller first); only the pairs a page can hold
+    # the degree is a float8 (2 * shared / the sum of both files' commits: one rounding, as
+    # the float a cursor carries it in, so that a page's position compares equal to the
+    # ties it stopped in); the pairs are counted by path id (the smaller first); only the
+    # pairs a page can hold
     # (those down to the limit-th largest degree and shared count, ties kept) have their
     # texts looked up, and each is then written in code-point order (COLLATE "C": as git
     # and the C.UTF-8 default sort paths), with its two files' commits
-    strict = ("(CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree"
+    strict = ("(CAST(:after_degree AS float8) IS NULL OR degree < :after_degree"
               " OR (degree = :after_degree AND shared < :after_shared))")
+    larger = ""
+    if rules.max_changeset > PAIRED_MAX_CHANGESET:
+        larger = f"""
+        UNION ALL
+        SELECT a.path_id, b.path_id
+        FROM github_file_changes a JOIN github_file_changes b
+          ON b.tenant_id = a.tenant_id AND b.authored_at = a.authored_at
+         AND b.commit_id = a.commit_id AND b.path_id > a.path_id
+        WHERE{_file_changes_in(scope, 'a')}
+          AND a.changeset BETWEEN {PAIRED_MAX_CHANGESET + 1} AND :max_changeset
+          AND{_file_changes_in(scope, 'b')}
+          AND b.changeset BETWEEN {PAIRED_MAX_CHANGESET + 1} AND :max_changeset"""
     sql = f"""
 WITH revs AS MATERIALIZED (
     SELECT g.path_id, count(*) AS revs
@@ -467,20 +483,19 @@ WITH revs AS MATERIALIZED (
     HAVING count(*) >= greatest(CAST(:min_revs AS bigint), CAST(:min_shared AS bigint))
 ),
 pairs AS (
-    SELECT a.path_id AS first_id, b.path_id AS second_id, count(*) AS shared
-    FROM github_file_changes a JOIN github_file_changes b
-      ON b.tenant_id = a.tenant_id AND b.authored_at = a.authored_at
-     AND b.commit_id = a.commit_id AND b.path_id > a.path_id
-    WHERE{_file_changes_in(scope, 'a')} AND a.changeset BETWEEN 2 AND :max_changeset
-      AND{_file_changes_in(scope, 'b')} AND b.changeset BETWEEN 2 AND :max_changeset
-    GROUP BY a.path_id, b.path_id
+    SELECT first_id, second_id, count(*) AS shared FROM (
+        SELECT x.first_path_id AS first_id, x.second_path_id AS second_id
+        FROM github_file_pairs x
+        WHERE{_file_changes_in(scope, 'x')} AND x.changeset <= :max_changeset{larger}
+    ) paired
+    GROUP BY first_id, second_id
     HAVING count(*) >= :min_shared
 ),
 degrees AS MATERIALIZED (
     SELECT p.first_id, p.second_id, p.shared, r1.revs AS first_revs, r2.revs AS second_revs,
-           p.shared / ((r1.revs + r2.revs) / 2.0) AS degree
+           CAST(2 * p.shared AS float8) / (r1.revs + r2.revs) AS degree
     FROM pairs p JOIN revs r1 ON r1.path_id = p.first_id JOIN revs r2 ON r2.path_id = p.second_id
-    WHERE p.shared / ((r1.revs + r2.revs) / 2.0) >= :min_degree
+    WHERE CAST(2 * p.shared AS float8) / (r1.revs + r2.revs) >= :min_degree
 ),
 cut AS (
     SELECT degree, shared FROM degrees WHERE {strict}
@@ -505,7 +520,7 @@ oriented AS (
     FROM labelled
 )
 SELECT * FROM oriented
-WHERE (CAST(:after_degree AS numeric) IS NULL OR degree < :after_degree
+WHERE (CAST(:after_degree AS float8) IS NULL OR degree < :after_degree
        OR (degree = :after_degree AND (shared < :after_shared
            OR (shared = :after_shared AND (repository_id, path, coupled_path)
                > (CAST(:after_repo AS uuid), CAST(:after_path AS text),
@@ -521,13 +536,14 @@ LIMIT :limit
               "after_repo": after.repository_id if after else None,
               "after_path": after.path if after else None,
               "after_coupled": after.coupled_path if after else None}
-    # the pairs are a self-join of the window's fact rows by commit (a commit's files share
-    # its author time), in parallel workers when the planner runs it in parallel: only a
-    # hash join is linear (a nested loop over a commit's rows is quadratic, a merge join
-    # sorts both sides), and the pairs are hashed, not sorted (the planner expects each
-    # pair once, while at the benchmark's scale 1.0 1.9 million pair rows make 20,000
-    # pairs: its sort took 0.6 s more). Paths below the thresholds meet no pair in
-    # ``degrees``. In memory, not spilled (this transaction only).
+    # the pairs of commits of at most PAIRED_MAX_CHANGESET files are one index range of
+    # github_file_pairs, counted in parallel workers (the table's pair statistics tell the
+    # planner that a window's 1.9 million pair rows make 20,000 pairs at the benchmark's
+    # scale 1.0) and hashed, not sorted (sorting them took 0.6 s more). A larger limit pairs
+    # the larger commits' files by a self-join of their fact rows by commit (a commit's
+    # files share its author time): only a hash join is linear (a nested loop over a
+    # commit's rows is quadratic, a merge join sorts both sides). Paths below the thresholds
+    # meet no pair in ``degrees``. In memory, not spilled (this transaction only).
     await session.execute(text("SET LOCAL enable_nestloop = off"))
     await session.execute(text("SET LOCAL enable_mergejoin = off"))
     await session.execute(text("SET LOCAL enable_sort = off"))

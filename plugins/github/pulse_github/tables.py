@@ -20,6 +20,11 @@ of commits, reviews, review comments and shipped deployments:
   (``changeset``) and the lines added and deleted; in author-time order, so that a window
   of hotspots, change coupling, knowledge silos and main developers is one range of one
   index over narrow rows instead of a join of the window's commits to their files;
+* ``github_file_pairs``: one row per pair of files of such a commit that changes at most
+  :data:`PAIRED_MAX_CHANGESET` files (code-maat's default for change coupling): the two
+  path ids (the smaller first) with the commit, its author time, repository, person and
+  changeset, so that a window's change coupling counts the pairs of one index range
+  instead of joining the window's file rows to each other per request;
 * ``github_paths``: the tenant's dictionary of file and directory paths per repository
   (ids that the file analytics group by; the texts are looked up for the rows answered);
 * (when a tenant's facts were last recomputed is the engine's ``facts_refresh_state``,
@@ -130,4 +135,23 @@ github_file_changes = Table(
     Index("ix_github_file_changes_authored", "tenant_id", "authored_at"),
 )
 
-TABLES = (github_pull_requests, github_paths, github_file_changes)
+#: The most files a commit may change for its pairs of files to be kept in
+#: ``github_file_pairs`` (code-maat's default largest changeset for change coupling; the
+#: coupling of a larger limit pairs the larger commits' files per request).
+PAIRED_MAX_CHANGESET = 30
+
+github_file_pairs = Table(
+    "github_file_pairs",
+    metadata,
+    uuid_column("tenant_id", nullable=False),
+    timestamp_column("authored_at", nullable=False),
+    uuid_column("repository_id", nullable=False),
+    uuid_column("person_id", nullable=False),
+    uuid_column("commit_id", nullable=False),
+    Column("changeset", Integer, nullable=False, comment="the commit's files (2 or more)"),
+    Column("first_path_id", BigInteger, nullable=False, comment="github_paths: the smaller id"),
+    Column("second_path_id", BigInteger, nullable=False, comment="github_paths: the larger id"),
+    Index("ix_github_file_pairs_authored", "tenant_id", "authored_at"),
+)
+
+TABLES = (github_pull_requests, github_paths, github_file_changes, github_file_pairs)

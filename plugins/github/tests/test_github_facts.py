@@ -12,6 +12,7 @@ production deployment at 03-03 18:00 that ships the merge commit.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import combinations
 from typing import Any
 
 import pytest
@@ -236,6 +237,30 @@ async def file_facts(engine: PulseEngine, tenant_id: str) -> list[Any]:
         )
 
 
+async def file_pairs(engine: PulseEngine, tenant_id: str) -> list[Any]:
+    """The tenant's pairs of files changed together, with their path texts."""
+    async with engine.db.tenant_session(tenant_id) as session:
+        return list(
+            (
+                await session.execute(
+                    text(
+                        "SELECT g.authored_at, CAST(g.repository_id AS text) AS repository,"
+                        " CAST(g.person_id AS text) AS person,"
+                        " CAST(g.commit_id AS text) AS commit_id, g.changeset,"
+                        " least(p.path, q.path) AS path, greatest(p.path, q.path) AS other"
+                        " FROM github_file_pairs g"
+                        " JOIN github_paths p ON p.tenant_id = g.tenant_id"
+                        " AND p.id = g.first_path_id AND NOT p.is_directory"
+                        " JOIN github_paths q ON q.tenant_id = g.tenant_id"
+                        " AND q.id = g.second_path_id AND NOT q.is_directory"
+                        " WHERE g.first_path_id < g.second_path_id"
+                        " ORDER BY g.authored_at, g.commit_id, 6, 7"
+                    )
+                )
+            ).all()
+        )
+
+
 async def commit_id(engine: PulseEngine, tenant_id: str, sha: str) -> str:
     """The id of the commit ``sha``."""
     async with engine.db.tenant_session(tenant_id) as session:
@@ -261,15 +286,22 @@ async def test_file_facts_incremental_equal_full(
     async def check(since: str | None) -> list[Any]:
         await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id, at(since) if since else None)
         incremental = await file_facts(engine, gh_tenant.id)
+        incremental_pairs = await file_pairs(engine, gh_tenant.id)
         await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id)
         assert await file_facts(engine, gh_tenant.id) == incremental
+        assert await file_pairs(engine, gh_tenant.id) == incremental_pairs
+        pairs.clear()
+        pairs.extend(incremental_pairs)
         return incremental
 
+    pairs: list[Any] = []
     first = await rows.commit(repository, ada_git, "2026-03-01 10:00",
                               files=(("src/a.py", 3, 1), ("README.md", 1, 0)))
     found = await check(None)
     assert [(row.path, row.directory, row.person, row.changeset, row.additions)
             for row in found] == [("README.md", "", ada, 2, 1), ("src/a.py", "src", ada, 2, 3)]
+    assert [(row.path, row.other, row.person, row.changeset) for row in pairs] == [
+        ("README.md", "src/a.py", ada, 2)]
 
     rebased = await rows.commit(repository, bob_git, "2026-03-02 09:00")
     await rows.commit(repository, bob_work, "2026-03-05 10:00",
@@ -283,6 +315,8 @@ async def test_file_facts_incremental_equal_full(
         ("src/a.py", bob), ("src/lib/c.py", bob)]
     assert found[0].commit_id == await commit_id(engine, gh_tenant.id, first)
     assert [row.changeset for row in found[2:]] == [2, 2]
+    assert [(row.path, row.other, row.person) for row in pairs] == [
+        ("README.md", "src/a.py", ada), ("src/a.py", "src/lib/c.py", bob)]
 
     # a rebase merge: the pull request's merge commit was authored before the pull request
     # was opened, and its files come with the pull request
@@ -299,6 +333,30 @@ async def test_file_facts_incremental_equal_full(
     assert len(found) == 5
 
 
+async def test_file_pairs_are_kept_for_commits_of_at_most_30_files(
+    engine: PulseEngine, gh_tenant: TenantFixture
+) -> None:
+    """A commit of 30 files has its 435 pairs kept, one of 31 files none (the coupling pairs
+    them per request when asked for a larger limit); an incremental refresh writes the
+    same."""
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    _, ada = await rows.person("Ada", "ada")
+    await rows.commit(repository, ada, "2026-03-01 10:00",
+                      files=tuple((f"lib/{n:02}.py", 1, 0) for n in range(30)))
+    await rows.commit(repository, ada, "2026-03-02 10:00",
+                      files=tuple((f"vendor/{n:02}.py", 1, 0) for n in range(31)))
+    await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id, at("2026-03-01 00:00"))
+    incremental = await file_pairs(engine, gh_tenant.id)
+    await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id)
+    full = await file_pairs(engine, gh_tenant.id)
+    assert full == incremental
+    assert {(row.path, row.other) for row in full} == set(
+        combinations([f"lib/{n:02}.py" for n in range(30)], 2))
+    assert len(full) == 435 and {row.changeset for row in full} == {30}
+    assert len(await file_facts(engine, gh_tenant.id)) == 61
+
+
 async def test_file_facts_are_tenant_scoped(
     engine: PulseEngine, github_app: Quart, gh_tenant: TenantFixture
 ) -> None:
@@ -312,10 +370,11 @@ async def test_file_facts_are_tenant_scoped(
     assert len(await file_facts(engine, gh_tenant.id)) == 1
     assert await file_facts(engine, other.id) == []
     async with engine.db.tenant_session(other.id) as session:
-        for table in ("github_file_changes", "github_paths"):
+        for table in ("github_file_changes", "github_paths", "github_file_pairs"):
             assert await session.scalar(text(f"SELECT count(*) FROM {table}")) == 0, table
-    assert await forced_rls(engine, ["github_file_changes", "github_paths"]) == {
-        "github_file_changes": True, "github_paths": True}
+    assert await forced_rls(engine, ["github_file_changes", "github_paths",
+                                     "github_file_pairs"]) == {
+        "github_file_changes": True, "github_paths": True, "github_file_pairs": True}
 
 
 async def test_metrics_say_refresh_pending_until_the_load_s_refresh_ran(
@@ -381,3 +440,26 @@ async def test_the_split_of_the_file_facts_refresh_keeps_their_state(
     upgraded, pending = await bookkeeping()
     assert upgraded == {"github": states["github"], "github_files": states["github"]}
     assert pending == {"github", "github_files"}
+
+
+async def test_the_upgrade_to_file_pairs_records_a_full_refresh_of_the_file_facts(
+        engine: PulseEngine, gh_tenant: TenantFixture) -> None:
+    """``github_0005``: the pairs table comes empty, and every tenant with per-file facts
+    gets a full refresh of them recorded, which writes its pairs."""
+    rows = Rows(engine, gh_tenant.id)
+    repository = await rows.repository("svc")
+    _, ada = await rows.person("Ada", "ada")
+    await rows.commit(repository, ada, "2026-03-01 10:00", files=(("a.py", 1, 0), ("b.py", 1, 0)))
+    await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id)
+    await downgrade_plugin(engine, "github", "github_0004")
+    async with engine.db.system_session() as session:
+        assert await session.scalar(text("SELECT to_regclass('github_file_pairs')")) is None
+    await engine.migrate()
+    async with engine.db.tenant_session(gh_tenant.id) as session:
+        assert await session.scalar(text("SELECT count(*) FROM github_file_pairs")) == 0
+        requested = (await session.execute(text(
+            "SELECT facts, since, full_refresh FROM facts_refresh_requests"))).all()
+    assert [tuple(row) for row in requested] == [("github_files", None, True)]
+    await GITHUB_FILE_FACTS.refresh(engine, gh_tenant.id)
+    assert [(row.path, row.other) for row in await file_pairs(engine, gh_tenant.id)] == [
+        ("a.py", "b.py")]

@@ -95,19 +95,21 @@ def expected_absence(weights: Counter[str]) -> int:
     return people if total else 0
 
 
-def expected_coupling(commits: list[LoggedCommit]) -> dict[tuple[str, str], tuple[int, float]]:
-    """code-maat's coupling (defaults) of non-merge commits: ``{(a, b): (shared, degree)}``."""
+def expected_coupling(commits: list[LoggedCommit], min_revs: int = 5, min_shared: int = 5,
+                      max_changeset: int = 30) -> dict[tuple[str, str], tuple[int, float]]:
+    """code-maat's coupling (its defaults unless given) of non-merge commits:
+    ``{(a, b): (shared, degree)}``, degree at least 30%."""
     kept = [sorted({path for path, _, _ in c.files}) for c in commits
-            if not c.merge and len({path for path, _, _ in c.files}) <= 30]
+            if not c.merge and len({path for path, _, _ in c.files}) <= max_changeset]
     revs = Counter(path for paths in kept for path in paths)
     shared: Counter[tuple[str, str]] = Counter()
     for paths in kept:
-        frequent = [path for path in paths if revs[path] >= 5]
+        frequent = [path for path in paths if revs[path] >= min_revs]
         shared.update(combinations(frequent, 2))
     found = {}
     for (a, b), count in shared.items():
         degree = count / ((revs[a] + revs[b]) / 2)
-        if count >= 5 and degree >= 0.30:
+        if count >= min_shared and degree >= 0.30:
             found[(a, b)] = (count, degree)
     return found
 
@@ -122,12 +124,13 @@ async def ingest(engine: PulseEngine, tenant_id: str, repo: Path, branch: str) -
     assert await engine.queue.wait_idle(30)
 
 
-async def every_page(client: Any, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+async def every_page(client: Any, path: str, params: dict[str, str],
+                     page: int = 7) -> list[dict[str, Any]]:
     """Every item of a paginated list, following ``next_cursor`` (small pages)."""
     items: list[dict[str, Any]] = []
     cursor = None
     for _ in range(1000):
-        query = {**params, "limit": "7", **({"cursor": cursor} if cursor else {})}
+        query = {**params, "limit": str(page), **({"cursor": cursor} if cursor else {})}
         response = await client.get(f"{PREFIX}/{path}", query_string=query)
         body = await response.get_json()
         assert response.status_code == 200, body
@@ -253,13 +256,18 @@ async def check_against_git(engine: PulseEngine, tenant: TenantFixture, repo: Pa
         assert sum(weights[email] for email in named) * 2 >= sum(weights.values())
         assert sum(weights[email] for email in named[:-1]) * 2 < sum(weights.values())
 
-    # change coupling with code-maat's defaults
-    pairs = await every_page(client, "change-coupling", params)
-    assert {(item["path"], item["coupled_path"]): (item["shared_commits"],
-                                                    round(item["degree"], 9))
-            for item in pairs} == {
-        pair: (shared, round(degree, 9))
-        for pair, (shared, degree) in expected_coupling(window).items()}
+    # change coupling with code-maat's defaults, and with thresholds that keep single
+    # commits' pairs of up to 40 files (more than the stored pairs' 30) or of 2 files only
+    for min_revs, min_shared, max_changeset in ((5, 5, 30), (1, 1, 40), (2, 2, 2)):
+        pairs = await every_page(client, "change-coupling", {
+            **params, "min_revs": str(min_revs), "min_shared_revs": str(min_shared),
+            "max_changeset_size": str(max_changeset)}, page=7 if min_shared == 5 else 97)
+        assert {(item["path"], item["coupled_path"]): (item["shared_commits"],
+                                                        round(item["degree"], 9))
+                for item in pairs} == {
+            pair: (shared, round(degree, 9)) for pair, (shared, degree) in
+            expected_coupling(window, min_revs, min_shared, max_changeset).items()}, (
+            min_revs, min_shared, max_changeset)
 
 
 @pytest.mark.skipif(not (PROJECT / ".git").exists(), reason="not a git checkout")
@@ -281,7 +289,8 @@ async def test_generated_history_equals_git_log(engine: PulseEngine, gh_tenant: 
     window = in_window(logged, start, end)
     assert any(c.merge for c in window) and len({c.email for c in window}) >= 4
     assert expected_coupling(window)
-    assert any(len(c.files) > 30 for c in window)  # skipped by the coupling
+    # skipped by the coupling's defaults, paired per request with a larger limit
+    assert any(30 < len(c.files) <= 40 for c in window)
     assert any(" => " in line for line in git(repo, "log", "-M", "--numstat", "--format=",
                                               f"--since={start.isoformat()}").splitlines())
     await check_against_git(engine, gh_tenant, repo, "main")
