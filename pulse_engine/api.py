@@ -43,6 +43,7 @@ from pulse_engine.metrics import (
     MetricQuery,
     MetricSamples,
     MetricValue,
+    percentile_cont,
 )
 from pulse_engine.openapi import file_response, no_content
 from pulse_engine.outbound import GuardedTransport, OutboundPolicy, OutboundRefused
@@ -158,6 +159,7 @@ __all__ = [
     "lock_role_changes",
     "no_content",
     "parse_json_body",
+    "percentile_cont",
     "problem_responses",
     "public",
     "require_role",

@@ -21,7 +21,7 @@ Kinds and what their values carry:
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -127,6 +127,22 @@ class MetricSamples:
 
 
 Samples = Callable[["Engine", MetricQuery], Awaitable[MetricSamples]]
+
+
+def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
+    """The ``fraction`` percentile of ``values`` (any order) as PostgreSQL's
+    ``percentile_cont`` computes it, to the last bit: the value at position
+    ``fraction * (n - 1)`` of the sorted values, interpolated between its two neighbours
+    as ``lower + (upper - lower) * (position - floor(position))``; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    below = math.floor(position)
+    lower = float(ordered[below])
+    if below == math.ceil(position):
+        return lower
+    return lower + (float(ordered[below + 1]) - lower) * (position - below)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import text
 
-from pulse_engine import MetricDefinition, MetricQuery, MetricValue, Problem, invalid_field
+from pulse_engine import (
+    MetricDefinition,
+    MetricQuery,
+    MetricValue,
+    Problem,
+    invalid_field,
+    percentile_cont,
+)
 
 if TYPE_CHECKING:
     from pulse_engine import Engine
@@ -44,11 +51,6 @@ class Part:
 
     value: MetricValue
     samples: tuple[float, ...] | None = None
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Linear-interpolation percentile (PostgreSQL's ``percentile_cont``)."""
-    return float(np.quantile(np.asarray(values, dtype=float), fraction))
 
 
 def combinable(definition: MetricDefinition) -> bool:
@@ -87,7 +89,7 @@ def combine(definition: MetricDefinition, parts: Sequence[Part], start: datetime
         return MetricValue(start=start, end=end, value=None, sample_size=0,
                            percentiles={key: None for key in keys}, mean=None)
     percentiles: dict[str, float | None] = {
-        key: percentile(pooled, float(key[1:]) / 100) for key in keys}
+        key: percentile_cont(pooled, float(key[1:]) / 100) for key in keys}
     return MetricValue(start=start, end=end, value=percentiles["p50"], sample_size=len(pooled),
                        percentiles=percentiles, mean=float(np.mean(pooled)))
 

@@ -93,7 +93,7 @@ async def _window(engine: Engine, query: MetricQuery,
 COUNTS = ("SELECT width_bucket(f.resolved_at, CAST(:bounds AS timestamptz[])) AS b, count(*) "
           "FROM {facts} GROUP BY 1")
 #: Per bucket and for the whole window (``b`` null), the count, p50, p75, p90 (linear
-#: interpolation, as :func:`pulse_portfolio.aggregate.percentile`) and mean of the cycle
+#: interpolation, as :func:`pulse_engine.percentile_cont`) and mean of the cycle
 #: times of the items with a start no later than their resolution.
 CYCLES = ("SELECT b, count(*), percentile_cont(ARRAY[0.5, 0.75, 0.9]) WITHIN GROUP "
           "(ORDER BY cycle), avg(cycle) FROM (SELECT width_bucket(f.resolved_at, "
