@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 
 TENANT_SETTING = "pulse.tenant_id"
 
+#: Every statement is planned for its own parameters (PostgreSQL's ``plan_cache_mode``).
+#: The driver prepares each statement once per connection, and after five executions
+#: PostgreSQL may switch to a generic plan that cannot see the parameters: an analytics
+#: window's time range then looks like any range. At pulse-github's benchmark size the
+#: generic plan of the release cadence's read was an index scan of 91 ms where the plan
+#: for the window was a bitmap scan of 37 ms, and a bare count of the window's
+#: deployments 66 ms against 25 ms; planning each execution costs well under a
+#: millisecond for these statements.
+PLAN_CACHE_MODE = "force_custom_plan"
+
 
 def to_async_url(libpq_url: str) -> URL:
     """Turn a libpq URL (``postgresql://...``) into SQLAlchemy's asyncpg URL."""
@@ -133,7 +143,10 @@ class Database:
             pool_size=self.settings.database_pool_size,
             max_overflow=self.settings.database_max_overflow,
             pool_pre_ping=True,
-            connect_args={"server_settings": {"application_name": "pulse"}},
+            connect_args={"server_settings": {
+                "application_name": "pulse",
+                "plan_cache_mode": PLAN_CACHE_MODE,
+            }},
         )
 
     async def _ensure_embedded_database(self, server_url: URL) -> URL:
