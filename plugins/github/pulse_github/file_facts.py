@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pulse_engine import FactsRefresh, analyze_if_rewritten
+from pulse_github.queries import commit_pairs_sql
 from pulse_github.refresh import FACTS_CACHE_TAG, REFRESH_WORK_MEM
 from pulse_github.tables import PAIRED_MAX_CHANGESET
 
@@ -127,8 +128,6 @@ ORDER BY c.authored_at, c.id
 """
 
 
-
-
 def _delete_since_sql(table: str) -> str:
     """The statement deleting the recomputed commits' rows of ``table`` (a fact table with
     ``authored_at`` and ``commit_id``)."""
@@ -154,11 +153,9 @@ INSERT INTO github_file_pairs (tenant_id, authored_at, repository_id, person_id,
                                changeset, first_path_id, second_path_id)
 SELECT a.tenant_id, a.authored_at, a.repository_id, a.person_id, a.commit_id, a.changeset,
        a.path_id, b.path_id
-FROM github_file_changes a
-JOIN github_file_changes b ON b.tenant_id = a.tenant_id AND b.authored_at = a.authored_at
- AND b.commit_id = a.commit_id AND b.path_id > a.path_id
-WHERE a.tenant_id = :tenant AND a.changeset BETWEEN 2 AND {PAIRED_MAX_CHANGESET}
-  AND b.tenant_id = :tenant AND b.changeset BETWEEN 2 AND {PAIRED_MAX_CHANGESET}{chosen}
+{commit_pairs_sql(
+    f"a.tenant_id = :tenant AND a.changeset BETWEEN 2 AND {PAIRED_MAX_CHANGESET}{chosen}",
+    f"b.tenant_id = :tenant AND b.changeset BETWEEN 2 AND {PAIRED_MAX_CHANGESET}")}
 ORDER BY a.authored_at
 """
 

@@ -325,6 +325,17 @@ def _file_changes_in(scope: Scope, alias: str) -> str:
             f" AND{_window(alias + '.authored_at')}{scope.person_clause(alias + '.person_id')}")
 
 
+def commit_pairs_sql(first: str, second: str) -> str:
+    """SQL FROM/WHERE: every pair of per-file facts ``a`` and ``b`` of one commit (a
+    commit's rows share its author time), ``b``'s path id the larger, with the conditions
+    ``first`` on ``a`` and ``second`` on ``b``: how the stored pairs are written, and how
+    change coupling pairs the commits larger than those."""
+    return f"""FROM github_file_changes a JOIN github_file_changes b
+  ON b.tenant_id = a.tenant_id AND b.authored_at = a.authored_at
+ AND b.commit_id = a.commit_id AND b.path_id > a.path_id
+WHERE {first} AND {second}"""
+
+
 #: SQL: the repository and path text of the ``github_paths`` id ``{}`` (one index lookup
 #: per row: a LATERAL subquery the planner keeps as a nested loop).
 NAMED = ("CROSS JOIN LATERAL (SELECT p.repository_id, p.path FROM github_paths p"
@@ -465,16 +476,12 @@ async def change_coupling(session: AsyncSession, scope: Scope, rules: CouplingRu
               " OR (degree = :after_degree AND shared < :after_shared))")
     larger = ""
     if rules.max_changeset > PAIRED_MAX_CHANGESET:
+        unpaired = f"BETWEEN {PAIRED_MAX_CHANGESET + 1} AND :max_changeset"
         larger = f"""
         UNION ALL
-        SELECT a.path_id, b.path_id
-        FROM github_file_changes a JOIN github_file_changes b
-          ON b.tenant_id = a.tenant_id AND b.authored_at = a.authored_at
-         AND b.commit_id = a.commit_id AND b.path_id > a.path_id
-        WHERE{_file_changes_in(scope, 'a')}
-          AND a.changeset BETWEEN {PAIRED_MAX_CHANGESET + 1} AND :max_changeset
-          AND{_file_changes_in(scope, 'b')}
-          AND b.changeset BETWEEN {PAIRED_MAX_CHANGESET + 1} AND :max_changeset"""
+        SELECT a.path_id, b.path_id {commit_pairs_sql(
+            f"{_file_changes_in(scope, 'a')} AND a.changeset {unpaired}",
+            f"{_file_changes_in(scope, 'b')} AND b.changeset {unpaired}")}"""
     sql = f"""
 WITH revs AS MATERIALIZED (
     SELECT g.path_id, count(*) AS revs
