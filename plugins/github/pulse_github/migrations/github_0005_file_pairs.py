@@ -5,8 +5,7 @@ Change coupling joined a window's per-file facts to each other by commit on ever
 per-file facts' refresh (``github_files``), one row per pair of files of a commit changing
 at most 30 files, and a window's coupling counts one index range of them. Every tenant with
 commits gets a full refresh of its per-file facts recorded, which the next starting process
-queues; until it ran, the tenant's coupling is empty (its metrics' freshness says a refresh
-is pending).
+queues; until it ran, the tenant's change coupling finds no pairs.
 
 Revision ID: github_0005
 Revises: github_0004
