@@ -310,13 +310,18 @@ def _rows(result: RefreshResult) -> str:
     return ", ".join(f"{count:,} {table}" for table, count in result.rows.items())
 
 
+async def wait_for_queued_refreshes(engine: PulseEngine) -> None:
+    """Let what a starting process queued (a migration's refreshes) run first."""
+    if not await engine.queue.wait_idle(7200):
+        print("the queued refreshes did not finish in 2 hours", flush=True)
+
+
 async def refresh_facts(engine: PulseEngine, tenant_id: str) -> None:
     """Fill pulse-github's facts, per pull request and per file (the generator writes past
     the ETL loads, whose ``data_loaded`` would queue this): after what a starting process
     queued has run, a full refresh of each, timed, then an incremental refresh of the
     span's last day (what a day's load costs); then a checkpoint."""
-    if not await engine.queue.wait_idle(7200):
-        print("the queued refreshes did not finish in 2 hours", flush=True)
+    await wait_for_queued_refreshes(engine)
     for facts in FACTS:
         full = await facts.refresh(engine, tenant_id)
         day = await facts.refresh(engine, tenant_id, LAST_DAY)
@@ -367,8 +372,7 @@ async def run(scale: float, repeat: int, keep: Path | None, reuse_facts: bool) -
             async with running_app(settings) as app:
                 engine: PulseEngine = app.extensions["pulse"]
                 if reuse_facts:
-                    if not await engine.queue.wait_idle(7200):
-                        print("the queued refreshes did not finish in 2 hours", flush=True)
+                    await wait_for_queued_refreshes(engine)
                 else:
                     await refresh_facts(engine, tenant_id)
                 # the token is made now: the full-size generation outlasts its lifetime
